@@ -1,0 +1,121 @@
+"""Guide section "Real-time Chat Application": rooms and broadcasting, and the browser client.
+
+Every new connection joins room ``general`` (the guide's HTML client sends there without
+joining). ``GET /`` serves the guide's HTML client.
+
+Run: ``uvicorn examples_app.chat_app:app`` and open http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qakeapi import Application, HTMLResponse, Request, WebSocket
+from qakeapi.core.rooms import Rooms
+from qakeapi.core.websockets import WebSocketHandler
+
+__all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "ws_handler"]
+
+DEFAULT_ROOM = "general"
+CHAT_PAGE = Path(__file__).with_name("static") / "chat.html"
+
+
+def _error(message: str) -> dict[str, str]:
+    return {"type": "error", "message": message}
+
+
+class ChatService:
+    """The chat protocol of the guide: ``join_room``, ``leave_room`` and ``chat_message``.
+
+    Args:
+        rooms: The room registry to use.
+    """
+
+    MESSAGE_TYPES = frozenset({"join_room", "leave_room", "chat_message"})
+
+    def __init__(self, rooms: Rooms | None = None) -> None:
+        self.rooms = rooms if rooms is not None else Rooms()
+
+    async def join(self, websocket: WebSocket, room_name: str) -> None:
+        """Put ``websocket`` in ``room_name``: it gets ``room_joined``, the others ``user_joined``."""
+        room = self.rooms.join(room_name, websocket)
+        await websocket.send_json({"type": "room_joined", "room": room_name})
+        await room.broadcast(
+            {"type": "user_joined", "connection_id": str(websocket.id), "room": room_name}, exclude=websocket
+        )
+
+    async def handle(self, websocket: WebSocket, data: dict[str, Any]) -> None:
+        """Handle one chat message of a type in :attr:`MESSAGE_TYPES`."""
+        room_name = data.get("room")
+        if not isinstance(room_name, str) or not room_name:
+            await websocket.send_json(_error("Missing or invalid 'room'"))
+            return
+        kind = data["type"]
+        if kind == "join_room":
+            await self.join(websocket, room_name)
+        elif kind == "leave_room":
+            room = self.rooms.leave(room_name, websocket)
+            if room is None:
+                await websocket.send_json(_error(f"Not in room {room_name!r}"))
+                return
+            await websocket.send_json({"type": "room_left", "room": room_name})
+            await room.broadcast({"type": "user_left", "connection_id": str(websocket.id), "room": room_name})
+        else:
+            await self.send_chat(websocket, room_name, data.get("message"))
+
+    async def send_chat(self, websocket: WebSocket, room_name: str, message: Any) -> None:
+        """Broadcast ``message`` to ``room_name`` (the sender included, so it sees it too)."""
+        room = self.rooms.get(room_name)
+        if room is None or websocket not in room:
+            await websocket.send_json(_error(f"Not in room {room_name!r}; join it first"))
+            return
+        if not isinstance(message, str) or not message:
+            await websocket.send_json(_error("Missing or invalid 'message'"))
+            return
+        await room.broadcast(
+            {"type": "chat_message", "connection_id": str(websocket.id), "room": room_name, "message": message}
+        )
+
+    async def disconnect(self, websocket: WebSocket) -> None:
+        """Remove ``websocket`` from its rooms; the members left get ``user_left``."""
+        for room in self.rooms.leave_all(websocket):
+            await room.broadcast({"type": "user_left", "connection_id": str(websocket.id), "room": room.name})
+
+
+app = Application()
+ws_handler = WebSocketHandler()
+chat = ChatService()
+
+
+@ws_handler.on_connect
+async def handle_connect(websocket: WebSocket) -> None:
+    await websocket.send_json(
+        {"type": "welcome", "connection_id": str(websocket.id), "message": "Welcome to the chat!"}
+    )
+    await chat.join(websocket, DEFAULT_ROOM)
+
+
+@ws_handler.on_disconnect
+async def handle_disconnect(websocket: WebSocket) -> None:
+    await chat.disconnect(websocket)
+
+
+@ws_handler.on_message
+async def handle_message(websocket: WebSocket, message: Any) -> None:
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        await websocket.send_json(_error("Invalid message: expected a JSON object with a 'type'"))
+    elif message["type"] in ChatService.MESSAGE_TYPES:
+        await chat.handle(websocket, message)
+    else:
+        await websocket.send_json(_error(f"Unknown message type: {message['type']}"))
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    await ws_handler.handle_connection(websocket)
+
+
+@app.get("/")
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))

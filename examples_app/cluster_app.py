@@ -1,0 +1,42 @@
+"""Guide section "WebSocket Clustering": broadcast to every node's connections through Redis.
+
+Settings: ``QAKEAPI_REDIS_URL`` (default ``redis://localhost:6379``) and ``QAKEAPI_NODE_ID``
+(default ``node-1``).
+
+Run two nodes: ``QAKEAPI_NODE_ID=node-1 uvicorn examples_app.cluster_app:app --port 8001`` and
+``QAKEAPI_NODE_ID=node-2 uvicorn examples_app.cluster_app:app --port 8002``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples_app.settings import node_id, redis_url
+from qakeapi import Application, WebSocket
+from qakeapi.core.clustering import create_clustered_manager
+from qakeapi.core.websockets import WebSocketHandler
+
+__all__ = ["NODE_ID", "app", "clustered_manager", "ws_handler"]
+
+NODE_ID = node_id()
+
+app = Application()
+ws_handler = WebSocketHandler()
+clustered_manager = create_clustered_manager(ws_handler, redis_url=redis_url(), node_id=NODE_ID)
+app.on_startup(clustered_manager.start)
+app.on_shutdown(clustered_manager.close)
+
+
+@ws_handler.on_connect
+async def handle_connect(websocket: WebSocket) -> None:
+    await websocket.send_json({"type": "welcome", "node": NODE_ID})
+
+
+@ws_handler.on_message
+async def handle_message(websocket: WebSocket, message: Any) -> None:
+    await clustered_manager.broadcast({"type": "message", "data": message, "node": NODE_ID})
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    await clustered_manager.handle_connection(websocket)

@@ -1,0 +1,69 @@
+"""The app the guide's tests import: every section combined.
+
+- Everyone gets ``welcome`` on connect (``Welcome, <user>!`` when authenticated).
+- ``{"type": "message", ...}`` is echoed as ``{"type": "echo", "data": ...}`` to anonymous
+  connections and answered as ``{"type": "message", "data": ..., "user": ...}`` to
+  authenticated ones.
+- ``join_room`` / ``leave_room`` / ``chat_message`` as in the chat section.
+- Anything else gets ``{"type": "error", "message": "Unknown message type: ..."}``.
+- ``POST /api/generate-token`` with ``{"user_id": ...}`` returns ``{"token": ...}``.
+
+Run: ``uvicorn examples_app.websocket_app:app``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples_app.auth_app import issue_token
+from examples_app.chat_app import ChatService
+from examples_app.settings import auth_config
+from qakeapi import Application, Request, WebSocket
+from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+
+__all__ = ["app", "authenticator", "chat", "ws_handler"]
+
+app = Application()
+ws_handler = WebSocketHandler()
+authenticator = JWTAuthenticator(auth_config())
+auth_middleware = WebSocketAuthMiddleware(authenticator)
+chat = ChatService()
+
+
+@ws_handler.on_connect
+async def handle_connect(websocket: WebSocket) -> None:
+    greeting = f"Welcome, {websocket.user_id}!" if websocket.authenticated else "Connected!"
+    await websocket.send_json(
+        {"type": "welcome", "message": greeting, "connection_id": str(websocket.id), "user": websocket.user_id}
+    )
+
+
+@ws_handler.on_disconnect
+async def handle_disconnect(websocket: WebSocket) -> None:
+    await chat.disconnect(websocket)
+
+
+@ws_handler.on_message
+async def handle_message(websocket: WebSocket, message: Any) -> None:
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        await websocket.send_json({"type": "error", "message": "Invalid message: expected a JSON object with a 'type'"})
+    elif message["type"] == "message":
+        if websocket.authenticated:
+            await websocket.send_json({"type": "message", "data": message, "user": websocket.user_id})
+        else:
+            await websocket.send_json({"type": "echo", "data": message})
+    elif message["type"] in ChatService.MESSAGE_TYPES:
+        await chat.handle(websocket, message)
+    else:
+        await websocket.send_json({"type": "error", "message": f"Unknown message type: {message['type']}"})
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    await auth_middleware(websocket, ws_handler.handle_connection)
+
+
+@app.post("/api/generate-token")
+async def generate_token(request: Request) -> dict[str, str]:
+    return await issue_token(request, authenticator)

@@ -1,0 +1,241 @@
+"""A Redis pub/sub broadcast backend for clusters: ``redis://host:port/db`` (or ``rediss://``).
+
+One connection publishes; a supervised listener task owns the subscription connection. When
+Redis goes away the listener logs, backs off exponentially, reconnects and resubscribes every
+channel; publishing meanwhile raises :class:`~qakeapi.exceptions.BroadcastError`. Messages
+published while a listener is disconnected are not delivered to it (Redis pub/sub keeps none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
+from qakeapi.exceptions import BroadcastError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+__all__ = ["RedisBackend", "redact_url"]
+
+logger = logging.getLogger("qakeapi.broadcast.redis")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without its user name and password, safe to log.
+
+    Args:
+        url: A ``redis://`` URL.
+
+    Returns:
+        ``scheme://host:port/path`` with any credentials removed.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisBackend(BroadcastBackend):
+    """Broadcast through Redis pub/sub.
+
+    Creating it touches no network; :meth:`connect` starts the listener.
+
+    Args:
+        url: The Redis URL.
+        max_queue: How many received events may wait to be consumed.
+        min_backoff: The first reconnect delay, in seconds.
+        max_backoff: The largest reconnect delay, in seconds.
+        ready_timeout: How long :meth:`subscribe` waits for Redis to confirm a subscription
+            before it returns anyway (the listener keeps trying), in seconds.
+        health_interval: After this many idle seconds the listener pings Redis, so a dead
+            connection is noticed even when nothing is published.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        ready_timeout: float = 5.0,
+        health_interval: float = 15.0,
+    ) -> None:
+        super().__init__(max_queue=max_queue)
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.ready_timeout = ready_timeout
+        self.health_interval = health_interval
+        self.reconnects = 0
+        self._channels: dict[str, asyncio.Event] = {}
+        self._client: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._has_channels = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        """Whether Redis has confirmed the subscription of every channel on a live connection."""
+        return bool(self._channels) and all(ready.is_set() for ready in self._channels.values())
+
+    async def connect(self) -> None:
+        """Create the clients and start the listener. Idempotent."""
+        if self._listener is not None:
+            return
+        try:
+            from redis.asyncio import Redis
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise MissingDependencyError("redis", "redis") from None
+        self._client = Redis.from_url(self.url)
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name=f"qakeapi redis listener {self.safe_url}"
+        )
+
+    async def disconnect(self) -> None:
+        """Stop the listener, close the connections and end :meth:`events`. Idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._end_events()
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel`` and wait (up to ``ready_timeout``) until Redis confirms it.
+
+        If Redis cannot be reached in time this logs a warning and returns; the listener
+        subscribes as soon as it connects.
+        """
+        if channel not in self._channels:
+            self._channels[channel] = asyncio.Event()
+            self._has_channels.set()
+            pubsub = self._pubsub
+            if pubsub is not None:
+                from redis.exceptions import RedisError
+
+                try:
+                    await pubsub.subscribe(channel)
+                except (RedisError, OSError) as exc:  # the listener resubscribes on reconnect
+                    logger.debug("subscribing %r on %s failed: %s", channel, self.safe_url, exc)
+        ready = self._channels[channel]
+        if self._listener is None:
+            return
+        try:
+            await asyncio.wait_for(ready.wait(), self.ready_timeout)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "Redis at %s has not confirmed the subscription to %r within %.1fs; "
+                "broadcasts are not received until it does",
+                self.safe_url,
+                channel,
+                self.ready_timeout,
+            )
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``."""
+        if self._channels.pop(channel, None) is None:
+            return
+        if not self._channels:
+            self._has_channels.clear()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            from redis.exceptions import RedisError
+
+            try:
+                await pubsub.unsubscribe(channel)
+            except (RedisError, OSError) as exc:
+                logger.debug("unsubscribing %r on %s failed: %s", channel, self.safe_url, exc)
+
+    async def publish(self, channel: str, payload: str | bytes) -> None:
+        """Publish ``payload`` on ``channel``.
+
+        Raises:
+            BroadcastError: Not connected, or Redis could not be reached.
+        """
+        if self._client is None:
+            raise BroadcastError(f"Redis backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import RedisError
+
+        try:
+            await self._client.publish(channel, payload)
+        except (RedisError, OSError) as exc:
+            raise BroadcastError(
+                f"cannot publish to {channel!r} on {self.safe_url}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _listen(self) -> None:
+        """Supervise the subscription connection: reconnect with backoff, resubscribe, pump."""
+        from redis.exceptions import RedisError
+
+        assert self._client is not None
+        delay = self.min_backoff
+        while True:
+            await self._has_channels.wait()
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(*self._channels)
+                self._pubsub = pubsub
+                delay = self.min_backoff
+                await self._pump(pubsub)
+            except (RedisError, OSError) as exc:
+                self.reconnects += 1
+                logger.warning(
+                    "Redis listener on %s lost its connection (%s: %s); reconnecting in %.2fs",
+                    self.safe_url,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            finally:
+                self._lost(pubsub)
+                await _close_quietly(pubsub)
+
+    def _lost(self, pubsub: PubSub) -> None:
+        if self._pubsub is pubsub:
+            self._pubsub = None
+        for ready in self._channels.values():
+            ready.clear()
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=self.health_interval)
+            if message is None:
+                await pubsub.ping()
+                continue
+            kind = message.get("type")
+            if kind == "message":
+                self._received(Event(_text(message["channel"]), bytes(message["data"])))
+            elif kind == "subscribe":
+                ready = self._channels.get(_text(message["channel"]))
+                if ready is not None:
+                    ready.set()
+            elif kind == "unsubscribe" and not self._channels:
+                return
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _close_quietly(pubsub: PubSub) -> None:
+    try:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # the connection may already be broken
+        logger.debug("closing a Redis pub/sub connection failed: %s", exc)

@@ -1,0 +1,128 @@
+"""Routes and path matching: ``/users/{user_id:int}`` style templates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Match", "Route", "Router", "compile_path"]
+
+Endpoint = Callable[..., Awaitable[Any]]
+
+_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|path))?}")
+_CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "str": (r"[^/]+", str),
+    "int": (r"-?[0-9]+", int),
+    "float": (r"-?[0-9]+(?:\.[0-9]+)?", float),
+    "path": (r".*", str),
+}
+
+
+def compile_path(path: str) -> tuple[re.Pattern[str], dict[str, Callable[[str], Any]]]:
+    """Compile a path template into a regular expression and its parameter converters.
+
+    Args:
+        path: A template such as ``/rooms/{name}`` or ``/users/{user_id:int}``.
+
+    Returns:
+        The anchored pattern and a mapping of parameter name to converter.
+
+    Raises:
+        ValueError: The template does not start with ``/`` or repeats a parameter name.
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"route path must start with '/': {path!r}")
+    pattern, converters, pos = "^", {}, 0
+    for m in _PARAM.finditer(path):
+        name, kind = m.group(1), m.group(2) or "str"
+        if name in converters:
+            raise ValueError(f"duplicate parameter {name!r} in route path {path!r}")
+        regex, convert = _CONVERTERS[kind]
+        pattern += re.escape(path[pos : m.start()]) + f"(?P<{name}>{regex})"
+        converters[name] = convert
+        pos = m.end()
+    pattern += re.escape(path[pos:]) + "$"
+    return re.compile(pattern), converters
+
+
+@dataclass
+class Route:
+    """An endpoint bound to a path template, for HTTP (``methods``) or WebSocket (``websocket``).
+
+    Args:
+        path: The path template.
+        endpoint: ``async def endpoint(request_or_websocket, **path_params)``.
+        methods: HTTP methods served (``HEAD`` is added with ``GET``); empty for WebSocket.
+        websocket: Whether this is a WebSocket route.
+    """
+
+    path: str
+    endpoint: Endpoint
+    methods: frozenset[str] = frozenset()
+    websocket: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False)
+    converters: dict[str, Callable[[str], Any]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pattern, self.converters = compile_path(self.path)
+        if "GET" in self.methods:
+            self.methods = self.methods | {"HEAD"}
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """Return the converted path parameters if ``path`` matches, else ``None``."""
+        m = self.pattern.match(path)
+        if m is None:
+            return None
+        return {name: self.converters[name](value) for name, value in m.groupdict().items()}
+
+
+@dataclass
+class Match:
+    """The outcome of routing a request.
+
+    Attributes:
+        route: The matched route, or ``None``.
+        params: The path parameters.
+        allowed: When the path matched but not the method: the methods that would have.
+    """
+
+    route: Route | None
+    params: dict[str, Any] = field(default_factory=dict)
+    allowed: frozenset[str] = frozenset()
+
+
+class Router:
+    """An ordered collection of routes; the first match wins."""
+
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self.routes: list[Route] = list(routes)
+
+    def add(self, route: Route) -> None:
+        """Append a route."""
+        self.routes.append(route)
+
+    def match(self, scope_type: str, path: str, method: str = "") -> Match:
+        """Find the route for a request.
+
+        Args:
+            scope_type: ``"http"`` or ``"websocket"``.
+            path: The request path.
+            method: The HTTP method (ignored for WebSocket).
+
+        Returns:
+            The :class:`Match`; ``route`` is ``None`` when nothing matched.
+        """
+        websocket = scope_type == "websocket"
+        allowed: set[str] = set()
+        for route in self.routes:
+            if route.websocket is not websocket:
+                continue
+            params = route.match(path)
+            if params is None:
+                continue
+            if websocket or method in route.methods:
+                return Match(route, params)
+            allowed |= route.methods
+        return Match(None, allowed=frozenset(allowed))

@@ -1,0 +1,368 @@
+"""The server side of one WebSocket connection: the only place ASGI WebSocket messages are touched."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from qakeapi.core.codec import decode_json, encode_json
+from qakeapi.core.datastructures import Headers, QueryParams, State
+from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.status import CloseCode
+from qakeapi.types import Message, Receive, Scope, Send
+
+__all__ = ["WebSocket", "WebSocketState"]
+
+_ids = itertools.count(1)
+
+
+class WebSocketState(enum.Enum):
+    """The state of one direction of a connection."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 2
+
+
+class WebSocket:
+    """One WebSocket connection, as seen by the application.
+
+    ``client_state`` tracks what the peer did (connect, messages, disconnect);
+    ``application_state`` tracks what the application did (accept, close). A call that does
+    not fit the state raises :class:`RuntimeError` naming what was expected; sending after
+    either side closed raises :class:`~qakeapi.exceptions.WebSocketClosedError`.
+
+    Args:
+        scope: The ASGI ``websocket`` scope.
+        receive: The ASGI receive callable.
+        send: The ASGI send callable.
+
+    Attributes:
+        id: A number unique to this connection within the process, stable for its lifetime.
+        user_id: The authenticated user's id, set by an authentication middleware.
+        claims: The verified token claims of an authenticated connection (empty otherwise).
+        auth_error: Why authentication failed (``"expired"``, ``"invalid_signature"`` ...),
+            or ``None`` when it succeeded or was not attempted.
+        accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
+        close_code: The close code the peer sent, once it disconnected.
+    """
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "_state",
+        "accepted_subprotocol",
+        "application_state",
+        "auth_error",
+        "claims",
+        "client_state",
+        "close_code",
+        "id",
+        "scope",
+        "user_id",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            raise ValueError(f"expected a 'websocket' scope, got {scope['type']!r}")
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._state: State | None = None
+        self.id = next(_ids)
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        self.user_id: str | None = None
+        self.claims: Mapping[str, Any] = {}
+        self.auth_error: str | None = None
+        self.accepted_subprotocol: str | None = None
+        self.close_code: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<WebSocket id={self.id} path={self.path!r} state={self.application_state.name}>"
+
+    # -- request data -------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        path: str = self.scope.get("path", "/")
+        return path
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """Parameters captured from the route's path."""
+        params: dict[str, Any] = self.scope.setdefault("path_params", {})
+        return params
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake request's headers."""
+        return Headers(self.scope.get("headers", ()))
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The handshake URL's query parameters."""
+        return QueryParams(self.scope.get("query_string", b""))
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return list(self.scope.get("subprotocols", ()))
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The peer's ``(host, port)``, when the server knows it."""
+        client = self.scope.get("client")
+        return (str(client[0]), int(client[1])) if client else None
+
+    @property
+    def state(self) -> State:
+        """Free-form per-connection storage for the application."""
+        if self._state is None:
+            self._state = State()
+        return self._state
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether an authentication middleware verified a user for this connection."""
+        return self.user_id is not None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is accepted and neither side has closed it."""
+        return self.application_state is WebSocketState.CONNECTED and self.client_state is WebSocketState.CONNECTED
+
+    # -- the ASGI boundary --------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """Receive the next raw ASGI message. Prefer the typed helpers below.
+
+        Returns:
+            The ASGI message.
+
+        Raises:
+            RuntimeError: A disconnect was already received.
+        """
+        if self.client_state is WebSocketState.CONNECTING:
+            message = await self._receive()
+            if message["type"] != "websocket.connect":
+                raise RuntimeError(f"expected 'websocket.connect', got {message['type']!r}")
+            self.client_state = WebSocketState.CONNECTED
+            return message
+        if self.client_state is WebSocketState.CONNECTED:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                self.client_state = WebSocketState.DISCONNECTED
+            elif kind != "websocket.receive":
+                raise RuntimeError(f"expected 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
+            return message
+        raise RuntimeError("cannot receive: the peer has already disconnected")
+
+    async def send(self, message: Message) -> None:
+        """Send a raw ASGI message. Prefer the typed helpers below.
+
+        Args:
+            message: The ASGI message.
+
+        Raises:
+            WebSocketClosedError: The connection is closed, or the server reports the peer gone.
+            RuntimeError: The message does not fit the connection's state.
+        """
+        state = self.application_state
+        kind = message["type"]
+        if state is WebSocketState.CONNECTED:
+            if self.client_state is WebSocketState.DISCONNECTED:
+                self.application_state = WebSocketState.DISCONNECTED
+                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
+            if kind not in ("websocket.send", "websocket.close"):
+                raise RuntimeError(f"expected 'websocket.send' or 'websocket.close', got {kind!r}")
+        elif state is WebSocketState.CONNECTING:
+            if kind not in ("websocket.accept", "websocket.close"):
+                raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
+        else:
+            raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
+        try:
+            await self._send(message)
+        except OSError as exc:
+            self.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
+        if kind == "websocket.accept":
+            self.application_state = WebSocketState.CONNECTED
+        elif kind == "websocket.close":
+            self.application_state = WebSocketState.DISCONNECTED
+
+    # -- handshake and closing ----------------------------------------------------------
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Accept the handshake.
+
+        Args:
+            subprotocol: One of :attr:`subprotocols` to select, or ``None``.
+            headers: Extra response headers for the handshake.
+
+        Raises:
+            ValueError: ``subprotocol`` was not offered by the client.
+            RuntimeError: The connection was already accepted or closed.
+        """
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(f"cannot accept WebSocket {self.id}: it is {self.application_state.name}")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
+        if self.client_state is WebSocketState.CONNECTING:
+            await self.receive()
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers is not None:
+            message["headers"] = list(headers)
+        await self.send(message)
+        self.accepted_subprotocol = subprotocol
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection, or refuse the handshake if it was not accepted yet.
+
+        Idempotent: closing a closed connection does nothing.
+
+        Args:
+            code: The close code; see :class:`~qakeapi.status.CloseCode`.
+            reason: A short reason sent to the peer (at most 123 bytes of UTF-8).
+        """
+        if self.application_state is WebSocketState.DISCONNECTED:
+            return
+        if self.client_state is WebSocketState.DISCONNECTED:
+            self.application_state = WebSocketState.DISCONNECTED
+            return
+        with contextlib.suppress(WebSocketClosedError):
+            await self.send({"type": "websocket.close", "code": int(code), "reason": reason})
+        self.application_state = WebSocketState.DISCONNECTED
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def receive_message(self) -> str | bytes:
+        """Receive the next data message.
+
+        Returns:
+            The text (``str``) or binary (``bytes``) payload.
+
+        Messages the peer sent before it saw a close from this side can still be received.
+
+        Raises:
+            WebSocketDisconnect: The peer closed the connection (again on every later call).
+            RuntimeError: The connection was not accepted.
+        """
+        if self.application_state is WebSocketState.CONNECTING:
+            raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
+        if self.client_state is WebSocketState.DISCONNECTED:
+            raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE)
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            self.application_state = WebSocketState.DISCONNECTED
+            self.close_code = int(message.get("code", CloseCode.NORMAL_CLOSURE))
+            raise WebSocketDisconnect(self.close_code, message.get("reason") or "")
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def receive_text(self) -> str:
+        """Receive a text message.
+
+        Returns:
+            The text.
+
+        Raises:
+            WebSocketDisconnect: The peer closed the connection.
+            TypeError: The peer sent a binary message.
+        """
+        data = await self.receive_message()
+        if not isinstance(data, str):
+            raise TypeError("expected a text message, got a binary one")
+        return data
+
+    async def receive_bytes(self) -> bytes:
+        """Receive a binary message.
+
+        Returns:
+            The bytes.
+
+        Raises:
+            WebSocketDisconnect: The peer closed the connection.
+            TypeError: The peer sent a text message.
+        """
+        data = await self.receive_message()
+        if not isinstance(data, bytes):
+            raise TypeError("expected a binary message, got a text one")
+        return data
+
+    async def receive_json(self) -> Any:
+        """Receive a message and decode it as JSON (text or UTF-8 bytes).
+
+        Returns:
+            The decoded value.
+
+        Raises:
+            WebSocketDisconnect: The peer closed the connection.
+            ValueError: The message is not valid JSON.
+        """
+        return decode_json(await self.receive_message())
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str | bytes]:
+        try:
+            while True:
+                yield await self.receive_message()
+        except WebSocketDisconnect:
+            return
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message.
+
+        Args:
+            data: The text.
+
+        Raises:
+            WebSocketClosedError: The connection is closed.
+        """
+        await self.send({"type": "websocket.send", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message.
+
+        Args:
+            data: The bytes.
+
+        Raises:
+            WebSocketClosedError: The connection is closed.
+        """
+        await self.send({"type": "websocket.send", "bytes": data})
+
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        """Send ``data`` encoded as compact JSON.
+
+        Args:
+            data: A JSON-serialisable value.
+            mode: ``"text"`` for a text frame, ``"binary"`` for UTF-8 bytes.
+
+        Raises:
+            WebSocketClosedError: The connection is closed.
+            TypeError: ``data`` is not JSON-serialisable.
+            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
+        """
+        text = encode_json(data)
+        if mode == "text":
+            await self.send_text(text)
+        elif mode == "binary":
+            await self.send_bytes(text.encode())
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")

@@ -1,0 +1,180 @@
+"""Event-driven WebSocket handling: connect, message and disconnect hooks registered by decorator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
+from typing import Any, TypeVar
+
+from qakeapi.core.codec import decode_json, encode_json
+from qakeapi.core.fanout import deliver
+from qakeapi.core.websockets.connection import WebSocket, WebSocketState
+from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.status import CloseCode
+
+__all__ = ["ConnectionHook", "MessageHook", "WebSocketHandler"]
+
+logger = logging.getLogger("qakeapi.websockets")
+
+ConnectionHook = Callable[[WebSocket], Awaitable[Any]]
+"""``async def hook(websocket)`` — called on connect and on disconnect."""
+MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
+"""``async def hook(websocket, message)`` — called for every message received."""
+
+_C = TypeVar("_C", bound=ConnectionHook)
+_M = TypeVar("_M", bound=MessageHook)
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+
+def _size(data: str | bytes) -> int:
+    if isinstance(data, bytes) or data.isascii():
+        return len(data)
+    return len(data.encode())
+
+
+class WebSocketHandler:
+    """Runs a connection through hooks registered with decorators.
+
+    ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
+    message, in order; ``on_disconnect`` hooks run exactly once when the connection ends, however
+    it ends. A text message that is valid JSON reaches ``on_message`` decoded; other text arrives
+    as ``str`` and binary messages as ``bytes``.
+
+    An exception escaping a hook is logged with the connection's context; after ``on_message``
+    the connection keeps going, after ``on_connect`` it is closed with
+    :attr:`~qakeapi.status.CloseCode.INTERNAL_ERROR`.
+
+    Args:
+        max_message_size: Messages larger than this many bytes close the connection with
+            :attr:`~qakeapi.status.CloseCode.MESSAGE_TOO_BIG`. ``None`` disables the check.
+    """
+
+    def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._connect_hooks: list[ConnectionHook] = []
+        self._message_hooks: list[MessageHook] = []
+        self._disconnect_hooks: list[ConnectionHook] = []
+        self._connections: set[WebSocket] = set()
+
+    # -- registration -------------------------------------------------------------------
+
+    def on_connect(self, hook: _C) -> _C:
+        """Register ``async def hook(websocket)`` to run when a connection is accepted."""
+        self._connect_hooks.append(hook)
+        return hook
+
+    def on_message(self, hook: _M) -> _M:
+        """Register ``async def hook(websocket, message)`` to run for every message."""
+        self._message_hooks.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: _C) -> _C:
+        """Register ``async def hook(websocket)`` to run once when a connection ends."""
+        self._disconnect_hooks.append(hook)
+        return hook
+
+    # -- connections --------------------------------------------------------------------
+
+    @property
+    def connections(self) -> AbstractSet[WebSocket]:
+        """The connections this handler is running now (a live, read-only view)."""
+        return self._connections
+
+    async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
+        """Send ``message`` to every connection of this handler on this process.
+
+        The message is encoded once (``str`` and ``bytes`` are sent as they are, anything else
+        as JSON text) and the same frame is written to every recipient.
+
+        Args:
+            message: The message.
+            exclude: A connection to leave out (typically the sender).
+
+        Returns:
+            How many connections it was sent to.
+        """
+        frame = message if isinstance(message, (str, bytes)) else encode_json(message)
+        recipients = [ws for ws in self._connections if ws is not exclude]
+        dead = await deliver(frame, recipients)
+        return len(recipients) - len(dead)
+
+    # -- running a connection -----------------------------------------------------------
+
+    async def handle_connection(self, websocket: WebSocket) -> None:
+        """Accept ``websocket`` (unless already accepted) and run it until it closes.
+
+        Args:
+            websocket: The connection, typically the argument of an ``@app.websocket`` endpoint.
+        """
+        if websocket.application_state is WebSocketState.CONNECTING:
+            await websocket.accept()
+        self._connections.add(websocket)
+        try:
+            if await self._run_connect_hooks(websocket):
+                await self._receive_loop(websocket)
+        except WebSocketDisconnect as exc:
+            logger.debug("WebSocket %s disconnected with code %s", websocket.id, exc.code)
+        finally:
+            self._connections.discard(websocket)
+            for hook in self._disconnect_hooks:
+                await self._call(hook, websocket)
+            await websocket.close()
+
+    async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
+        for hook in self._connect_hooks:
+            if not await self._call(hook, websocket):
+                await websocket.close(CloseCode.INTERNAL_ERROR, "connection setup failed")
+                return False
+        return True
+
+    async def _receive_loop(self, websocket: WebSocket) -> None:
+        limit = self.max_message_size
+        hooks = self._message_hooks
+        while websocket.is_open:
+            data = await websocket.receive_message()
+            if limit is not None and _size(data) > limit:
+                logger.warning(
+                    "closing WebSocket %s (path=%s): message of %d bytes exceeds the limit of %d",
+                    websocket.id,
+                    websocket.path,
+                    _size(data),
+                    limit,
+                )
+                await websocket.close(CloseCode.MESSAGE_TOO_BIG, f"message exceeds {limit} bytes")
+                return
+            message: Any = data
+            if isinstance(data, str):
+                try:
+                    message = decode_json(data)
+                except ValueError:
+                    message = data
+            for hook in hooks:
+                await self._call(hook, websocket, message)
+
+    @staticmethod
+    async def _call(hook: Callable[..., Awaitable[Any]], websocket: WebSocket, *args: Any) -> bool:
+        try:
+            await hook(websocket, *args)
+        except WebSocketClosedError as exc:
+            # The peer went away while the hook was sending: expected in real time, not a bug.
+            logger.info(
+                "WebSocket hook %s stopped: connection %s (path=%s) is closed: %s",
+                getattr(hook, "__qualname__", hook),
+                websocket.id,
+                websocket.path,
+                exc,
+            )
+            return False
+        except Exception:
+            logger.exception(
+                "WebSocket hook %s failed (connection=%s path=%s client=%s user=%s)",
+                getattr(hook, "__qualname__", hook),
+                websocket.id,
+                websocket.path,
+                websocket.client,
+                websocket.user_id,
+            )
+            return False
+        return True

@@ -1,0 +1,6 @@
+"""Authentication on top of the core: JWT tokens and the WebSocket middleware."""
+
+from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
+from qakeapi.security.websocket_auth import WebSocketAuthMiddleware
+
+__all__ = ["AuthConfig", "InsecureKeyWarning", "JWTAuthenticator", "WebSocketAuthMiddleware"]

@@ -1,0 +1,275 @@
+"""An in-process, async test client for any ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
+
+from qakeapi.core.codec import decode_json, encode_json
+from qakeapi.core.datastructures import Headers
+from qakeapi.testing.websocket_session import WebSocketTestSession
+from qakeapi.types import ASGIApp, Message, Scope
+
+__all__ = ["TestClient", "TestResponse"]
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class TestResponse:
+    """A complete HTTP response.
+
+    Attributes:
+        status_code: The HTTP status.
+        headers: The response headers (case-insensitive).
+        content: The body.
+    """
+
+    __test__ = False
+
+    def __init__(self, status_code: int, headers: Headers, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.content.decode()
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return decode_json(self.content)
+
+    def __repr__(self) -> str:
+        return f"<TestResponse {self.status_code}>"
+
+
+class TestClient:
+    """Calls an ASGI application in the running event loop, without a server or sockets.
+
+    ``await client.get(...)`` and friends return a :class:`TestResponse`;
+    :meth:`websocket_connect` opens a :class:`~qakeapi.testing.WebSocketTestSession`.
+    Use ``async with TestClient(app) as client`` to run the application's lifespan
+    (startup hooks on entry, shutdown hooks on exit); without it no lifespan events are sent.
+
+    Args:
+        app: The ASGI application.
+        base_url: Scheme and host used to build request scopes.
+        raise_server_exceptions: Re-raise exceptions that escape the application (default);
+            otherwise an HTTP request that fails before responding gets a 500.
+        timeout: The default timeout, in seconds, of each WebSocket receive and of lifespan.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        base_url: str = "http://testserver",
+        *,
+        raise_server_exceptions: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.app = app
+        parts = urlsplit(base_url)
+        self._scheme = parts.scheme or "http"
+        self._host = parts.hostname or "testserver"
+        self._port = parts.port or (443 if self._scheme == "https" else 80)
+        self.raise_server_exceptions = raise_server_exceptions
+        self.timeout = timeout
+        self._lifespan: asyncio.Task[None] | None = None
+        self._lifespan_in: asyncio.Queue[Message] = asyncio.Queue()
+        self._lifespan_out: asyncio.Queue[Message] = asyncio.Queue()
+
+    # -- lifespan -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> TestClient:
+        self._lifespan = asyncio.get_running_loop().create_task(self._run_lifespan())
+        await self._lifespan_event("startup")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Run the shutdown hooks if the lifespan was started. Idempotent."""
+        if self._lifespan is None:
+            return
+        try:
+            if not self._lifespan.done():
+                await self._lifespan_event("shutdown")
+        finally:
+            task, self._lifespan = self._lifespan, None
+            await asyncio.wait_for(task, self.timeout)
+
+    async def _run_lifespan(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        try:
+            await self.app(scope, self._lifespan_in.get, self._lifespan_out.put)
+        except Exception as exc:  # an app without lifespan support raises; that is allowed
+            await self._lifespan_out.put({"type": "lifespan.unsupported", "error": exc})
+
+    async def _lifespan_event(self, event: str) -> None:
+        await self._lifespan_in.put({"type": f"lifespan.{event}"})
+        try:
+            reply = await asyncio.wait_for(self._lifespan_out.get(), self.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the application did not answer lifespan.{event} within {self.timeout}s") from None
+        if reply["type"] == f"lifespan.{event}.failed":
+            raise RuntimeError(f"lifespan {event} failed: {reply.get('message', '')}")
+        if reply["type"] == "lifespan.unsupported" and event == "shutdown" and self.raise_server_exceptions:
+            raise reply["error"]
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _scope(self, kind: str, url: str, headers: Mapping[str, str] | None, params: Mapping[str, Any] | None) -> Scope:
+        parts = urlsplit(url)
+        query = parts.query
+        if params:
+            query = "&".join(filter(None, [query, urlencode(params, doseq=True)]))
+        raw_headers = [(b"host", self._host.encode())]
+        raw_headers += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (headers or {}).items()]
+        path = parts.path or "/"
+        return {
+            "type": kind,
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": ("wss" if self._scheme == "https" else "ws") if kind == "websocket" else self._scheme,
+            "path": unquote(path),
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query.encode(),
+            "headers": raw_headers,
+            "client": ("testclient", 50000),
+            "server": (self._host, self._port),
+            "state": {},
+        }
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> TestResponse:
+        """Send an HTTP request to the application.
+
+        Args:
+            method: The HTTP method.
+            url: The path, optionally with a query string.
+            json: A value to send as a JSON body.
+            content: A raw body.
+            headers: Request headers.
+            params: Query parameters to add.
+
+        Returns:
+            The response.
+        """
+        all_headers = dict(headers or {})
+        body = b""
+        if json is not None:
+            body = encode_json(json).encode()
+            all_headers.setdefault("content-type", "application/json")
+        elif content is not None:
+            body = content.encode() if isinstance(content, str) else content
+        if body:
+            all_headers.setdefault("content-length", str(len(body)))
+        scope = self._scope("http", url, all_headers, params)
+        scope["method"] = method.upper()
+        sent_body = False
+        finished = asyncio.Event()
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> Message:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await finished.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finished.set()
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            if self.raise_server_exceptions or start:
+                raise
+            return TestResponse(500, Headers(), b"")
+        finally:
+            finished.set()
+        if not start:
+            raise RuntimeError("the application returned without starting a response")
+        return TestResponse(start["status"], Headers(start.get("headers", ())), b"".join(chunks))
+
+    async def get(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``GET`` request (see :meth:`request`)."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``HEAD`` request (see :meth:`request`)."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``POST`` request (see :meth:`request`)."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``PUT`` request (see :meth:`request`)."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``PATCH`` request (see :meth:`request`)."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> TestResponse:
+        """Send a ``DELETE`` request (see :meth:`request`)."""
+        return await self.request("DELETE", url, **kwargs)
+
+    # -- WebSocket ----------------------------------------------------------------------
+
+    def websocket_connect(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> WebSocketTestSession:
+        """Prepare a WebSocket connection; ``await`` it or use ``async with`` to connect.
+
+        Args:
+            url: The path, optionally with a query string.
+            headers: Handshake request headers.
+            subprotocols: Subprotocols to offer.
+            timeout: The default receive timeout of the session, in seconds.
+
+        Returns:
+            The session.
+        """
+        all_headers = dict(headers or {})
+        if subprotocols:
+            all_headers["sec-websocket-protocol"] = ", ".join(subprotocols)
+        scope = self._scope("websocket", url, all_headers, None)
+        scope["subprotocols"] = list(subprotocols or ())
+        return WebSocketTestSession(
+            self.app,
+            scope,
+            timeout=self.timeout if timeout is None else timeout,
+            raise_server_exceptions=self.raise_server_exceptions,
+        )

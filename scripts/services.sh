@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Starts what the tests need when it is not already there: a Redis server on 127.0.0.1:6379.
+set -euo pipefail
+redis_up() { python3 - <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", 6379), 1)
+    s.sendall(b"PING\r\n")
+    sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+if ! redis_up; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    echo "services: starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --logfile /tmp/qakeapi-redis.log
+    for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+    redis_up || { echo "services: Redis did not start; see /tmp/qakeapi-redis.log" >&2; exit 1; }
+fi
