@@ -7,7 +7,9 @@ Assertions are rewritten by pytest (diffs on failure) and tracebacks point at ``
 Each ``test_*`` function a block defines becomes a test item of its own, run right after the
 block that defines it (``async def`` tests run in the document's loop).
 
-Names the guide uses without importing them are seeded into the namespace.
+Names the guide uses without importing them are seeded into the namespace; ``tmp_path`` is
+provided to every block. ``html`` blocks (the guide's JavaScript chat client) are opened in
+headless Chromium against ``examples_app.chat_app`` running under uvicorn.
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ def evaluate_python(example: Example) -> None:
     example.namespace.pop("__builtins__", None)
 
 
+def evaluate_html(example: Example) -> None:
+    """Run the guide's chat client in two Chromium pages against ``examples_app.chat_app``."""
+    __tracebackhide__ = True
+    from tests.e2e.browser import run_two_page_chat
+    from tests.e2e.servers import uvicorn_server
+
+    tmp_path: Path = example.namespace["tmp_path"]
+    with uvicorn_server("examples_app.chat_app:app", tmp_path) as server:
+        shots = _loop(example.namespace).run_until_complete(run_two_page_chat(str(example.parsed), server, tmp_path))
+    print("screenshots of the two-page chat:", *shots.values())  # noqa: T201 - shown with -rP / on failure
+
+
 def setup_namespace(namespace: dict[str, Any]) -> None:
     namespace.update(AuthConfig=AuthConfig, timedelta=timedelta, defaultdict=defaultdict, WebSocket=WebSocket)
     namespace[LOOP] = asyncio.new_event_loop()
@@ -88,7 +102,11 @@ def teardown_namespace(namespace: dict[str, Any]) -> None:
 
 
 docs = Sybil(
-    parsers=[CodeBlockParser(language="python", evaluator=evaluate_python)],
+    parsers=[
+        CodeBlockParser(language="python", evaluator=evaluate_python),
+        CodeBlockParser(language="html", evaluator=evaluate_html),
+    ],
+    fixtures=["tmp_path"],
     path="docs",
     patterns=["*.rst"],
     excludes=["_build/*"],
@@ -151,7 +169,7 @@ class DocsFile(SybilFile):
             item.add_marker(SHORT_KEY_WARNING)
             yield item
             example = item.example
-            if not isinstance(example.parsed, str):
+            if example.region.evaluator is not evaluate_python:
                 continue
             for name, offset in defined_tests(example.parsed):
                 test = GuideTestFunction.from_parent(

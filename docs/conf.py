@@ -9,13 +9,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 project = "QakeAPI"
 author = "The QakeAPI developers"
-copyright = "2026, The QakeAPI developers"  # noqa: A001
+copyright = "2026, The QakeAPI developers"
 release = "0.1.0"
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+]
+
+nitpicky = True
+# Links go to docs.python.org; the inventory is read from Debian's python3.11-doc when it is
+# installed (scripts/services.sh installs it), so the build needs no network.
+_LOCAL_PYTHON_INVENTORY = Path("/usr/share/doc/python3.11/html/objects.inv")
+intersphinx_mapping = {
+    "python": (
+        "https://docs.python.org/3",
+        str(_LOCAL_PYTHON_INVENTORY) if _LOCAL_PYTHON_INVENTORY.exists() else None,
+    ),
+}
+intersphinx_timeout = 10
+nitpick_ignore = [
+    # Type variables of decorator signatures (they stand for "the decorated function").
+    ("py:class", "qakeapi.core.application._E"),
+    ("py:class", "qakeapi.core.application._H"),
+    ("py:class", "qakeapi.core.websockets.handler._C"),
+    ("py:class", "qakeapi.core.websockets.handler._M"),
+    ("py:class", "qakeapi.core.datastructures._MultiMap"),
+    # The ASGI type aliases of qakeapi.types, as they appear in signatures.
+    ("py:class", "Scope"),
+    ("py:class", "Receive"),
+    ("py:class", "Send"),
+    ("py:class", "ASGIApp"),
+    ("py:class", "re.Pattern"),
 ]
 
 exclude_patterns = ["_build"]

@@ -56,7 +56,7 @@ class ConnectionPool:
             How many connections it reached.
         """
         recipients = dict(self.connections)
-        dead = await deliver(encode_json(message), recipients.values())
+        dead = deliver(encode_json(message), recipients.values())
         for connection_id, websocket in recipients.items():
             if websocket in dead:
                 await self.remove_connection(connection_id)
@@ -92,7 +92,7 @@ class MessageQueue:
         """Deliver ``room``'s messages to ``connections`` until cancelled; closed ones are removed."""
         while True:
             message = await self.dequeue(room)
-            dead = await deliver(encode_json(message), connections)
+            dead = deliver(encode_json(message), connections)
             connections.difference_update(dead)
 
 

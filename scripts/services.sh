@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts what the tests need when it is not already there: a Redis server on 127.0.0.1:6379.
+# Installs and starts what the tests need when it is not already there: a Redis server on
+# 127.0.0.1:6379, Debian's Chromium (the browser tests) and Python's docs inventory (intersphinx).
 set -euo pipefail
 redis_up() { python3 - <<'PY'
 import socket, sys
@@ -24,4 +25,12 @@ if ! redis_up; then
         --logfile /tmp/qakeapi-redis.log
     for _ in $(seq 50); do redis_up && break; sleep 0.1; done
     redis_up || { echo "services: Redis did not start; see /tmp/qakeapi-redis.log" >&2; exit 1; }
+fi
+if [ ! -x /usr/bin/chromium ]; then
+    echo "services: installing Chromium"
+    apt_install chromium
+fi
+if [ ! -f /usr/share/doc/python3.11/html/objects.inv ]; then
+    echo "services: installing the Python documentation inventory"
+    apt_install python3.11-doc
 fi

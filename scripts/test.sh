@@ -9,5 +9,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff";   ruff check . && ruff format --check .
 echo "== mypy";   mypy
 echo "== pytest"; python -m pytest "$@"
-echo "== sphinx"; rm -rf docs/_build && sphinx-build -W --keep-going -q -b html docs docs/_build/html
+echo "== sphinx"; rm -rf docs/_build && sphinx-build -W -n --keep-going -q -b html docs docs/_build/html
 echo "== all checks passed"

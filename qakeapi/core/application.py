@@ -13,23 +13,23 @@ from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
 from qakeapi.core.responses import JSONResponse, PlainTextResponse, Response
 from qakeapi.core.routing import Endpoint, Route, Router
 from qakeapi.core.websockets.connection import WebSocket
-from qakeapi.exceptions import HTTPException
+from qakeapi.exceptions import HTTPException, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Receive, Scope, Send
 
-__all__ = ["Application", "LifespanHook"]
+__all__ = ["Application", "LifespanHook", "to_response"]
 
 logger = logging.getLogger("qakeapi.application")
 
 LifespanHook = Callable[[], Awaitable[Any] | Any]
-"""A startup or shutdown hook: a plain or ``async`` function without arguments."""
+"""The type of startup and shutdown hooks (plain or ``async`` functions without arguments)."""
 
 _E = TypeVar("_E", bound=Endpoint)
 _H = TypeVar("_H", bound=LifespanHook)
 
 
 def to_response(result: Any) -> Response:
-    """Turn what an HTTP endpoint returned into a :class:`Response`.
+    """Turn what an HTTP endpoint returned into a :class:`~qakeapi.core.responses.Response`.
 
     ``Response`` objects pass through; ``str`` becomes ``text/plain``; ``bytes`` becomes
     ``application/octet-stream``; ``None`` becomes an empty 204; anything else is JSON.
@@ -55,7 +55,7 @@ class Application:
 
     Register endpoints with the decorators and serve it with any ASGI server, for example
     ``uvicorn module:app``. An endpoint receives the :class:`~qakeapi.core.requests.Request`
-    (or :class:`~qakeapi.core.websockets.WebSocket`) and the path parameters as keyword
+    (or :class:`~qakeapi.core.websockets.connection.WebSocket`) and the path parameters as keyword
     arguments.
 
     Errors become JSON: ``{"detail": ...}`` with 404, 405 (and ``Allow``), 400 for malformed
@@ -178,6 +178,8 @@ class Application:
         scope["path_params"] = match.params
         try:
             await match.route.endpoint(websocket, **match.params)
+        except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
+            logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
         except Exception as exc:
             _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
             await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")

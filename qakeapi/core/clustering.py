@@ -1,6 +1,7 @@
 """Broadcast to every connection of a handler on every node, through a broadcast backend.
 
-Each node runs a :class:`ClusteredManager` around its :class:`WebSocketHandler`. A broadcast is
+Each node runs a :class:`ClusteredManager` around its
+:class:`~qakeapi.core.websockets.handler.WebSocketHandler`. A broadcast is
 encoded once, published on the cluster channel, and every node (the sender's included) writes
 the same frame to its own connections, so each connection gets each message exactly once.
 """
@@ -148,7 +149,7 @@ class ClusteredManager:
                 continue
             recipients = tuple(self.handler.connections)
             try:
-                dead = await deliver(frame, recipients)
+                dead = deliver(frame, recipients)
             except Exception:
                 logger.exception("node %s: delivering a broadcast failed", self.node_id)
                 continue

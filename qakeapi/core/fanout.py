@@ -1,6 +1,6 @@
 """Delivery of one already-encoded frame to many connections.
 
-Every broadcast path (rooms, :class:`~qakeapi.core.websockets.WebSocketHandler.broadcast`,
+Every broadcast path (rooms, :meth:`~qakeapi.core.websockets.handler.WebSocketHandler.broadcast`,
 clustering) encodes its message once and hands the frame here, so the policy for slow or dead
 recipients lives in exactly one place.
 """
@@ -11,8 +11,6 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from qakeapi.exceptions import WebSocketClosedError
-
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
@@ -21,8 +19,13 @@ __all__ = ["deliver"]
 logger = logging.getLogger("qakeapi.fanout")
 
 
-async def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
-    """Send ``frame`` to every recipient that is still open.
+def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
+    """Hand ``frame`` to every recipient without waiting for any of them.
+
+    Each recipient gets the same frame object through
+    :meth:`~qakeapi.core.websockets.connection.WebSocket.send_nowait`: written at once when
+    its transport takes it, queued (bounded by the recipient's send policy) when it is
+    reading slowly, so one slow reader never holds up the others.
 
     Args:
         frame: The encoded message: ``str`` for a text frame, ``bytes`` for a binary one.
@@ -32,15 +35,7 @@ async def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[W
     Returns:
         The recipients that turned out to be closed; the caller should forget them.
     """
-    dead: list[WebSocket] = []
-    text = isinstance(frame, str)
-    for websocket in tuple(recipients):
-        try:
-            if text:
-                await websocket.send_text(frame)  # type: ignore[arg-type]
-            else:
-                await websocket.send_bytes(frame)  # type: ignore[arg-type]
-        except WebSocketClosedError:
-            logger.debug("dropping closed WebSocket %s from a broadcast", websocket.id)
-            dead.append(websocket)
+    dead = [websocket for websocket in tuple(recipients) if not websocket.send_nowait(frame)]
+    if dead:
+        logger.debug("broadcast skipped %d closed connection(s)", len(dead))
     return dead

@@ -24,11 +24,12 @@ class Room:
         name: The room's name.
     """
 
-    __slots__ = ("members", "name")
+    __slots__ = ("_registry", "members", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, registry: Rooms | None = None) -> None:
         self.name = name
         self.members: set[WebSocket] = set()
+        self._registry = registry
 
     def __len__(self) -> int:
         return len(self.members)
@@ -42,7 +43,7 @@ class Room:
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every member (but ``exclude``), encoding it once.
 
-        Closed members are removed from the room.
+        Closed members are removed from the room (and from its :class:`Rooms` registry).
 
         Args:
             message: ``str`` or ``bytes`` are sent as they are; anything else as JSON text.
@@ -52,8 +53,12 @@ class Room:
             How many members it was sent to.
         """
         recipients = [ws for ws in self.members if ws is not exclude]
-        dead = await deliver(_frame(message), recipients)
-        self.members.difference_update(dead)
+        dead = deliver(_frame(message), recipients)
+        for websocket in dead:
+            if self._registry is not None:
+                self._registry.leave(self.name, websocket)
+            else:
+                self.members.discard(websocket)
         return len(recipients) - len(dead)
 
 
@@ -89,7 +94,7 @@ class Rooms:
         """
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name)
+            room = self._rooms[name] = Room(name, self)
         room.members.add(websocket)
         self._memberships.setdefault(websocket, set()).add(name)
         return room
@@ -119,4 +124,4 @@ class Rooms:
         Returns:
             The rooms it was in.
         """
-        return [room for name in sorted(self.rooms_of(websocket)) if (room := self.leave(name, websocket))]
+        return [room for name in sorted(self.rooms_of(websocket)) if (room := self.leave(name, websocket)) is not None]

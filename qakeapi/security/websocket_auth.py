@@ -67,8 +67,8 @@ def extract_token(
 class WebSocketAuthMiddleware:
     """Authenticates a connection, then hands it to a handler.
 
-    On success the connection's :attr:`~qakeapi.core.websockets.WebSocket.user_id` and
-    ``claims`` are set. On failure the connection stays unauthenticated and
+    On success the connection's ``user_id`` and ``claims`` of the
+    :class:`~qakeapi.core.websockets.connection.WebSocket` are set. On failure the connection stays unauthenticated and
     ``auth_error`` says why (``"missing"`` when no token was given); with ``required=True``
     the handshake is refused instead (HTTP 403) and the handler is not called.
 

@@ -51,7 +51,7 @@ class TestClient:
     """Calls an ASGI application in the running event loop, without a server or sockets.
 
     ``await client.get(...)`` and friends return a :class:`TestResponse`;
-    :meth:`websocket_connect` opens a :class:`~qakeapi.testing.WebSocketTestSession`.
+    :meth:`websocket_connect` opens a :class:`~qakeapi.testing.websocket_session.WebSocketTestSession`.
     Use ``async with TestClient(app) as client`` to run the application's lifespan
     (startup hooks on entry, shutdown hooks on exit); without it no lifespan events are sent.
 
@@ -208,9 +208,10 @@ class TestClient:
         try:
             await self.app(scope, receive, send)
         except Exception:
-            if self.raise_server_exceptions or start:
+            if self.raise_server_exceptions:
                 raise
-            return TestResponse(500, Headers(), b"")
+            if not start:
+                return TestResponse(500, Headers(), b"")
         finally:
             finished.set()
         if not start:

@@ -1,4 +1,4 @@
-"""The client side of an in-process WebSocket connection: :class:`WebSocket` with directions swapped."""
+"""The client side of an in-process WebSocket connection: ``WebSocket`` with the directions swapped."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class _AppFinished:
 class WebSocketTestSession:
     """A WebSocket connection to an ASGI app running in the same event loop.
 
-    Get one from :meth:`TestClient.websocket_connect <qakeapi.testing.TestClient.websocket_connect>`
+    Get one from :meth:`TestClient.websocket_connect <qakeapi.testing.client.TestClient.websocket_connect>`
     and either ``await`` it or use it as ``async with``. Every receive has a timeout, so a test
     never hangs; exceptions raised by the application are re-raised in the test.
 

@@ -39,8 +39,8 @@ _CLOSED = object()
 class BroadcastBackend(abc.ABC):
     """Publish/subscribe between processes.
 
-    Received events wait in a bounded queue until :meth:`events` takes them; when the queue is
-    full the newest event is dropped, logged and counted in :attr:`dropped`.
+    Received events wait in a bounded queue until :meth:`~BroadcastBackend.events` takes them; when the queue
+    is full the newest event is dropped, logged and counted in ``dropped``.
 
     Args:
         max_queue: How many received events may wait to be consumed.
@@ -56,7 +56,7 @@ class BroadcastBackend(abc.ABC):
 
     @abc.abstractmethod
     async def disconnect(self) -> None:
-        """Stop the backend and end :meth:`events`. Idempotent."""
+        """Stop the backend and end :meth:`~BroadcastBackend.events`. Idempotent."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
@@ -75,7 +75,7 @@ class BroadcastBackend(abc.ABC):
         """
 
     async def events(self) -> AsyncIterator[Event]:
-        """Yield received events until :meth:`disconnect` is called."""
+        """Yield received events until :meth:`~BroadcastBackend.disconnect` is called."""
         while True:
             event = await self._queue.get()
             if event is _CLOSED:

@@ -33,7 +33,7 @@ class MemoryBackend(BroadcastBackend):
         self._connected = True
 
     async def disconnect(self) -> None:
-        """Drop every subscription and end :meth:`events`. Idempotent."""
+        """Drop every subscription and end :meth:`~qakeapi.core.broadcast.base.BroadcastBackend.events`. Idempotent."""
         for channel in list(self._channels):
             await self.unsubscribe(channel)
         if self._connected:

@@ -102,7 +102,7 @@ class RedisBackend(BroadcastBackend):
         )
 
     async def disconnect(self) -> None:
-        """Stop the listener, close the connections and end :meth:`events`. Idempotent."""
+        """Stop the listener, close the connections and end the event stream. Idempotent."""
         listener, self._listener = self._listener, None
         if listener is None:
             return

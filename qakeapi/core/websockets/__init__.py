@@ -2,11 +2,15 @@
 
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.handler import ConnectionHook, MessageHook, WebSocketHandler
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Overflow, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 
 __all__ = [
+    "DEFAULT_SEND_POLICY",
     "ConnectionHook",
     "MessageHook",
+    "Overflow",
+    "SendPolicy",
     "WebSocket",
     "WebSocketClosedError",
     "WebSocketDisconnect",

@@ -10,6 +10,7 @@ from typing import Any
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, start_send
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
@@ -48,9 +49,14 @@ class WebSocket:
             or ``None`` when it succeeded or was not attempted.
         accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
         close_code: The close code the peer sent, once it disconnected.
+        send_policy: How many frames :meth:`send_nowait` may queue for this connection while
+            it reads slowly, and what happens beyond (see
+            :class:`~qakeapi.core.websockets.outbox.SendPolicy`).
+        dropped: How many frames the send policy dropped for this connection.
     """
 
     __slots__ = (
+        "_outbox",
         "_receive",
         "_send",
         "_state",
@@ -60,8 +66,10 @@ class WebSocket:
         "claims",
         "client_state",
         "close_code",
+        "dropped",
         "id",
         "scope",
+        "send_policy",
         "user_id",
     )
 
@@ -80,6 +88,9 @@ class WebSocket:
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
+        self.send_policy: SendPolicy = DEFAULT_SEND_POLICY
+        self.dropped = 0
+        self._outbox: Outbox | None = None
 
     def __repr__(self) -> str:
         return f"<WebSocket id={self.id} path={self.path!r} state={self.application_state.name}>"
@@ -186,6 +197,10 @@ class WebSocket:
                 raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
         else:
             raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
+        while self._outbox is not None:  # keep order behind frames queued for a slow reader
+            await self._outbox.wait_drained()
+            if self.application_state is WebSocketState.DISCONNECTED:
+                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
         try:
             await self._send(message)
         except OSError as exc:
@@ -324,6 +339,50 @@ class WebSocket:
             return
 
     # -- sending ------------------------------------------------------------------------
+
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Start sending a frame without waiting for it: the fan-out primitive.
+
+        The frame is handed to the server at once when it can take it; otherwise it waits in
+        this connection's bounded outbox, and :attr:`send_policy` decides what happens when
+        that is full. Frames are written in the order given.
+
+        Args:
+            data: ``str`` for a text frame, ``bytes`` for a binary one.
+
+        Returns:
+            ``False`` when the connection is closed (or was just closed by the policy), so the
+            caller can forget it; ``True`` otherwise.
+        """
+        if self.application_state is not WebSocketState.CONNECTED or self.client_state is WebSocketState.DISCONNECTED:
+            return False
+        message: Message = (
+            {"type": "websocket.send", "text": data}
+            if isinstance(data, str)
+            else {
+                "type": "websocket.send",
+                "bytes": data,
+            }
+        )
+        outbox = self._outbox
+        if outbox is not None:
+            return outbox.put(message)
+        try:
+            blocked = start_send(self._send(message))
+        except OSError:
+            self.application_state = WebSocketState.DISCONNECTED
+            return False
+        if blocked is not None:
+            self._outbox = Outbox(self, blocked, self._send)
+        return True
+
+    def _abandon(self) -> None:
+        """Mark the connection closed from the application's side (used by the outbox)."""
+        self.application_state = WebSocketState.DISCONNECTED
+
+    def _outbox_done(self, outbox: Outbox) -> None:
+        if self._outbox is outbox:
+            self._outbox = None
 
     async def send_text(self, data: str) -> None:
         """Send a text message.

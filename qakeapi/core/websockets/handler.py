@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.fanout import deliver
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
@@ -34,6 +35,24 @@ def _size(data: str | bytes) -> int:
     return len(data.encode())
 
 
+class _SetView(AbstractSet[WebSocket]):
+    """A read-only view of a set."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: AbstractSet[WebSocket]) -> None:
+        self._items = items
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[WebSocket]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class WebSocketHandler:
     """Runs a connection through hooks registered with decorators.
 
@@ -49,10 +68,19 @@ class WebSocketHandler:
     Args:
         max_message_size: Messages larger than this many bytes close the connection with
             :attr:`~qakeapi.status.CloseCode.MESSAGE_TOO_BIG`. ``None`` disables the check.
+        send_policy: The slow-reader policy for this handler's connections (how many
+            broadcast frames may wait for one connection, and what happens beyond); the
+            default is :data:`~qakeapi.core.websockets.outbox.DEFAULT_SEND_POLICY`.
     """
 
-    def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        send_policy: SendPolicy = DEFAULT_SEND_POLICY,
+    ) -> None:
         self.max_message_size = max_message_size
+        self.send_policy = send_policy
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
@@ -80,7 +108,7 @@ class WebSocketHandler:
     @property
     def connections(self) -> AbstractSet[WebSocket]:
         """The connections this handler is running now (a live, read-only view)."""
-        return self._connections
+        return _SetView(self._connections)
 
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every connection of this handler on this process.
@@ -97,7 +125,7 @@ class WebSocketHandler:
         """
         frame = message if isinstance(message, (str, bytes)) else encode_json(message)
         recipients = [ws for ws in self._connections if ws is not exclude]
-        dead = await deliver(frame, recipients)
+        dead = deliver(frame, recipients)
         return len(recipients) - len(dead)
 
     # -- running a connection -----------------------------------------------------------
@@ -108,6 +136,7 @@ class WebSocketHandler:
         Args:
             websocket: The connection, typically the argument of an ``@app.websocket`` endpoint.
         """
+        websocket.send_policy = self.send_policy
         if websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept()
         self._connections.add(websocket)

@@ -1,0 +1,119 @@
+"""Start ``examples_app`` modules under a real uvicorn process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 15.0) -> None:
+    """Wait until something accepts connections on ``port``.
+
+    Raises:
+        RuntimeError: The process exited, or nothing listened in time.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+@dataclass
+class Server:
+    """A running uvicorn process.
+
+    Attributes:
+        app: The ``module:attribute`` it serves.
+        port: The loopback port it listens on.
+        log: The file its output goes to.
+    """
+
+    app: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def http_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:<port>``."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Stop the server gracefully (SIGINT, as Ctrl+C), killing it if it does not exit in time.
+
+        Returns:
+            The exit code.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextmanager
+def uvicorn_server(
+    app: str,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[Server]:
+    """Serve ``app`` (``module:attribute``) with uvicorn for the duration of the ``with`` block.
+
+    Args:
+        app: What to serve, e.g. ``examples_app.chat_app:app``.
+        log_dir: Where the server's output file goes.
+        port: The port; a free one when ``None``.
+        env: Extra environment variables.
+        args: Extra uvicorn arguments.
+    """
+    port = port or free_port()
+    log = log_dir / f"uvicorn-{app.replace(':', '-')}-{port}.log"
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *args]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(app, port, log, process)
+    try:
+        wait_for_port(port, process)
+        yield server
+    finally:
+        server.stop()

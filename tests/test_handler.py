@@ -1,0 +1,417 @@
+"""The hook-based :class:`WebSocketHandler`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableSet
+from typing import Any
+
+import pytest
+
+from qakeapi import Application
+from qakeapi.core.codec import encode_json
+from qakeapi.core.websockets import WebSocket, WebSocketHandler
+from qakeapi.exceptions import WebSocketDisconnect
+from qakeapi.status import CloseCode
+from qakeapi.testing import TestClient
+
+
+def serve(handler: WebSocketHandler) -> TestClient:
+    app = Application()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    return TestClient(app, timeout=2.0)
+
+
+def recording_handler(**options: Any) -> tuple[WebSocketHandler, list[Any]]:
+    """A handler whose ``on_message`` records each message and answers ``"ack"``."""
+    handler = WebSocketHandler(**options)
+    received: list[Any] = []
+
+    @handler.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        received.append(message)
+        await websocket.send_text("ack")
+
+    return handler, received
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+def test_decorators_return_the_hook_unchanged() -> None:
+    handler = WebSocketHandler()
+
+    async def connect(websocket: WebSocket) -> None: ...
+
+    async def message(websocket: WebSocket, data: Any) -> None: ...
+
+    assert handler.on_connect(connect) is connect
+    assert handler.on_message(message) is message
+    assert handler.on_disconnect(connect) is connect
+
+
+@pytest.mark.asyncio
+async def test_hooks_run_in_registration_order() -> None:
+    handler = WebSocketHandler()
+    calls: list[str] = []
+
+    @handler.on_connect
+    async def connect_first(websocket: WebSocket) -> None:
+        calls.append("connect 1")
+
+    @handler.on_connect
+    async def connect_second(websocket: WebSocket) -> None:
+        calls.append("connect 2")
+
+    @handler.on_message
+    async def message_first(websocket: WebSocket, message: Any) -> None:
+        calls.append(f"message 1 {message}")
+
+    @handler.on_message
+    async def message_second(websocket: WebSocket, message: Any) -> None:
+        calls.append(f"message 2 {message}")
+        await websocket.send_text("ack")
+
+    @handler.on_disconnect
+    async def disconnect_first(websocket: WebSocket) -> None:
+        calls.append("disconnect 1")
+
+    @handler.on_disconnect
+    async def disconnect_second(websocket: WebSocket) -> None:
+        calls.append("disconnect 2")
+
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text("x")
+        assert await session.receive_text() == "ack"
+    assert calls == ["connect 1", "connect 2", "message 1 x", "message 2 x", "disconnect 1", "disconnect 2"]
+
+
+# -- message decoding ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_json_text_reaches_on_message_decoded() -> None:
+    handler, received = recording_handler()
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text('{"type":"chat","n":[1,2]}')
+        assert await session.receive_text() == "ack"
+        await session.send_text("42")
+        assert await session.receive_text() == "ack"
+    assert received == [{"type": "chat", "n": [1, 2]}, 42]
+
+
+@pytest.mark.asyncio
+async def test_non_json_text_reaches_on_message_as_str() -> None:
+    handler, received = recording_handler()
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text("hello {world")
+        assert await session.receive_text() == "ack"
+    assert received == ["hello {world"]
+
+
+@pytest.mark.asyncio
+async def test_binary_reaches_on_message_as_bytes() -> None:
+    handler, received = recording_handler()
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_bytes(b'{"a":1}')
+        assert await session.receive_text() == "ack"
+    assert received == [b'{"a":1}']
+
+
+# -- errors in hooks -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_exception_in_on_message_is_logged_with_connection_context(caplog: pytest.LogCaptureFixture) -> None:
+    handler = WebSocketHandler()
+    ids: list[int] = []
+
+    @handler.on_connect
+    async def remember(websocket: WebSocket) -> None:
+        ids.append(websocket.id)
+
+    @handler.on_message
+    async def explode(websocket: WebSocket, message: Any) -> None:
+        if message == "boom":
+            raise RuntimeError("hook exploded")
+        await websocket.send_text(f"echo {message}")
+
+    with caplog.at_level(logging.ERROR, logger="qakeapi.websockets"):
+        async with serve(handler).websocket_connect("/ws") as session:
+            await session.send_text("boom")
+            await session.send_text("still here")
+            assert await session.receive_text() == "echo still here"
+
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.name == "qakeapi.websockets"
+    assert f"connection={ids[0]}" in record.getMessage()
+    assert "path=/ws" in record.getMessage()
+    assert "explode" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+@pytest.mark.asyncio
+async def test_exception_in_on_connect_closes_with_internal_error() -> None:
+    handler = WebSocketHandler()
+    disconnected: list[int] = []
+
+    @handler.on_connect
+    async def fail(websocket: WebSocket) -> None:
+        raise RuntimeError("setup failed")
+
+    @handler.on_disconnect
+    async def gone(websocket: WebSocket) -> None:
+        disconnected.append(websocket.id)
+
+    async with serve(handler).websocket_connect("/ws") as session:
+        with pytest.raises(WebSocketDisconnect) as info:
+            await session.receive_text()
+    assert info.value.code == CloseCode.INTERNAL_ERROR
+    assert len(disconnected) == 1
+
+
+@pytest.mark.asyncio
+async def test_exception_in_on_connect_skips_later_connect_hooks_and_messages() -> None:
+    handler = WebSocketHandler()
+    calls: list[str] = []
+
+    @handler.on_connect
+    async def fail(websocket: WebSocket) -> None:
+        raise RuntimeError("setup failed")
+
+    @handler.on_connect
+    async def later(websocket: WebSocket) -> None:
+        calls.append("later connect hook")
+
+    @handler.on_message
+    async def message(websocket: WebSocket, data: Any) -> None:
+        calls.append("message")
+
+    async with serve(handler).websocket_connect("/ws") as session:
+        with pytest.raises(WebSocketDisconnect):
+            await session.receive_text()
+    assert calls == []
+
+
+# -- disconnect ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_on_disconnect_runs_once_when_the_client_closes() -> None:
+    handler = WebSocketHandler()
+    disconnected: list[int] = []
+    connected: list[int] = []
+
+    @handler.on_connect
+    async def hello(websocket: WebSocket) -> None:
+        connected.append(websocket.id)
+        await websocket.send_text("hello")
+
+    @handler.on_disconnect
+    async def gone(websocket: WebSocket) -> None:
+        disconnected.append(websocket.id)
+
+    session = await serve(handler).websocket_connect("/ws")
+    assert await session.receive_text() == "hello"
+    await session.close(CloseCode.GOING_AWAY)
+    await session.close()
+    assert disconnected == connected
+    assert len(disconnected) == 1
+
+
+@pytest.mark.asyncio
+async def test_on_disconnect_runs_once_when_a_hook_closes_the_connection() -> None:
+    handler = WebSocketHandler()
+    disconnected: list[int] = []
+
+    @handler.on_message
+    async def kick(websocket: WebSocket, message: Any) -> None:
+        await websocket.close(CloseCode.POLICY_VIOLATION, "kicked")
+
+    @handler.on_disconnect
+    async def gone(websocket: WebSocket) -> None:
+        disconnected.append(websocket.id)
+
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text("hi")
+        with pytest.raises(WebSocketDisconnect) as info:
+            await session.receive_text()
+    assert (info.value.code, info.value.reason) == (CloseCode.POLICY_VIOLATION, "kicked")
+    assert len(disconnected) == 1
+
+
+# -- message size limit ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_oversized_message_closes_with_message_too_big() -> None:
+    handler, received = recording_handler(max_message_size=8)
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text("x" * 9)
+        with pytest.raises(WebSocketDisconnect) as info:
+            await session.receive_text()
+    assert info.value.code == CloseCode.MESSAGE_TOO_BIG
+    assert received == []
+
+
+@pytest.mark.asyncio
+async def test_message_at_the_size_limit_is_accepted() -> None:
+    handler, received = recording_handler(max_message_size=8)
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_bytes(b"x" * 8)
+        assert await session.receive_text() == "ack"
+    assert received == [b"x" * 8]
+
+
+@pytest.mark.asyncio
+async def test_size_limit_counts_utf8_bytes_not_characters() -> None:
+    handler, received = recording_handler(max_message_size=8)
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text("é" * 5)  # 5 characters, 10 bytes
+        with pytest.raises(WebSocketDisconnect) as info:
+            await session.receive_text()
+    assert info.value.code == CloseCode.MESSAGE_TOO_BIG
+    assert received == []
+
+
+@pytest.mark.asyncio
+async def test_size_limit_can_be_disabled() -> None:
+    handler, received = recording_handler(max_message_size=None)
+    big = "x" * (2 << 20)
+    async with serve(handler).websocket_connect("/ws") as session:
+        await session.send_text(big)
+        assert await session.receive_text() == "ack"
+    assert received == [big]
+
+
+# -- connections and broadcast ---------------------------------------------------------------
+
+
+def greeting_handler() -> WebSocketHandler:
+    """A handler that greets each connection with its id, so a client knows it is registered."""
+    handler = WebSocketHandler()
+
+    @handler.on_connect
+    async def hello(websocket: WebSocket) -> None:
+        await websocket.send_json({"id": websocket.id})
+
+    return handler
+
+
+@pytest.mark.asyncio
+async def test_connections_tracks_open_connections() -> None:
+    handler = greeting_handler()
+    client = serve(handler)
+    assert len(handler.connections) == 0
+    first = await client.websocket_connect("/ws")
+    second = await client.websocket_connect("/ws")
+    first_id = (await first.receive_json())["id"]
+    second_id = (await second.receive_json())["id"]
+    assert {ws.id for ws in handler.connections} == {first_id, second_id}
+    await first.close()
+    assert {ws.id for ws in handler.connections} == {second_id}
+    await second.close()
+    assert len(handler.connections) == 0
+
+
+def test_connections_view_is_read_only() -> None:
+    handler = WebSocketHandler()
+    assert not isinstance(handler.connections, MutableSet)
+
+
+@pytest.mark.asyncio
+async def test_broadcast_reaches_every_connection_and_returns_the_count() -> None:
+    handler = greeting_handler()
+    client = serve(handler)
+    sessions = [await client.websocket_connect("/ws") for _ in range(3)]
+    for session in sessions:
+        await session.receive_json()
+    assert await handler.broadcast({"news": "hi"}) == 3
+    for session in sessions:
+        assert await session.receive_text() == '{"news":"hi"}'
+        await session.close()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = greeting_handler()
+    client = serve(handler)
+    sessions = [await client.websocket_connect("/ws") for _ in range(3)]
+    for session in sessions:
+        await session.receive_json()
+    calls: list[Any] = []
+
+    def counting_encode(data: Any) -> str:
+        calls.append(data)
+        return encode_json(data)
+
+    monkeypatch.setattr("qakeapi.core.websockets.handler.encode_json", counting_encode)
+    monkeypatch.setattr("qakeapi.core.websockets.connection.encode_json", counting_encode)
+    assert await handler.broadcast({"n": 1}) == 3
+    assert calls == [{"n": 1}]
+    for session in sessions:
+        assert await session.receive_json() == {"n": 1}
+        await session.close()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_sends_str_as_text_and_bytes_as_binary() -> None:
+    handler = greeting_handler()
+    session = await serve(handler).websocket_connect("/ws")
+    await session.receive_json()
+    assert await handler.broadcast("plain") == 1
+    assert await handler.broadcast(b"\x00raw") == 1
+    assert await session.receive_text() == "plain"
+    assert await session.receive_bytes() == b"\x00raw"
+    await session.close()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_excludes_the_sender() -> None:
+    handler = greeting_handler()
+
+    @handler.on_message
+    async def relay(websocket: WebSocket, message: Any) -> None:
+        count = await handler.broadcast({"said": message}, exclude=websocket)
+        await websocket.send_json({"delivered": count})
+
+    client = serve(handler)
+    sender = await client.websocket_connect("/ws")
+    listener = await client.websocket_connect("/ws")
+    await sender.receive_json()
+    await listener.receive_json()
+    await sender.send_text("hi")
+    assert await sender.receive_json() == {"delivered": 1}  # the broadcast, sent first, did not reach it
+    assert await listener.receive_json() == {"said": "hi"}
+    await sender.close()
+    await listener.close()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_skips_closed_connections() -> None:
+    handler = greeting_handler()
+    counts: list[int] = []
+
+    @handler.on_message
+    async def leave_then_broadcast(websocket: WebSocket, message: Any) -> None:
+        await websocket.close()  # still registered until its hooks return
+        counts.append(await handler.broadcast("after close"))
+
+    client = serve(handler)
+    leaver = await client.websocket_connect("/ws")
+    stayer = await client.websocket_connect("/ws")
+    await leaver.receive_json()
+    await stayer.receive_json()
+    await leaver.send_text("bye")
+    with pytest.raises(WebSocketDisconnect) as info:
+        await leaver.receive_text()
+    assert info.value.code == CloseCode.NORMAL_CLOSURE
+    assert await stayer.receive_text() == "after close"
+    await leaver.close()
+    await stayer.close()
+    assert counts == [1]

@@ -1,0 +1,77 @@
+"""Every module declares its public API in ``__all__``, and ``__all__`` is complete and correct."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from types import ModuleType
+
+import pytest
+
+import qakeapi
+
+
+def all_module_names() -> list[str]:
+    names = [qakeapi.__name__]
+    names += [info.name for info in pkgutil.walk_packages(qakeapi.__path__, prefix=f"{qakeapi.__name__}.")]
+    return sorted(names)
+
+
+MODULES = all_module_names()
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def test_the_walk_finds_the_core_modules() -> None:
+    expected = {
+        "qakeapi",
+        "qakeapi.core.application",
+        "qakeapi.core.routing",
+        "qakeapi.core.websockets.connection",
+        "qakeapi.core.websockets.handler",
+        "qakeapi.testing.client",
+        "qakeapi.exceptions",
+        "qakeapi.status",
+    }
+    assert expected <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_has_all(name: str) -> None:
+    module = load(name)
+    assert isinstance(getattr(module, "__all__", None), list), f"{name} has no __all__ list"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_name_in_all_exists(name: str) -> None:
+    module = load(name)
+    missing = [item for item in getattr(module, "__all__", []) if not hasattr(module, item)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_has_no_duplicates(name: str) -> None:
+    exported = list(getattr(load(name), "__all__", []))
+    assert len(exported) == len(set(exported))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_public_class_and_function_is_in_all(name: str) -> None:
+    module = load(name)
+    exported = set(getattr(module, "__all__", []))
+    defined_here = [
+        attr
+        for attr, value in vars(module).items()
+        if not attr.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == name
+    ]
+    assert sorted(set(defined_here) - exported) == []
+
+
+def test_top_level_package_reexports_the_essentials() -> None:
+    for item in ("Application", "WebSocket", "WebSocketHandler", "CloseCode", "WebSocketDisconnect"):
+        assert item in qakeapi.__all__

@@ -1,0 +1,226 @@
+"""Rooms: membership bookkeeping and encode-once broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from qakeapi.core.codec import encode_json
+from qakeapi.core.rooms import Room, Rooms
+from qakeapi.core.websockets import WebSocket
+from qakeapi.types import Message
+
+
+class Peer:
+    """A WebSocket driven through raw ASGI callables, recording the frames it is sent."""
+
+    def __init__(self) -> None:
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        inbox.put_nowait({"type": "websocket.connect"})
+        self.sent: list[Message] = []
+        self.websocket = WebSocket({"type": "websocket", "path": "/ws"}, inbox.get, self._send)
+
+    async def _send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    @property
+    def frames(self) -> list[str | bytes]:
+        return [m.get("text", m.get("bytes")) for m in self.sent if m["type"] == "websocket.send"]
+
+
+async def open_peers(count: int) -> list[Peer]:
+    peers = [Peer() for _ in range(count)]
+    for peer in peers:
+        await peer.websocket.accept()
+    return peers
+
+
+def make_ws() -> WebSocket:
+    return Peer().websocket
+
+
+# -- Rooms bookkeeping -----------------------------------------------------------------------
+
+
+def test_join_creates_the_room() -> None:
+    rooms, ws = Rooms(), make_ws()
+    room = rooms.join("lobby", ws)
+    assert room.name == "lobby"
+    assert ws in room
+    assert len(room) == 1
+    assert rooms.get("lobby") is room
+    assert "lobby" in rooms
+    assert len(rooms) == 1
+
+
+def test_join_twice_returns_the_same_room() -> None:
+    rooms, first, second = Rooms(), make_ws(), make_ws()
+    assert rooms.join("lobby", first) is rooms.join("lobby", second)
+    assert len(rooms.join("lobby", first)) == 2
+
+
+def test_get_unknown_room_is_none() -> None:
+    assert Rooms().get("nowhere") is None
+
+
+def test_rooms_of_lists_every_room_joined() -> None:
+    rooms, ws, other = Rooms(), make_ws(), make_ws()
+    rooms.join("a", ws)
+    rooms.join("b", ws)
+    rooms.join("c", other)
+    assert rooms.rooms_of(ws) == {"a", "b"}
+    assert rooms.rooms_of(make_ws()) == frozenset()
+
+
+def test_leave_removes_membership_and_returns_the_room() -> None:
+    rooms, ws, other = Rooms(), make_ws(), make_ws()
+    room = rooms.join("a", ws)
+    rooms.join("a", other)
+    assert rooms.leave("a", ws) is room
+    assert ws not in room
+    assert rooms.rooms_of(ws) == frozenset()
+    assert rooms.get("a") is room
+
+
+def test_leaving_the_last_member_drops_the_room() -> None:
+    rooms, ws = Rooms(), make_ws()
+    room = rooms.join("a", ws)
+    assert rooms.leave("a", ws) is room
+    assert len(room) == 0
+    assert rooms.get("a") is None
+    assert "a" not in rooms
+    assert len(rooms) == 0
+
+
+def test_leave_when_not_a_member_is_none() -> None:
+    rooms, ws = Rooms(), make_ws()
+    rooms.join("a", make_ws())
+    assert rooms.leave("a", ws) is None
+    assert rooms.leave("missing", ws) is None
+    assert len(rooms.get("a") or ()) == 1
+
+
+def test_leave_all_removes_every_membership_in_name_order() -> None:
+    rooms, ws, other = Rooms(), make_ws(), make_ws()
+    rooms.join("zeta", ws)
+    rooms.join("alpha", ws)
+    rooms.join("alpha", other)
+    left = rooms.leave_all(ws)
+    assert [room.name for room in left] == ["alpha", "zeta"]
+    assert rooms.rooms_of(ws) == frozenset()
+    assert [room.name for room in rooms] == ["alpha"]
+
+
+def test_leave_all_of_a_stranger_is_empty() -> None:
+    assert Rooms().leave_all(make_ws()) == []
+
+
+def test_iterating_rooms_tolerates_changes() -> None:
+    rooms, ws = Rooms(), make_ws()
+    rooms.join("a", ws)
+    rooms.join("b", ws)
+    for room in rooms:
+        rooms.leave(room.name, ws)
+    assert len(rooms) == 0
+
+
+# -- Room.broadcast --------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_broadcast_sends_json_to_every_member() -> None:
+    peers = await open_peers(3)
+    room = Room("r")
+    room.members.update(p.websocket for p in peers)
+    assert await room.broadcast({"msg": "hi"}) == 3
+    assert [p.frames for p in peers] == [['{"msg":"hi"}']] * 3
+
+
+@pytest.mark.asyncio
+async def test_broadcast_sends_str_as_text_and_bytes_as_binary() -> None:
+    [peer] = await open_peers(1)
+    room = Room("r")
+    room.members.add(peer.websocket)
+    await room.broadcast("plain")
+    await room.broadcast(b"\x00")
+    assert peer.sent[-2:] == [
+        {"type": "websocket.send", "text": "plain"},
+        {"type": "websocket.send", "bytes": b"\x00"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_broadcast_excludes_the_sender() -> None:
+    sender, listener = await open_peers(2)
+    rooms = Rooms()
+    rooms.join("r", sender.websocket)
+    room = rooms.join("r", listener.websocket)
+    assert await room.broadcast("hi", exclude=sender.websocket) == 1
+    assert sender.frames == []
+    assert listener.frames == ["hi"]
+
+
+@pytest.mark.asyncio
+async def test_broadcast_encodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    peers = await open_peers(4)
+    room = Room("r")
+    room.members.update(p.websocket for p in peers)
+    calls: list[Any] = []
+
+    def counting_encode(data: Any) -> str:
+        calls.append(data)
+        return encode_json(data)
+
+    monkeypatch.setattr("qakeapi.core.rooms.encode_json", counting_encode)
+    monkeypatch.setattr("qakeapi.core.websockets.connection.encode_json", counting_encode)
+    assert await room.broadcast([1, 2]) == 4
+    assert calls == [[1, 2]]
+    assert {p.frames[0] for p in peers} == {"[1,2]"}
+
+
+@pytest.mark.asyncio
+async def test_broadcast_removes_closed_members() -> None:
+    alive, closed = await open_peers(2)
+    await closed.websocket.close()
+    room = Room("r")
+    room.members.update([alive.websocket, closed.websocket])
+    assert await room.broadcast("hi") == 1
+    assert alive.frames == ["hi"]
+    assert closed.frames == []
+    assert closed.websocket not in room
+    assert alive.websocket in room
+
+
+@pytest.mark.asyncio
+async def test_broadcast_to_an_empty_room_is_zero() -> None:
+    assert await Room("r").broadcast("hi") == 0
+
+
+@pytest.mark.asyncio
+async def test_room_emptied_by_broadcast_is_dropped_from_rooms() -> None:
+    [peer] = await open_peers(1)
+    rooms = Rooms()
+    room = rooms.join("r", peer.websocket)
+    await peer.websocket.close()
+    assert await room.broadcast("hi") == 0
+    assert rooms.get("r") is None
+    assert "r" not in rooms
+
+
+@pytest.mark.asyncio
+async def test_closed_member_removed_by_broadcast_is_forgotten_by_rooms_of() -> None:
+    alive, closed = await open_peers(2)
+    rooms = Rooms()
+    rooms.join("r", alive.websocket)
+    room = rooms.join("r", closed.websocket)
+    await closed.websocket.close()
+    await room.broadcast("hi")
+    assert rooms.rooms_of(closed.websocket) == frozenset()
+
+
+def test_room_repr_names_the_room_and_its_size() -> None:
+    room = Room("lobby")
+    room.members.add(make_ws())
+    assert repr(room) == "<Room 'lobby' members=1>"
