@@ -88,7 +88,7 @@ class ClusteredManager:
         self.channel = channel
         self.delivered = 0
         self._dispatcher: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
 
     @property
     def connections(self) -> int:
@@ -96,27 +96,35 @@ class ClusteredManager:
         return len(self.handler.connections)
 
     async def start(self) -> None:
-        """Connect the backend, subscribe to the cluster channel and start dispatching. Idempotent."""
-        async with self._lock:
-            if self._dispatcher is not None:
-                return
-            await self.backend.connect()
-            await self.backend.subscribe(self.channel)
-            self._dispatcher = asyncio.get_running_loop().create_task(
-                self._dispatch(), name=f"qakeapi cluster dispatcher {self.node_id}"
-            )
+        """Connect the backend, subscribe to the cluster channel and start dispatching.
+
+        Idempotent, and safe to call concurrently: every caller waits for the one start.
+        After :meth:`close` it may be started again (in another event loop, too).
+        """
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        await self.backend.connect()
+        await self.backend.subscribe(self.channel)
+        self._dispatcher = asyncio.get_running_loop().create_task(
+            self._dispatch(), name=f"qakeapi cluster dispatcher {self.node_id}"
+        )
 
     async def close(self) -> None:
         """Stop dispatching and disconnect the backend. Idempotent."""
-        async with self._lock:
-            dispatcher, self._dispatcher = self._dispatcher, None
-            if dispatcher is None:
-                return
-            await self.backend.disconnect()
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        await asyncio.wait((starting,))
+        dispatcher, self._dispatcher = self._dispatcher, None
+        await self.backend.disconnect()
+        if dispatcher is not None:
             try:
                 await asyncio.wait_for(dispatcher, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                dispatcher.cancel()
+            except asyncio.TimeoutError:
+                logger.warning("node %s: the dispatcher did not stop within 5s; cancelled it", self.node_id)
 
     async def handle_connection(self, websocket: WebSocket) -> None:
         """Start the manager if needed, then run ``websocket`` through the handler.

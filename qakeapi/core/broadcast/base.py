@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ class BroadcastBackend(abc.ABC):
     """
 
     def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+        self.max_queue = max_queue
         self._queue: asyncio.Queue[Event | object] = asyncio.Queue(max_queue)
+        self._closed = False
         self.dropped = 0
 
     @abc.abstractmethod
@@ -75,8 +78,8 @@ class BroadcastBackend(abc.ABC):
         """
 
     async def events(self) -> AsyncIterator[Event]:
-        """Yield received events until :meth:`~BroadcastBackend.disconnect` is called."""
-        while True:
+        """Yield received events until :meth:`~BroadcastBackend.disconnect` is called (at once if it was)."""
+        while not (self._closed and self._queue.empty()):
             event = await self._queue.get()
             if event is _CLOSED:
                 return
@@ -96,10 +99,14 @@ class BroadcastBackend(abc.ABC):
                 self.dropped,
             )
 
+    def _open_events(self) -> None:
+        """Start a fresh event stream (in the running loop) for a new connection."""
+        self._queue = asyncio.Queue(self.max_queue)
+        self._closed = False
+
     def _end_events(self) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(_CLOSED)
-                return
-            except asyncio.QueueFull:
-                self._queue.get_nowait()
+        """End :meth:`events` for every reader, after the events already queued."""
+        self._closed = True
+        # A reader waits only on an empty queue, so a full queue needs no wake-up marker.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_CLOSED)

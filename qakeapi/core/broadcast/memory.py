@@ -30,7 +30,9 @@ class MemoryBackend(BroadcastBackend):
 
     async def connect(self) -> None:
         """Start the backend. Idempotent."""
-        self._connected = True
+        if not self._connected:
+            self._connected = True
+            self._open_events()
 
     async def disconnect(self) -> None:
         """Drop every subscription and end :meth:`~qakeapi.core.broadcast.base.BroadcastBackend.events`. Idempotent."""

@@ -97,6 +97,12 @@ class RedisBackend(BroadcastBackend):
         except ImportError:  # pragma: no cover - depends on the environment
             raise MissingDependencyError("redis", "redis") from None
         self._client = Redis.from_url(self.url)
+        # Fresh asyncio primitives: a backend may be connected again in another event loop.
+        self._open_events()
+        self._channels = {channel: asyncio.Event() for channel in self._channels}
+        self._has_channels = asyncio.Event()
+        if self._channels:
+            self._has_channels.set()
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"qakeapi redis listener {self.safe_url}"
         )
@@ -168,14 +174,23 @@ class RedisBackend(BroadcastBackend):
         """
         if self._client is None:
             raise BroadcastError(f"Redis backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
-        try:
-            await self._client.publish(channel, payload)
-        except (RedisError, OSError) as exc:
+        for attempt in (1, 2):
+            try:
+                await self._client.publish(channel, payload)
+                return
+            except RedisConnectionError as exc:
+                # A pooled connection may have died with a Redis restart: one retry takes a fresh one.
+                if attempt == 1:
+                    continue
+                error: Exception = exc
+            except (RedisError, OSError) as exc:
+                error = exc
             raise BroadcastError(
-                f"cannot publish to {channel!r} on {self.safe_url}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
+            ) from error
 
     async def _listen(self) -> None:
         """Supervise the subscription connection: reconnect with backoff, resubscribe, pump."""
@@ -186,26 +201,30 @@ class RedisBackend(BroadcastBackend):
         while True:
             await self._has_channels.wait()
             pubsub = self._client.pubsub()
+            error: Exception | None = None
             try:
                 await pubsub.subscribe(*self._channels)
                 self._pubsub = pubsub
                 delay = self.min_backoff
                 await self._pump(pubsub)
             except (RedisError, OSError) as exc:
+                error = exc
+            finally:
+                # Give the broken connection up before backing off, so nothing (redis-py's own
+                # reconnect included) keeps using it while this listener is not listening.
+                self._lost(pubsub)
+                await _close_quietly(pubsub)
+            if error is not None:
                 self.reconnects += 1
                 logger.warning(
                     "Redis listener on %s lost its connection (%s: %s); reconnecting in %.2fs",
                     self.safe_url,
-                    type(exc).__name__,
-                    exc,
+                    type(error).__name__,
+                    error,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
-                continue
-            finally:
-                self._lost(pubsub)
-                await _close_quietly(pubsub)
 
     def _lost(self, pubsub: PubSub) -> None:
         if self._pubsub is pubsub:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
 
 __all__ = ["WebSocket", "WebSocketState"]
+
+logger = logging.getLogger("qakeapi.websockets")
 
 _ids = itertools.count(1)
 
@@ -369,7 +372,8 @@ class WebSocket:
             return outbox.put(message)
         try:
             blocked = start_send(self._send(message))
-        except OSError:
+        except Exception as exc:  # the server refuses: the connection is gone, whatever the error
+            logger.debug("WebSocket %s: send failed, treating it as closed: %r", self.id, exc)
             self.application_state = WebSocketState.DISCONNECTED
             return False
         if blocked is not None:

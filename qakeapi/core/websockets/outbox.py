@@ -220,8 +220,8 @@ class Outbox:
             await blocked
             while self.frames:
                 await self._send(self.frames.popleft())
-        except OSError as exc:
-            logger.info("WebSocket %s went away with %d frame(s) queued: %s", self.websocket.id, len(self), exc)
+        except Exception as exc:  # OSError from the server when the peer is gone, or a refusal
+            logger.info("WebSocket %s went away with %d frame(s) queued: %r", self.websocket.id, len(self), exc)
             self._count_drops(len(self.frames))
             self.frames.clear()
             self.websocket._abandon()

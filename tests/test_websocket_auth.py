@@ -1,0 +1,339 @@
+"""Tests for qakeapi.security.websocket_auth: where tokens come from and what the middleware does."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+
+from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
+from qakeapi.core.datastructures import Headers, QueryParams
+from qakeapi.security.websocket_auth import (
+    BEARER_SUBPROTOCOL,
+    AuthConfig,
+    JWTAuthenticator,
+    WebSocketAuthMiddleware,
+    extract_token,
+)
+from qakeapi.status import CloseCode
+from qakeapi.testing import TestClient, WebSocketTestSession
+
+KEY = "k" * 32
+AUTH = JWTAuthenticator(AuthConfig(secret_key=KEY))
+FORGER = JWTAuthenticator(AuthConfig(secret_key="f" * 32))
+
+
+def headers(**values: str) -> Headers:
+    return Headers((name.replace("_", "-").encode(), value.encode()) for name, value in values.items())
+
+
+def expired_token(user: str = "alice") -> str:
+    return jwt.encode({"sub": user, "exp": int(time.time()) - 60}, KEY, algorithm="HS256")
+
+
+# -- extract_token ----------------------------------------------------------------------------
+
+
+def test_no_token_anywhere() -> None:
+    assert extract_token(QueryParams(b""), Headers(), []) == (None, None)
+
+
+def test_token_from_query() -> None:
+    assert extract_token(QueryParams(b"room=1&token=abc"), Headers(), []) == ("abc", "query")
+
+
+def test_token_from_a_custom_query_parameter() -> None:
+    query = QueryParams(b"token=ignored&access_token=abc")
+    assert extract_token(query, Headers(), [], query_param="access_token") == ("abc", "query")
+    assert extract_token(QueryParams(b"token=abc"), Headers(), [], query_param="access_token") == (None, None)
+
+
+@pytest.mark.parametrize("value", ["Bearer abc", "bearer abc", "BEARER abc", "Bearer  abc ", "Bearer abc\t"], ids=repr)
+def test_token_from_authorization_header(value: str) -> None:
+    assert extract_token(QueryParams(b""), headers(Authorization=value), []) == ("abc", "header")
+
+
+@pytest.mark.parametrize("value", ["Basic abc", "Bearer", "Bearer ", "Bearer   ", "abc", "Token abc"], ids=repr)
+def test_authorization_header_without_a_bearer_token_is_ignored(value: str) -> None:
+    assert extract_token(QueryParams(b""), headers(Authorization=value), []) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "subprotocols", [["bearer", "abc"], ["chat", "bearer", "abc"], ["bearer", "abc", "chat"]], ids=repr
+)
+def test_token_from_subprotocol_pair(subprotocols: list[str]) -> None:
+    assert extract_token(QueryParams(b""), Headers(), subprotocols) == ("abc", "subprotocol")
+
+
+@pytest.mark.parametrize("subprotocols", [["bearer"], ["abc", "bearer"], ["bearer", ""], ["chat", "abc"]], ids=repr)
+def test_incomplete_subprotocol_pair_is_no_token(subprotocols: list[str]) -> None:
+    assert extract_token(QueryParams(b""), Headers(), subprotocols) == (None, None)
+
+
+def test_query_takes_precedence_over_header_and_subprotocol() -> None:
+    result = extract_token(QueryParams(b"token=q"), headers(Authorization="Bearer h"), ["bearer", "s"])
+    assert result == ("q", "query")
+
+
+def test_header_takes_precedence_over_subprotocol() -> None:
+    result = extract_token(QueryParams(b""), headers(Authorization="Bearer h"), ["bearer", "s"])
+    assert result == ("h", "header")
+
+
+def test_empty_query_token_falls_through_to_the_header() -> None:
+    result = extract_token(QueryParams(b"token="), headers(Authorization="Bearer h"), [])
+    assert result == ("h", "header")
+
+
+# -- the middleware through the test client -----------------------------------------------------
+
+
+@dataclass
+class AuthApp:
+    """A small app: the middleware in front of a handler that reports what it saw on connect."""
+
+    app: Application
+    seen: list[WebSocket] = field(default_factory=list)
+
+
+def make_app(*, required: bool = False) -> AuthApp:
+    app = Application()
+    handler = WebSocketHandler()
+    middleware = WebSocketAuthMiddleware(AUTH, required=required)
+    result = AuthApp(app)
+
+    @handler.on_connect
+    async def report(websocket: WebSocket) -> None:
+        result.seen.append(websocket)
+        await websocket.send_json(
+            {
+                "user_id": websocket.user_id,
+                "authenticated": websocket.authenticated,
+                "auth_error": websocket.auth_error,
+                "claims": dict(websocket.claims),
+                "subprotocol": websocket.accepted_subprotocol,
+            }
+        )
+
+    @handler.on_message
+    async def echo(websocket: WebSocket, message: Any) -> None:
+        await websocket.send_json({"echo": message, "user_id": websocket.user_id})
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await middleware(websocket, handler.handle_connection)
+
+    return result
+
+
+def connect(client: TestClient, source: str, token: str) -> WebSocketTestSession:
+    if source == "query":
+        return client.websocket_connect(f"/ws?token={token}")
+    if source == "header":
+        return client.websocket_connect("/ws", headers={"Authorization": f"Bearer {token}"})
+    assert source == "subprotocol"
+    return client.websocket_connect("/ws", subprotocols=[BEARER_SUBPROTOCOL, token])
+
+
+SOURCES = ["query", "header", "subprotocol"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("source", SOURCES)
+async def test_valid_token_authenticates_the_connection(source: str) -> None:
+    server = make_app()
+    token = AUTH.create_token("alice", role="admin")
+    client = TestClient(server.app)
+
+    async with connect(client, source, token) as session:
+        report = await session.receive_json()
+        await session.send_json({"hello": 1})
+        echo = await session.receive_json()
+
+    assert report["user_id"] == "alice"
+    assert report["authenticated"] is True
+    assert report["auth_error"] is None
+    assert report["claims"]["sub"] == "alice"
+    assert report["claims"]["role"] == "admin"
+    assert set(report["claims"]) == {"sub", "iat", "nbf", "exp", "role"}
+    assert echo == {"echo": {"hello": 1}, "user_id": "alice"}
+    assert len(server.seen) == 1
+    assert server.seen[0].user_id == "alice"
+    assert server.seen[0].claims["role"] == "admin"
+
+
+@pytest.mark.asyncio
+async def test_subprotocol_token_selects_bearer_and_never_echoes_the_token() -> None:
+    server = make_app()
+    token = AUTH.create_token("alice")
+    client = TestClient(server.app)
+
+    async with client.websocket_connect("/ws", subprotocols=[BEARER_SUBPROTOCOL, token]) as session:
+        report = await session.receive_json()
+        assert session.accepted_subprotocol == "bearer"
+        assert all(token.encode() not in name + value for name, value in session.response_headers)
+
+    assert report["subprotocol"] == "bearer"
+    assert report["user_id"] == "alice"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("source", ["query", "header"])
+async def test_other_sources_select_no_subprotocol(source: str) -> None:
+    server = make_app()
+    client = TestClient(server.app)
+
+    async with connect(client, source, AUTH.create_token("alice")) as session:
+        report = await session.receive_json()
+        assert session.accepted_subprotocol is None
+
+    assert report["subprotocol"] is None
+
+
+@pytest.mark.asyncio
+async def test_rejected_subprotocol_token_is_not_selected() -> None:
+    server = make_app()
+    token = FORGER.create_token("mallory")
+    client = TestClient(server.app)
+
+    async with client.websocket_connect("/ws", subprotocols=[BEARER_SUBPROTOCOL, token]) as session:
+        report = await session.receive_json()
+        assert session.accepted_subprotocol != token
+
+    assert report["auth_error"] == "invalid_signature"
+
+
+BAD_TOKENS = [
+    pytest.param(expired_token(), "expired", id="expired"),
+    pytest.param(FORGER.create_token("mallory"), "invalid_signature", id="forged"),
+    pytest.param("abc", "malformed", id="malformed"),
+    pytest.param(
+        jwt.encode({"sub": "admin", "exp": int(time.time()) + 3600}, None, algorithm="none"),
+        "invalid_algorithm",
+        id="alg-none",
+    ),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(("token", "reason"), BAD_TOKENS)
+async def test_bad_token_leaves_the_connection_unauthenticated(source: str, token: str, reason: str) -> None:
+    server = make_app()
+    client = TestClient(server.app)
+
+    async with connect(client, source, token) as session:
+        report = await session.receive_json()
+        await session.send_text("hi")
+        echo = await session.receive_json()
+
+    assert report == {
+        "user_id": None,
+        "authenticated": False,
+        "auth_error": reason,
+        "claims": {},
+        "subprotocol": None,
+    }
+    assert echo == {"echo": "hi", "user_id": None}
+
+
+@pytest.mark.asyncio
+async def test_missing_token_sets_auth_error_missing() -> None:
+    server = make_app()
+    client = TestClient(server.app)
+
+    async with client.websocket_connect("/ws") as session:
+        report = await session.receive_json()
+
+    assert report["auth_error"] == "missing"
+    assert report["user_id"] is None
+    assert report["authenticated"] is False
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("source", "token"),
+    [
+        ("query", expired_token()),
+        ("header", FORGER.create_token("mallory")),
+        ("subprotocol", "abc"),
+    ],
+)
+async def test_required_refuses_bad_tokens_with_policy_violation(source: str, token: str) -> None:
+    server = make_app(required=True)
+    client = TestClient(server.app)
+
+    with pytest.raises(WebSocketDisconnect) as info:
+        await connect(client, source, token)
+
+    assert info.value.code == CloseCode.POLICY_VIOLATION
+    assert info.value.code == 1008
+    assert info.value.reason == "authentication required"
+    assert server.seen == []
+
+
+@pytest.mark.asyncio
+async def test_required_refuses_a_missing_token() -> None:
+    server = make_app(required=True)
+    client = TestClient(server.app)
+
+    with pytest.raises(WebSocketDisconnect) as info:
+        await client.websocket_connect("/ws")
+
+    assert info.value.code == CloseCode.POLICY_VIOLATION
+    assert server.seen == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("source", SOURCES)
+async def test_required_accepts_a_valid_token(source: str) -> None:
+    server = make_app(required=True)
+    client = TestClient(server.app)
+
+    async with connect(client, source, AUTH.create_token("bob")) as session:
+        report = await session.receive_json()
+
+    assert report["user_id"] == "bob"
+    assert len(server.seen) == 1
+
+
+# -- tokens never reach the logs ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_tokens_never_appear_in_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("qakeapi"):
+            caplog.set_level(logging.DEBUG, logger=name)
+    server = make_app()
+    client = TestClient(server.app)
+    rejected = [expired_token("carol"), FORGER.create_token("mallory"), expired_token("erin")]
+    reasons = ["expired", "invalid_signature", "expired"]
+    accepted = [AUTH.create_token("alice"), AUTH.create_token("bob"), AUTH.create_token("dave")]
+
+    for source, token, reason in zip(SOURCES, rejected, reasons, strict=True):
+        async with connect(client, source, token) as session:
+            assert (await session.receive_json())["auth_error"] == reason
+    for source, token in zip(SOURCES, accepted, strict=True):
+        async with connect(client, source, token) as session:
+            assert (await session.receive_json())["auth_error"] is None
+    strict = make_app(required=True)
+    with pytest.raises(WebSocketDisconnect):
+        await connect(TestClient(strict.app), "header", rejected[1])
+
+    messages = [record.getMessage() for record in caplog.records]
+    rejections = [m for m in messages if "rejected" in m]
+    assert len(rejections) == 4, messages
+    assert any("token from query rejected (expired)" in m for m in rejections), rejections
+    assert any("token from header rejected (invalid_signature)" in m for m in rejections), rejections
+    for token in rejected + accepted:
+        for record in caplog.records:
+            formatted = caplog.handler.format(record)
+            assert token not in formatted, f"a token leaked into a log record of {record.name}: {formatted}"
+            for part in token.split("."):
+                assert part not in formatted, f"part of a token leaked into a log record of {record.name}"
