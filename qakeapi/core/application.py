@@ -138,7 +138,22 @@ class Application:
         """The ASGI 3 entry point."""
         kind = scope["type"]
         if kind == "websocket":
-            await self._websocket(scope, receive, send)
+            # Inlined (not a helper coroutine): this frame lives as long as the connection.
+            websocket = WebSocket(scope, receive, send)
+            match = self.router.match("websocket", scope["path"])
+            if match.route is None:
+                await websocket.close(CloseCode.POLICY_VIOLATION, "no WebSocket route for this path")
+                return
+            scope["path_params"] = match.params
+            try:
+                await match.route.endpoint(websocket, **match.params)
+            except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
+                logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
+            except Exception as exc:
+                _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
+                await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
+                raise
+            await websocket.close()
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -168,23 +183,6 @@ class Application:
             await JSONResponse({"detail": "Internal Server Error"}, 500)(scope, receive, send)
             raise
         await response(scope, receive, send)
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        match = self.router.match("websocket", scope["path"])
-        if match.route is None:
-            await websocket.close(CloseCode.POLICY_VIOLATION, "no WebSocket route for this path")
-            return
-        scope["path_params"] = match.params
-        try:
-            await match.route.endpoint(websocket, **match.params)
-        except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
-            logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
-        except Exception as exc:
-            _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
-            await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
-            raise
-        await websocket.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

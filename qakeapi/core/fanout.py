@@ -11,6 +11,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from qakeapi.types import Message
+
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
@@ -35,7 +37,9 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
     Returns:
         The recipients that turned out to be closed; the caller should forget them.
     """
-    dead = [websocket for websocket in tuple(recipients) if not websocket.send_nowait(frame)]
+    # One message object for everyone: servers only read it.
+    message: Message = {"type": "websocket.send", "text" if isinstance(frame, str) else "bytes": frame}
+    dead = [websocket for websocket in tuple(recipients) if not websocket._post(message)]
     if dead:
         logger.debug("broadcast skipped %d closed connection(s)", len(dead))
     return dead

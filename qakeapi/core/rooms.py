@@ -52,14 +52,15 @@ class Room:
         Returns:
             How many members it was sent to.
         """
-        recipients = [ws for ws in self.members if ws is not exclude]
+        recipients = self.members if exclude is None else [ws for ws in self.members if ws is not exclude]
         dead = deliver(_frame(message), recipients)
+        sent = len(recipients) - len(dead)
         for websocket in dead:
             if self._registry is not None:
                 self._registry.leave(self.name, websocket)
             else:
                 self.members.discard(websocket)
-        return len(recipients) - len(dead)
+        return sent
 
 
 class Rooms:

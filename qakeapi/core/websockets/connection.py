@@ -7,11 +7,12 @@ import enum
 import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
+from types import CoroutineType
 from typing import Any
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, start_send
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, finish_send, start_send
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
@@ -29,6 +30,11 @@ class WebSocketState(enum.Enum):
     CONNECTING = 0
     CONNECTED = 1
     DISCONNECTED = 2
+
+
+_DONE = object()
+_CONNECTING = WebSocketState.CONNECTING
+_CONNECTED = WebSocketState.CONNECTED
 
 
 class WebSocket:
@@ -275,11 +281,22 @@ class WebSocket:
             WebSocketDisconnect: The peer closed the connection (again on every later call).
             RuntimeError: The connection was not accepted.
         """
-        if self.application_state is WebSocketState.CONNECTING:
+        if self.client_state is _CONNECTED and self.application_state is not _CONNECTING:
+            # The hot path: one await on the server's receive, no intermediate frames.
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                return text if text is not None else (message.get("bytes") or b"")
+            if kind != "websocket.disconnect":
+                raise RuntimeError(f"expected 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
+            self.client_state = WebSocketState.DISCONNECTED
+        elif self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
-        if self.client_state is WebSocketState.DISCONNECTED:
+        elif self.client_state is WebSocketState.DISCONNECTED:
             raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE)
-        message = await self.receive()
+        else:
+            message = await self.receive()
         if message["type"] == "websocket.disconnect":
             self.application_state = WebSocketState.DISCONNECTED
             self.close_code = int(message.get("code", CloseCode.NORMAL_CLOSURE))
@@ -357,27 +374,35 @@ class WebSocket:
             ``False`` when the connection is closed (or was just closed by the policy), so the
             caller can forget it; ``True`` otherwise.
         """
-        if self.application_state is not WebSocketState.CONNECTED or self.client_state is WebSocketState.DISCONNECTED:
+        if isinstance(data, str):
+            return self._post({"type": "websocket.send", "text": data})
+        return self._post({"type": "websocket.send", "bytes": data})
+
+    def _post(self, message: Message) -> bool:
+        """:meth:`send_nowait` for a ready-made message (fan-out shares one among recipients)."""
+        if self.application_state is not _CONNECTED or self.client_state is not _CONNECTED:
             return False
-        message: Message = (
-            {"type": "websocket.send", "text": data}
-            if isinstance(data, str)
-            else {
-                "type": "websocket.send",
-                "bytes": data,
-            }
-        )
         outbox = self._outbox
         if outbox is not None:
             return outbox.put(message)
+        sending = self._send(message)
         try:
-            blocked = start_send(self._send(message))
+            if type(sending) is CoroutineType:  # step it here: most sends complete at once
+                steps = sending.__await__()
+                waiter = next(steps, _DONE)  # a default instead of StopIteration: cheaper
+                if waiter is _DONE:
+                    return True
+                blocked = finish_send(steps, waiter)
+            else:
+                started = start_send(sending)
+                if started is None:
+                    return True
+                blocked = started
         except Exception as exc:  # the server refuses: the connection is gone, whatever the error
             logger.debug("WebSocket %s: send failed, treating it as closed: %r", self.id, exc)
             self.application_state = WebSocketState.DISCONNECTED
             return False
-        if blocked is not None:
-            self._outbox = Outbox(self, blocked, self._send)
+        self._outbox = Outbox(self, blocked, self._send)
         return True
 
     def _abandon(self) -> None:
@@ -397,7 +422,7 @@ class WebSocket:
         Raises:
             WebSocketClosedError: The connection is closed.
         """
-        await self.send({"type": "websocket.send", "text": data})
+        await self._send_data({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary message.
@@ -408,7 +433,7 @@ class WebSocket:
         Raises:
             WebSocketClosedError: The connection is closed.
         """
-        await self.send({"type": "websocket.send", "bytes": data})
+        await self._send_data({"type": "websocket.send", "bytes": data})
 
     async def send_json(self, data: Any, mode: str = "text") -> None:
         """Send ``data`` encoded as compact JSON.
@@ -422,10 +447,21 @@ class WebSocket:
             TypeError: ``data`` is not JSON-serialisable.
             ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
         """
-        text = encode_json(data)
         if mode == "text":
-            await self.send_text(text)
+            message: Message = {"type": "websocket.send", "text": encode_json(data)}
         elif mode == "binary":
-            await self.send_bytes(text.encode())
+            message = {"type": "websocket.send", "bytes": encode_json(data).encode()}
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+        await self._send_data(message)
+
+    async def _send_data(self, message: Message) -> None:
+        """Send a ``websocket.send`` message: the hot path of every send helper."""
+        if self.application_state is _CONNECTED and self.client_state is _CONNECTED and self._outbox is None:
+            try:
+                await self._send(message)
+            except OSError as exc:
+                self.application_state = WebSocketState.DISCONNECTED
+                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
+        else:
+            await self.send(message)

@@ -28,8 +28,9 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Generator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from qakeapi.status import CloseCode
@@ -38,7 +39,7 @@ from qakeapi.types import Message
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
-__all__ = ["DEFAULT_SEND_POLICY", "Outbox", "Overflow", "SendPolicy", "SendStats", "start_send", "stats"]
+__all__ = ["DEFAULT_SEND_POLICY", "Outbox", "Overflow", "SendPolicy", "SendStats", "finish_send", "start_send", "stats"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -107,21 +108,27 @@ def start_send(send: Awaitable[None]) -> Coroutine[Any, Any, None] | None:
     Raises:
         OSError: The server reports the connection gone.
     """
-    if not isinstance(send, Coroutine):
+    if type(send) is not CoroutineType:  # an exact type check: cheaper than isinstance on an ABC
         return _await(send)
-    try:
-        waiter = send.send(None)
-    except StopIteration:
-        return None
-    return _finish(send, waiter)
+    steps = send.__await__()
+    waiter = next(steps, _DONE)
+    return None if waiter is _DONE else finish_send(steps, waiter)
+
+
+_DONE = object()
 
 
 async def _await(send: Awaitable[None]) -> None:
     await send
 
 
-async def _finish(coro: Coroutine[Any, Any, None], waiter: Any) -> None:
-    """Drive ``coro`` on from where :func:`start_send` left it, as a task would."""
+async def finish_send(steps: Generator[Any, None, Any], waiter: Any) -> None:
+    """Drive a send on from where it was suspended waiting on ``waiter``, as a task would.
+
+    Args:
+        steps: The send's ``__await__()`` iterator, stepped once.
+        waiter: What that step yielded (a future, or ``None`` for a bare yield).
+    """
     try:
         while True:
             if waiter is None:
@@ -130,11 +137,11 @@ async def _finish(coro: Coroutine[Any, Any, None], waiter: Any) -> None:
                 waiter._asyncio_future_blocking = False
                 await asyncio.wait((waiter,))
             try:
-                waiter = coro.send(None)
+                waiter = steps.send(None)
             except StopIteration:
                 return
     finally:
-        coro.close()
+        steps.close()
 
 
 class Outbox:
