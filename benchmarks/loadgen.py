@@ -281,20 +281,28 @@ async def hold(url: str, conns: int, seconds: float | None) -> dict[str, Any]:
     return {"mode": "hold", "still_open_at_release": still_open}
 
 
-async def slow(url: str, conns: int, messages: int, size: int, seconds: float) -> dict[str, Any]:
-    """Broadcast to ``conns`` readers plus one member that never reads."""
+async def slow(
+    url: str, conns: int, messages: int, size: int, seconds: float, stuck_member: bool = True
+) -> dict[str, Any]:
+    """Broadcast to ``conns`` readers plus one member that never reads.
+
+    With ``stuck_member=False`` the same workload runs without it: the readers' baseline rate.
+    """
     stats = Stats()
     payload = json.dumps({"type": "message", "text": "x" * max(0, size - 30)}, separators=(",", ":")).encode()
     readers, errors = await _connect(lambda: Member(stats, b'"chat_message"'), url, conns)
     stuck_stats = Stats()
     stuck_list, stuck_errors = await _connect(
-        lambda: StuckMember(stuck_stats, b""), url, 1, socket_factory=_small_buffer_socket
+        lambda: StuckMember(stuck_stats, b""), url, 1 if stuck_member else 0, socket_factory=_small_buffer_socket
     )
     sender_stats = Stats()
     sender_list, sender_errors = await _connect(lambda: Member(sender_stats, b'"chat_message"'), url, 1)
-    await _until(lambda: stats.welcomed >= len(readers) and stuck_stats.welcomed and sender_stats.welcomed, 10)
-    stuck = stuck_list[0]
-    assert isinstance(stuck, StuckMember)
+    await _until(
+        lambda: stats.welcomed >= len(readers) and stuck_stats.welcomed >= len(stuck_list) and sender_stats.welcomed,
+        10,
+    )
+    stuck = stuck_list[0] if stuck_list else None
+    assert stuck is None or isinstance(stuck, StuckMember)
     sender = sender_list[0].transport
     assert sender is not None
     expected = len(readers) * messages
@@ -308,8 +316,8 @@ async def slow(url: str, conns: int, messages: int, size: int, seconds: float) -
     deadline = start + seconds
     last_count, last_progress, max_stall = 0, start, 0.0
     complete_at: float | None = None
-    stuck_closed_at: float | None = None
-    stuck_tcp = "ESTABLISHED"
+    stuck_closed_at: float | None = None if stuck is not None else start
+    stuck_tcp = "ESTABLISHED" if stuck is not None else "-"
     while True:
         now = time.perf_counter()
         if stats.delivered != last_count:
@@ -317,7 +325,7 @@ async def slow(url: str, conns: int, messages: int, size: int, seconds: float) -
             last_count, last_progress = stats.delivered, now
         if complete_at is None and stats.delivered >= expected:
             complete_at = stats.last
-        if stuck_closed_at is None:
+        if stuck_closed_at is None and stuck is not None:
             stuck_tcp = stuck.tcp_state()
             if stuck_tcp != "ESTABLISHED":
                 stuck_closed_at = now
@@ -330,9 +338,10 @@ async def slow(url: str, conns: int, messages: int, size: int, seconds: float) -
     delivered_in_window = stats.delivered
 
     # Read what the stuck member was sent, to learn whether (and how) the server closed it.
-    assert stuck.transport is not None
-    stuck.transport.underlying_transport.resume_reading()
-    await _until(lambda: stuck.close_code is not None or stuck.disconnected_at is not None, 2.0, 0.01)
+    if stuck is not None:
+        assert stuck.transport is not None
+        stuck.transport.underlying_transport.resume_reading()
+        await _until(lambda: stuck.close_code is not None or stuck.disconnected_at is not None, 2.0, 0.01)
     result = {
         "mode": "slow",
         "readers": conns,
@@ -345,11 +354,11 @@ async def slow(url: str, conns: int, messages: int, size: int, seconds: float) -
         "complete_s": round(complete_at - start, 3) if complete_at is not None else None,
         "deliveries_per_s": round(delivered_in_window / ((complete_at or end) - start)),
         "max_stall_ms": round(max_stall * 1e3, 1),
-        "stuck_received": stuck.received,
+        "stuck_received": stuck.received if stuck else None,
         "stuck_tcp_state": stuck_tcp,
-        "stuck_closed_s": round(stuck_closed_at - start, 3) if stuck_closed_at is not None else None,
-        "stuck_disconnected": stuck.disconnected_at is not None or stuck.close_code is not None,
-        "stuck_close_code": stuck.close_code,
+        "stuck_closed_s": round(stuck_closed_at - start, 3) if stuck and stuck_closed_at is not None else None,
+        "stuck_disconnected": (stuck.disconnected_at is not None or stuck.close_code is not None) if stuck else None,
+        "stuck_close_code": stuck.close_code if stuck else None,
         "sender_received": sender_list[0].received,
         "errors": stats.errors + len(errors) + len(stuck_errors) + len(sender_errors),
     }
@@ -370,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--messages", type=int, default=100)
     ap.add_argument("--size", type=int, default=1024, help="slow: bytes per published message")
+    ap.add_argument("--no-stuck", action="store_true", help="slow: without the member that stops reading")
     a = ap.parse_args(argv)
     if a.mode == "echo":
         coro = echo(a.url, a.conns, a.seconds or 3.0, a.warmup)
@@ -378,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.mode == "hold":
         coro = hold(a.url, a.conns, a.seconds)
     else:
-        coro = slow(a.url, a.conns, a.messages, a.size, a.seconds or 8.0)
+        coro = slow(a.url, a.conns, a.messages, a.size, a.seconds or 8.0, stuck_member=not a.no_stuck)
     print(json.dumps(uvloop.run(coro)), flush=True)
 
 

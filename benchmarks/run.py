@@ -109,22 +109,24 @@ def run_app(
             r["peak_rss_mb"] = round((srv.peak_rss_kb() or 0) / 1024, 1)
     if "slow" in workloads:
         ping = [] if slow_ping is None else ["--ws-ping-interval", str(slow_ping), "--ws-ping-timeout", str(slow_ping)]
-        with Server(app, ws=ws, cpu=server_cpu, extra=ping) as srv:
-            r["slow"] = _load(
-                [
-                    "slow",
-                    srv.url + "/room",
-                    "--conns",
-                    str(p["slow_readers"]),
-                    "--messages",
-                    str(p["slow_messages"]),
-                    "--size",
-                    str(p["slow_size"]),
-                    "--seconds",
-                    str(p["slow_seconds"]),
-                ],
-                client_cpu,
-            )
+        for key, flags in (("slow", []), ("slow_base", ["--no-stuck"])):
+            with Server(app, ws=ws, cpu=server_cpu, extra=ping) as srv:
+                r[key] = _load(
+                    [
+                        "slow",
+                        srv.url + "/room",
+                        "--conns",
+                        str(p["slow_readers"]),
+                        "--messages",
+                        str(p["slow_messages"]),
+                        "--size",
+                        str(p["slow_size"]),
+                        "--seconds",
+                        str(p["slow_seconds"]),
+                        *flags,
+                    ],
+                    client_cpu,
+                )
     if "memory" in workloads:
         r["memory"] = memory.measure(app, p["mem_counts"], ws=ws, server_cpu=server_cpu, client_cpu=client_cpu)
     return r
@@ -165,6 +167,14 @@ def _get(*path: str) -> Getter:
     return get
 
 
+def _kept(r: dict[str, Any]) -> Any:
+    """The readers' delivery rate with a stuck member, as % of the same workload without one."""
+    with_stuck, base = _get("slow", "deliveries_per_s")(r), _get("slow_base", "deliveries_per_s")(r)
+    if not isinstance(with_stuck, (int, float)) or not isinstance(base, (int, float)) or not base:
+        return None
+    return round(100 * with_stuck / base, 1)
+
+
 def _metrics(p: dict[str, Any]) -> list[tuple[str, Getter, str]]:
     """(column, getter, kind).
 
@@ -180,6 +190,7 @@ def _metrics(p: dict[str, Any]) -> list[tuple[str, Getter, str]]:
         (f"fan{p['fan_members']} deliv/s", _get("fanout", "deliveries_per_s"), "hi"),
         ("fan ok", _get("fanout", "ok"), "flag"),
         ("slow deliv/s", _get("slow", "deliveries_per_s"), "hi"),
+        ("slow keep %", _kept, "hi"),
         ("slow complete", _get("slow", "complete"), "flag"),
         ("slow stall ms", _get("slow", "max_stall_ms"), "lo"),
         ("stuck frames", _get("slow", "stuck_received"), "info"),
@@ -263,6 +274,17 @@ def targets(
         checks.append((f"memory per idle conn <= raw + 2 KB ({kb})", a <= b + 2, f"{a - b:+.2f} KB"))
     else:
         checks.append(("memory per idle conn <= raw + 2 KB", None, "not measured"))
+    kept = q.get("slow keep %")
+    checks.append(
+        (
+            "slow consumer: the other members keep >= 95% of their delivery rate",
+            None if not isinstance(kept, (int, float)) else kept >= 95,
+            "not measured" if kept is None else f"{kept}%",
+        )
+    )
+    code = q.get("stuck code")
+    closed = None if code is None else code == 1008
+    checks.append(("slow consumer: the stuck member is closed with 1008", closed, str(code)))
     n = str(max(p["tc_n"]))
     speed = (tc or {}).get("speedup_vs_starlette", {}).get(n, {}).get("total_s")
     checks.append(

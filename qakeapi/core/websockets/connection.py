@@ -453,7 +453,14 @@ class WebSocket:
             message = {"type": "websocket.send", "bytes": encode_json(data).encode()}
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
-        await self._send_data(message)
+        # The fast path of _send_data, inlined: send_json is the most used call of all.
+        if self.application_state is _CONNECTED and self.client_state is _CONNECTED and self._outbox is None:
+            try:
+                await self._send(message)
+            except OSError as exc:
+                raise self._closed_by(exc) from exc
+        else:
+            await self.send(message)
 
     async def _send_data(self, message: Message) -> None:
         """Send a ``websocket.send`` message: the hot path of every send helper."""
@@ -461,7 +468,11 @@ class WebSocket:
             try:
                 await self._send(message)
             except OSError as exc:
-                self.application_state = WebSocketState.DISCONNECTED
-                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
+                raise self._closed_by(exc) from exc
         else:
             await self.send(message)
+
+    def _closed_by(self, exc: OSError) -> WebSocketClosedError:
+        """Record that the server reported the peer gone; return the error to raise."""
+        self.application_state = WebSocketState.DISCONNECTED
+        return WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
-from json import loads
+from json import JSONDecoder
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import encode_json
@@ -28,6 +28,8 @@ _C = TypeVar("_C", bound=ConnectionHook)
 _M = TypeVar("_M", bound=MessageHook)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+_decode = JSONDecoder().decode  # json.loads without its per-call argument checks
 
 
 class _SetView(AbstractSet[WebSocket]):
@@ -167,7 +169,7 @@ class WebSocketHandler:
                     await self._too_big(websocket, len(data.encode()))
                     return
                 try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
-                    message = loads(data)
+                    message = _decode(data)
                 except ValueError:
                     pass
             elif limit is not None and len(data) > limit:
