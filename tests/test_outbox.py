@@ -211,3 +211,14 @@ async def test_start_send_finishes_sends_that_yield() -> None:
     assert rest is not None
     await rest
     assert done == ["now", "sent"]
+
+
+@pytest.mark.asyncio
+async def test_fan_out_hands_every_recipient_the_same_frame_object() -> None:
+    peers = [FakePeer() for _ in range(4)]
+    websockets = [await connected(peer) for peer in peers]
+    frame = '{"type":"chat_message","message":"hi"}'
+    assert deliver(frame, websockets) == []
+    sent = [peer.sent[-1] for peer in peers]
+    assert all(message["text"] is frame for message in sent)  # encoded once, never copied
+    assert all(message is sent[0] for message in sent)  # one ASGI message shared by all
