@@ -44,7 +44,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def issue_token(request: Request, authenticator: JWTAuthenticator) -> dict[str, str]:
-    """Answer ``{"user_id": ...}`` with ``{"token": ...}``; anything else is a 400."""
+    """Answer ``{"user_id": ...}`` with ``{"token": ...}``; anything else is a 400.
+
+    A demo, as in the guide: it issues a token for any user id without asking for a password.
+    A real application checks credentials first.
+    """
     data = await request.json()
     if not isinstance(data, dict):
         raise ValidationError("expected a JSON object with 'user_id'")

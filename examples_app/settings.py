@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -10,10 +11,18 @@ from qakeapi.security.websocket_auth import AuthConfig
 
 __all__ = ["auth_config", "node_id", "redis_url"]
 
+logger = logging.getLogger("examples_app")
+
 
 def auth_config() -> AuthConfig:
     """The JWT settings: ``QAKEAPI_SECRET_KEY`` (a random per-process key when unset)."""
-    secret = os.environ.get("QAKEAPI_SECRET_KEY") or secrets.token_urlsafe(32)
+    secret = os.environ.get("QAKEAPI_SECRET_KEY")
+    if not secret:
+        logger.warning(
+            "QAKEAPI_SECRET_KEY is not set: signing tokens with a random key of this process; "
+            "tokens will not verify on other processes or after a restart"
+        )
+        secret = secrets.token_urlsafe(32)
     return AuthConfig(secret_key=secret, token_expiry=timedelta(hours=1))
 
 

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -271,6 +272,8 @@ def test_create_backend_redis_touches_no_network(scheme: str) -> None:
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("redis://:s3cret@[::1]:6379", "redis://[::1]:6379"),
         ("redis://localhost", "redis://localhost"),
+        ("redis://:s3cret/x@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),  # "/" in the password
+        ("redis://:s3cret?#@127.0.0.1:6379", "redis://127.0.0.1:6379"),
     ],
 )
 def test_redact_url_removes_credentials(url: str, safe: str) -> None:
@@ -541,3 +544,31 @@ async def test_subscribe_before_redis_is_up_returns_and_listener_connects_later(
     finally:
         await backend.disconnect()
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_listener_failure_is_logged_and_the_listener_recovers(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = unique()
+    backend = RedisBackend("redis://127.0.0.1:6379", min_backoff=0.01, max_backoff=0.05)
+    original = RedisBackend._pump
+    failures = [RuntimeError("a bug in the pump")]
+
+    async def flaky_pump(self: RedisBackend, pubsub: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await original(self, pubsub)
+
+    monkeypatch.setattr(RedisBackend, "_pump", flaky_pump)
+    with caplog.at_level(logging.ERROR, logger="qakeapi.broadcast.redis"):
+        await backend.connect()
+        await backend.subscribe(channel)
+        await wait_until(lambda: backend.listening, "the listener recovering from the failure", 5)
+        receiver = Receiver(backend)
+        await backend.publish(channel, b"after the failure")
+        assert await receiver.next() == Event(channel, b"after the failure")
+        await backend.disconnect()
+    assert "Redis listener on redis://127.0.0.1:6379 failed unexpectedly" in caplog.text
+    assert "a bug in the pump" in caplog.text
+    assert backend.reconnects == 1

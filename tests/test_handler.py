@@ -415,3 +415,33 @@ async def test_broadcast_skips_closed_connections() -> None:
     await leaver.close()
     await stayer.close()
     assert counts == [1]
+
+
+@pytest.mark.asyncio
+async def test_absurdly_nested_json_arrives_as_text_and_the_connection_keeps_working() -> None:
+    handler, received = recording_handler()
+    async with serve(handler).websocket_connect("/ws") as ws:
+        await ws.send_text("[" * 100_000)
+        assert await ws.receive_text() == "ack"
+        await ws.send_json({"still": "here"})
+        assert await ws.receive_text() == "ack"
+    assert received == ["[" * 100_000, {"still": "here"}]
+
+
+@pytest.mark.asyncio
+async def test_a_failure_outside_the_hooks_closes_with_internal_error() -> None:
+    handler = WebSocketHandler()
+    messages = [{"type": "websocket.connect"}, {"type": "websocket.bogus"}]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    websocket = WebSocket({"type": "websocket", "path": "/ws"}, receive, send)
+    with pytest.raises(RuntimeError, match=r"websocket\.bogus"):
+        await handler.handle_connection(websocket)
+    assert sent[-1] == {"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR, "reason": "internal error"}
+    assert len(handler.connections) == 0

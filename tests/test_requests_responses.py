@@ -314,3 +314,17 @@ def test_decode_json_accepts_text_and_utf8_bytes() -> None:
 def test_decode_json_invalid_raises_json_decode_error() -> None:
     with pytest.raises(json.JSONDecodeError):
         decode_json("{")
+
+
+def test_header_and_query_reprs_never_show_credentials() -> None:
+    headers = Headers([(b"Authorization", b"Bearer s3cret"), (b"Sec-WebSocket-Protocol", b"bearer, s3cret")])
+    query = QueryParams(b"token=s3cret&room=general")
+    assert "s3cret" not in repr(headers)
+    assert "s3cret" not in repr(query)
+    assert "general" in repr(query)
+    assert headers["authorization"] == "Bearer s3cret"  # only the repr hides it
+
+
+def test_decode_json_turns_absurd_nesting_into_value_error() -> None:
+    with pytest.raises(ValueError, match="nests too deeply"):
+        decode_json("[" * 100_000)

@@ -566,3 +566,67 @@ async def test_server_close_reaches_the_client_with_code_and_reason() -> None:
         with pytest.raises(WebSocketDisconnect) as info:
             await session.receive_text()
     assert (info.value.code, info.value.reason) == (CloseCode.TRY_AGAIN_LATER, "busy")
+
+
+# -- closing under pressure ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_concurrent_closes_send_one_close_frame() -> None:
+    gate = asyncio.Event()
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        await gate.wait()  # the transport is paused: the first close is still being written
+        sent.append(message)
+
+    async def receive() -> Message:
+        return CONNECT
+
+    websocket = WebSocket(make_scope(), receive, send)
+    gate.set()
+    await websocket.accept()
+    gate.clear()
+    first = asyncio.ensure_future(websocket.close(CloseCode.GOING_AWAY, "bye"))
+    second = asyncio.ensure_future(websocket.close())
+    await asyncio.sleep(0)
+    assert second.done()  # the second close returned at once
+    gate.set()
+    await first
+    assert sent[1:] == [{"type": "websocket.close", "code": 1001, "reason": "bye"}]
+
+
+@pytest.mark.asyncio
+async def test_close_refuses_reasons_and_codes_that_cannot_be_sent() -> None:
+    websocket, asgi = await accepted()
+    with pytest.raises(ValueError, match="123 bytes"):
+        await websocket.close(reason="é" * 62)
+    for code in (1005, 1006, 999, 5000):
+        with pytest.raises(ValueError, match=f"close code {code}"):
+            await websocket.close(code)
+    assert asgi.sent == []
+    assert websocket.application_state is WebSocketState.CONNECTED
+    await websocket.close(reason="x" * 123)
+    assert asgi.sent == [{"type": "websocket.close", "code": 1000, "reason": "x" * 123}]
+
+
+@pytest.mark.asyncio
+async def test_close_ignores_a_server_that_already_closed_the_connection() -> None:
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            raise RuntimeError("Unexpected ASGI message 'websocket.close', after sending 'websocket.close'")
+
+    async def receive() -> Message:
+        return CONNECT
+
+    websocket = WebSocket(make_scope(), receive, send)
+    await websocket.accept()
+    await websocket.close()  # no exception: close() is idempotent whoever closed first
+    assert websocket.application_state is WebSocketState.DISCONNECTED
+
+
+@pytest.mark.asyncio
+async def test_receive_json_refuses_absurdly_nested_json_with_value_error() -> None:
+    websocket, _ = await accepted(text("[" * 100_000))
+    with pytest.raises(ValueError, match="nests too deeply"):
+        await websocket.receive_json()

@@ -103,7 +103,13 @@ class ClusteredManager:
         """
         if self._starting is None:
             self._starting = asyncio.get_running_loop().create_task(self._start())
-        await asyncio.shield(self._starting)
+        starting = self._starting
+        try:
+            await asyncio.shield(starting)
+        except Exception:
+            if self._starting is starting:  # a failed start is not cached: the next call retries
+                self._starting = None
+            raise
 
     async def _start(self) -> None:
         await self.backend.connect()
@@ -150,6 +156,8 @@ class ClusteredManager:
 
     async def _dispatch(self) -> None:
         async for event in self.backend.events():
+            if event.channel != self.channel:  # a backend shared with other channels
+                continue
             try:
                 _node, frame = decode_envelope(event.payload)
             except ValueError as exc:

@@ -36,6 +36,10 @@ def decode_json(data: str | bytes) -> Any:
         The decoded value.
 
     Raises:
-        ValueError: ``data`` is not valid JSON (a :class:`json.JSONDecodeError`).
+        ValueError: ``data`` is not valid JSON (a :class:`json.JSONDecodeError`), or nests
+            too deeply to decode.
     """
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nests too deeply") from None

@@ -9,6 +9,10 @@ from urllib.parse import parse_qsl
 __all__ = ["Headers", "QueryParams", "State"]
 
 
+_SECRET_NAMES = frozenset({"authorization", "cookie", "set-cookie", "sec-websocket-protocol", "token"})
+"""Names whose values a ``repr`` (and so a log line or a traceback) never shows."""
+
+
 class _MultiMap(Mapping[str, str]):
     """A read-only multi-map: ``m[key]`` is the first value, :meth:`getlist` returns all."""
 
@@ -50,7 +54,8 @@ class _MultiMap(Mapping[str, str]):
         return len({k for k, _ in self._items})
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._items!r})"
+        shown = [(k, "<redacted>" if k.lower() in _SECRET_NAMES else v) for k, v in self._items]
+        return f"{type(self).__name__}({shown!r})"
 
 
 class Headers(_MultiMap):

@@ -4,7 +4,9 @@ The token may come, in this order of precedence, from the ``token`` query parame
 ``Authorization: Bearer <token>`` header, or the ``Sec-WebSocket-Protocol`` header as the
 pair of subprotocols ``bearer, <token>`` (what a browser can send:
 ``new WebSocket(url, ["bearer", token])``); in the last case the server selects ``bearer``.
-Tokens never appear in log lines.
+QakeAPI never writes a token to a log line; note that a server's access log (uvicorn's, for
+one) prints the request path with its query string, so prefer the header or the subprotocol in
+production, or turn the access log off (``uvicorn --no-access-log``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def extract_token(
         if index + 1 < len(subprotocols) and subprotocols[index + 1]:
             return subprotocols[index + 1], "subprotocol"
     return None, None
+
+
+def _offers_bearer_token(subprotocols: list[str]) -> bool:
+    if BEARER_SUBPROTOCOL not in subprotocols:
+        return False
+    index = subprotocols.index(BEARER_SUBPROTOCOL)
+    return index + 1 < len(subprotocols) and bool(subprotocols[index + 1])
 
 
 class WebSocketAuthMiddleware:
@@ -128,6 +137,9 @@ class WebSocketAuthMiddleware:
         if source is None and self.required:
             await websocket.close(CloseCode.POLICY_VIOLATION, "authentication required")
             return
-        if source == "subprotocol" and websocket.application_state is WebSocketState.CONNECTING:
+        offered_bearer = _offers_bearer_token(websocket.subprotocols)
+        if (source == "subprotocol" or offered_bearer) and websocket.application_state is WebSocketState.CONNECTING:
+            # A browser that offered ["bearer", token] drops a connection that selects nothing,
+            # valid token or not: select it, so the client can be told what went wrong.
             await websocket.accept(subprotocol=BEARER_SUBPROTOCOL)
         await handler(websocket)

@@ -105,7 +105,7 @@ class BroadcastBackend(abc.ABC):
         self._closed = False
 
     def _end_events(self) -> None:
-        """End :meth:`events` for every reader, after the events already queued."""
+        """End :meth:`events`, after the events already queued (one reader per backend)."""
         self._closed = True
         # A reader waits only on an empty queue, so a full queue needs no wake-up marker.
         with contextlib.suppress(asyncio.QueueFull):

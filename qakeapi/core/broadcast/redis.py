@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
@@ -35,12 +35,19 @@ def redact_url(url: str) -> str:
     Returns:
         ``scheme://host:port/path`` with any credentials removed.
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<unparsable Redis URL>"
+    # Credentials end at the last "@" before the host; a password may hold "/", "?" or "#".
+    authority_end = len(rest)
+    at = rest.rfind("@")
+    if at >= 0:
+        rest = rest[at + 1 :]
+    for mark in "?#":
+        cut = rest.find(mark)
+        if cut >= 0:
+            authority_end = min(authority_end, cut)
+    return f"{scheme}://{rest[:authority_end]}"
 
 
 class RedisBackend(BroadcastBackend):
@@ -113,12 +120,14 @@ class RedisBackend(BroadcastBackend):
         if listener is None:
             return
         listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        self._end_events()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        finally:
+            client, self._client = self._client, None
+            self._end_events()
+            if client is not None:
+                await client.aclose()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe to ``channel`` and wait (up to ``ready_timeout``) until Redis confirms it.
@@ -169,6 +178,10 @@ class RedisBackend(BroadcastBackend):
     async def publish(self, channel: str, payload: str | bytes) -> None:
         """Publish ``payload`` on ``channel``.
 
+        A connection that died in the pool (Redis restarted) is retried once on a fresh one.
+        If it died after Redis had already taken the ``PUBLISH``, that retry delivers the
+        message twice: delivery is at most once except in that case.
+
         Raises:
             BroadcastError: Not connected, or Redis could not be reached.
         """
@@ -202,12 +215,15 @@ class RedisBackend(BroadcastBackend):
             await self._has_channels.wait()
             pubsub = self._client.pubsub()
             error: Exception | None = None
+            connected_at = time.monotonic()
             try:
+                self._pubsub = pubsub  # subscribe() calls from now on go to this connection too
                 await pubsub.subscribe(*self._channels)
-                self._pubsub = pubsub
-                delay = self.min_backoff
                 await self._pump(pubsub)
             except (RedisError, OSError) as exc:
+                error = exc
+            except Exception as exc:  # a bug, not Redis: log it loudly, but keep listening
+                logger.exception("Redis listener on %s failed unexpectedly", self.safe_url)
                 error = exc
             finally:
                 # Give the broken connection up before backing off, so nothing (redis-py's own
@@ -215,6 +231,8 @@ class RedisBackend(BroadcastBackend):
                 self._lost(pubsub)
                 await _close_quietly(pubsub)
             if error is not None:
+                if time.monotonic() - connected_at > self.max_backoff:
+                    delay = self.min_backoff  # it had been up a while: a new failure, start over
                 self.reconnects += 1
                 logger.warning(
                     "Redis listener on %s lost its connection (%s: %s); reconnecting in %.2fs",
@@ -233,11 +251,16 @@ class RedisBackend(BroadcastBackend):
             ready.clear()
 
     async def _pump(self, pubsub: PubSub) -> None:
+        pinged = False
         while True:
             message = await pubsub.get_message(timeout=self.health_interval)
             if message is None:
+                if pinged:  # a whole interval without even the answer to PING: a dead connection
+                    raise ConnectionError(f"no answer to PING within {self.health_interval}s")
                 await pubsub.ping()
+                pinged = True
                 continue
+            pinged = False
             kind = message.get("type")
             if kind == "message":
                 self._received(Event(_text(message["channel"]), bytes(message["data"])))

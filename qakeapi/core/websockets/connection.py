@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import itertools
 import logging
@@ -33,6 +32,7 @@ class WebSocketState(enum.Enum):
 
 
 _DONE = object()
+_UNSENDABLE_CODES = frozenset({CloseCode.NO_STATUS_RECEIVED, CloseCode.ABNORMAL_CLOSURE, 1015})
 _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
 
@@ -252,20 +252,33 @@ class WebSocket:
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection, or refuse the handshake if it was not accepted yet.
 
-        Idempotent: closing a closed connection does nothing.
+        Idempotent, also when called concurrently: the first call closes, the others return.
+        Frames still queued for a slow reader are dropped (and counted in :attr:`dropped`).
 
         Args:
             code: The close code; see :class:`~qakeapi.status.CloseCode`.
             reason: A short reason sent to the peer (at most 123 bytes of UTF-8).
+
+        Raises:
+            ValueError: ``reason`` is longer than 123 bytes, or ``code`` cannot be sent.
         """
         if self.application_state is WebSocketState.DISCONNECTED:
             return
+        if len(reason.encode()) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        if code in _UNSENDABLE_CODES or not 1000 <= code < 5000:
+            raise ValueError(f"close code {code} cannot be sent")
+        self.application_state = WebSocketState.DISCONNECTED  # before any await: one close only
         if self.client_state is WebSocketState.DISCONNECTED:
-            self.application_state = WebSocketState.DISCONNECTED
             return
-        with contextlib.suppress(WebSocketClosedError):
-            await self.send({"type": "websocket.close", "code": int(code), "reason": reason})
-        self.application_state = WebSocketState.DISCONNECTED
+        if self._outbox is not None:
+            self._outbox.discard()
+        try:
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+        except OSError:
+            pass  # the peer is already gone
+        except RuntimeError as exc:  # the server closed it itself (e.g. keepalive timeout)
+            logger.debug("WebSocket %s: the server refused the close: %s", self.id, exc)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -398,8 +411,12 @@ class WebSocket:
                 if started is None:
                     return True
                 blocked = started
-        except Exception as exc:  # the server refuses: the connection is gone, whatever the error
+        except OSError as exc:  # the server reports the peer gone
             logger.debug("WebSocket %s: send failed, treating it as closed: %r", self.id, exc)
+            self.application_state = WebSocketState.DISCONNECTED
+            return False
+        except Exception as exc:  # the server refused the message (e.g. it closed the connection itself)
+            logger.warning("WebSocket %s: the server refused a frame, treating it as closed: %r", self.id, exc)
             self.application_state = WebSocketState.DISCONNECTED
             return False
         self._outbox = Outbox(self, blocked, self._send)

@@ -142,6 +142,10 @@ class WebSocketHandler:
                 await self._receive_loop(websocket)
         except WebSocketDisconnect as exc:
             logger.debug("WebSocket %s disconnected with code %s", websocket.id, exc.code)
+        except Exception:
+            # Not a peer's doing: tell the peer it was an internal error, let the app log it.
+            await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
+            raise
         finally:
             self._connections.discard(websocket)
             for hook in self._disconnect_hooks:
@@ -170,7 +174,7 @@ class WebSocketHandler:
                     return
                 try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
                     message = _decode(data)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
                     pass
             elif limit is not None and len(data) > limit:
                 await self._too_big(websocket, len(data))
@@ -203,7 +207,7 @@ class WebSocketHandler:
     @staticmethod
     def _hook_failed(hook: Callable[..., Awaitable[Any]], websocket: WebSocket, exc: Exception) -> None:
         name = getattr(hook, "__qualname__", hook)
-        if isinstance(exc, WebSocketClosedError):
+        if isinstance(exc, (WebSocketClosedError, WebSocketDisconnect)):
             # The peer went away while the hook was sending: expected in real time, not a bug.
             logger.info(
                 "WebSocket hook %s stopped: connection %s (path=%s) is closed: %s",

@@ -24,7 +24,6 @@ Drops are counted per connection (``WebSocket.dropped``) and for the process
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections import deque
@@ -180,7 +179,7 @@ class Outbox:
         Returns:
             Whether the connection is still open.
         """
-        if self._aborted:
+        if self._aborted or self.task.done():
             return False
         policy = self.websocket.send_policy
         if len(self.frames) < policy.max_queue:
@@ -214,6 +213,12 @@ class Outbox:
         self.task.cancel()
         return False
 
+    def discard(self) -> None:
+        """Drop what waits (counted) and stop sending: the connection is being closed."""
+        self._count_drops(len(self.frames))
+        self.frames.clear()
+        self.task.cancel()
+
     def _count_drops(self, count: int) -> None:
         self.websocket.dropped += count
         stats.dropped += count
@@ -227,11 +232,22 @@ class Outbox:
             await blocked
             while self.frames:
                 await self._send(self.frames.popleft())
+        except asyncio.CancelledError:
+            if not self._aborted:  # cancelled from outside (shutdown): what waited is lost
+                self._give_up("its sends were cancelled")
+            raise
         except Exception as exc:  # OSError from the server when the peer is gone, or a refusal
-            logger.info("WebSocket %s went away with %d frame(s) queued: %r", self.websocket.id, len(self), exc)
-            self._count_drops(len(self.frames))
-            self.frames.clear()
-            self.websocket._abandon()
+            self._give_up(repr(exc))
+        finally:
+            # In the same step as the last write: a send_nowait() right after must not queue
+            # behind an outbox that no longer writes.
+            self.websocket._outbox_done(self)
+
+    def _give_up(self, why: str) -> None:
+        logger.info("WebSocket %s: dropping %d queued frame(s): %s", self.websocket.id, len(self.frames), why)
+        self._count_drops(len(self.frames))
+        self.frames.clear()
+        self.websocket._abandon()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         # Runs however the task ended, even when it was cancelled before it started.
@@ -247,8 +263,12 @@ class Outbox:
     async def _close(self) -> None:
         """Tell the slow reader why it is being dropped (written once it reads again)."""
         policy = self.websocket.send_policy
-        with contextlib.suppress(OSError):
+        try:
             await self._send({"type": "websocket.close", "code": int(policy.close_code), "reason": "slow consumer"})
+        except OSError:
+            pass  # the peer is gone: nothing left to tell it
+        except Exception:
+            logger.exception("WebSocket %s: closing the slow reader failed", self.websocket.id)
 
 
 _closing: set[asyncio.Task[None]] = set()
