@@ -19,6 +19,12 @@ connection's :class:`SendPolicy`. What happens when the outbox is full is the po
 
 Drops are counted per connection (``WebSocket.dropped``) and for the process
 (:data:`stats`).
+
+The first step of each send runs in the broadcasting task, the rest (when it blocks) in the
+outbox's task: this needs an ASGI server whose ``send`` is a plain coroutine that does not
+depend on the task it runs in (uvicorn's ``websockets-sansio``, ``websockets`` and ``wsproto``
+implementations are tested). A ``send`` wrapped in task-bound constructs (anyio cancel scopes)
+is not supported by fan-out.
 """
 
 from __future__ import annotations
