@@ -139,7 +139,31 @@ class WebSocketHandler:
         self._connections.add(websocket)
         try:
             if await self._run_connect_hooks(websocket):
-                await self._receive_loop(websocket)
+                # The receive loop, inline: this frame is suspended in every receive, and each
+                # level of nesting between the task and the server's receive costs twice a message.
+                limit = self.max_message_size
+                hooks = self._message_hooks
+                receive = websocket.receive_message
+                while websocket.application_state is WebSocketState.CONNECTED:
+                    data = await receive()
+                    message: Any = data
+                    if isinstance(data, str):
+                        # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
+                        if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
+                            await self._too_big(websocket, len(data.encode()))
+                            break
+                        try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
+                            message = _decode(data)
+                        except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
+                            pass
+                    elif limit is not None and len(data) > limit:
+                        await self._too_big(websocket, len(data))
+                        break
+                    for hook in hooks:
+                        try:
+                            await hook(websocket, message)
+                        except Exception as exc:
+                            self._hook_failed(hook, websocket, exc)
         except WebSocketDisconnect as exc:
             logger.debug("WebSocket %s disconnected with code %s", websocket.id, exc.code)
         except Exception:
@@ -148,8 +172,8 @@ class WebSocketHandler:
             raise
         finally:
             self._connections.discard(websocket)
-            for hook in self._disconnect_hooks:
-                await self._call(hook, websocket)
+            for disconnect_hook in self._disconnect_hooks:
+                await self._call(disconnect_hook, websocket)
             await websocket.close()
 
     async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
@@ -158,32 +182,6 @@ class WebSocketHandler:
                 await websocket.close(CloseCode.INTERNAL_ERROR, "connection setup failed")
                 return False
         return True
-
-    async def _receive_loop(self, websocket: WebSocket) -> None:
-        # The hot path of every message: kept flat (no helper coroutines per message).
-        limit = self.max_message_size
-        hooks = self._message_hooks
-        receive = websocket.receive_message
-        while websocket.application_state is WebSocketState.CONNECTED:
-            data = await receive()
-            message: Any = data
-            if isinstance(data, str):
-                # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
-                if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
-                    await self._too_big(websocket, len(data.encode()))
-                    return
-                try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
-                    message = _decode(data)
-                except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
-                    pass
-            elif limit is not None and len(data) > limit:
-                await self._too_big(websocket, len(data))
-                return
-            for hook in hooks:
-                try:
-                    await hook(websocket, message)
-                except Exception as exc:
-                    self._hook_failed(hook, websocket, exc)
 
     async def _too_big(self, websocket: WebSocket, size: int) -> None:
         logger.warning(
