@@ -450,3 +450,41 @@ async def test_broadcast_while_redis_is_down_raises_and_the_handler_keeps_workin
         assert leaked == []
     finally:
         await manager.close()
+
+
+@pytest.mark.asyncio
+async def test_a_start_during_close_waits_for_it_and_leaves_a_working_manager() -> None:
+    manager = create_clustered_manager(WebSocketHandler(), f"memory://{unique('hub')}", "restarter")
+    solo = make_node(manager)
+    await manager.start()
+    closing = asyncio.ensure_future(manager.close())
+    await asyncio.sleep(0)  # the close is under way
+    await manager.start()  # must not be undone by the close still running
+    assert closing.done()
+    try:
+        async with AsyncExitStack() as stack:
+            session = await solo.join(stack)
+            await manager.broadcast("after the restart")
+            assert await session.receive_text() == "after the restart"
+    finally:
+        await manager.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_start_is_not_cached() -> None:
+    manager = create_clustered_manager(WebSocketHandler(), f"memory://{unique('hub')}", "flaky")
+    original = manager.backend.connect
+    attempts: list[int] = []
+
+    async def connect_once_failing() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("backend not there yet")
+        await original()
+
+    manager.backend.connect = connect_once_failing  # type: ignore[method-assign]
+    with pytest.raises(ConnectionRefusedError):
+        await manager.start()
+    await manager.start()
+    assert len(attempts) == 2
+    await manager.close()

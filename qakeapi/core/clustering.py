@@ -89,6 +89,7 @@ class ClusteredManager:
         self.delivered = 0
         self._dispatcher: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def connections(self) -> int:
@@ -98,9 +99,12 @@ class ClusteredManager:
     async def start(self) -> None:
         """Connect the backend, subscribe to the cluster channel and start dispatching.
 
-        Idempotent, and safe to call concurrently: every caller waits for the one start.
-        After :meth:`close` it may be started again (in another event loop, too).
+        Idempotent, and safe to call concurrently: every caller waits for the one start. A
+        start during a :meth:`close` waits for the close, then starts again. After
+        :meth:`close` it may be started again (in another event loop, too).
         """
+        while self._closing is not None:  # a close in progress finishes first, then we start anew
+            await asyncio.wait((self._closing,))
         if self._starting is None:
             self._starting = asyncio.get_running_loop().create_task(self._start())
         starting = self._starting
@@ -123,14 +127,19 @@ class ClusteredManager:
         starting, self._starting = self._starting, None
         if starting is None:
             return
-        await asyncio.wait((starting,))
-        dispatcher, self._dispatcher = self._dispatcher, None
-        await self.backend.disconnect()
-        if dispatcher is not None:
-            try:
-                await asyncio.wait_for(dispatcher, 5)
-            except asyncio.TimeoutError:
-                logger.warning("node %s: the dispatcher did not stop within 5s; cancelled it", self.node_id)
+        self._closing = closing = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((starting,))
+            dispatcher, self._dispatcher = self._dispatcher, None
+            await self.backend.disconnect()
+            if dispatcher is not None:
+                try:
+                    await asyncio.wait_for(dispatcher, 5)
+                except asyncio.TimeoutError:
+                    logger.warning("node %s: the dispatcher did not stop within 5s; cancelled it", self.node_id)
+        finally:
+            self._closing = None
+            closing.set_result(None)
 
     async def handle_connection(self, websocket: WebSocket) -> None:
         """Start the manager if needed, then run ``websocket`` through the handler.
