@@ -384,3 +384,45 @@ async def test_app_that_never_responds_is_reported() -> None:
 
     with pytest.raises(RuntimeError, match="returned without starting a response"):
         await TestClient(mute).get("/")
+
+
+# -- the test transport refuses what a real server refuses ---------------------------------
+
+
+def raw_app(*messages: dict[str, Any]) -> Any:
+    """A bare ASGI app that sends ``messages`` in order after the connect, then returns."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        for message in messages:
+            await send(message)
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_sending_data_before_accepting_is_refused() -> None:
+    client = TestClient(raw_app({"type": "websocket.send", "text": "too early"}), timeout=1.0)
+    with pytest.raises(RuntimeError, match="Expected ASGI message 'websocket.accept' or 'websocket.close'"):
+        await client.websocket_connect("/")
+
+
+@pytest.mark.asyncio
+async def test_sending_after_the_app_closed_is_refused() -> None:
+    app = raw_app(
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 1000},
+        {"type": "websocket.send", "text": "too late"},
+    )
+    session = await TestClient(app, timeout=1.0).websocket_connect("/")
+    with pytest.raises(WebSocketDisconnect):
+        await session.receive_text()
+    with pytest.raises(RuntimeError, match="after sending 'websocket.close'"):
+        await session.close()
+
+
+@pytest.mark.asyncio
+async def test_send_json_refuses_an_unknown_mode() -> None:
+    async with TestClient(echo_app()).websocket_connect("/echo") as ws:
+        with pytest.raises(ValueError, match="mode must be 'text' or 'binary'"):
+            await ws.send_json({"a": 1}, mode="xml")

@@ -59,6 +59,8 @@ class WebSocketTestSession:
         self._from_app: asyncio.Queue[Message | _AppFinished] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._client_closed = False
+        self._app_accepted = False
+        self._app_closed = False
         self._error: BaseException | None = None
         self._error_raised = False
 
@@ -113,8 +115,20 @@ class WebSocketTestSession:
         return await self._to_app.get()
 
     async def _app_send(self, message: Message) -> None:
+        # Refuse what a real server (uvicorn) refuses, so tests catch it too.
+        kind = message["type"]
+        if self._app_closed:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'")
         if self._client_closed:
             raise ClientDisconnectedError("the test client has disconnected")
+        if not self._app_accepted and kind not in ("websocket.accept", "websocket.close"):
+            raise RuntimeError(f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}")
+        if self._app_accepted and kind not in ("websocket.send", "websocket.close"):
+            raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}")
+        if kind == "websocket.accept":
+            self._app_accepted = True
+        elif kind == "websocket.close":
+            self._app_closed = True
         self._from_app.put_nowait(message)
 
     # -- receiving ----------------------------------------------------------------------
@@ -225,7 +239,10 @@ class WebSocketTestSession:
 
         Raises:
             WebSocketClosedError: The session is closed.
+            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
         """
+        if mode not in ("text", "binary"):
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
         text = encode_json(data)
         if mode == "binary":
             await self.send_bytes(text.encode())
