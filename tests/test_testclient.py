@@ -403,7 +403,7 @@ def raw_app(*messages: dict[str, Any]) -> Any:
 @pytest.mark.asyncio
 async def test_sending_data_before_accepting_is_refused() -> None:
     client = TestClient(raw_app({"type": "websocket.send", "text": "too early"}), timeout=1.0)
-    with pytest.raises(RuntimeError, match="Expected ASGI message 'websocket.accept' or 'websocket.close'"):
+    with pytest.raises(RuntimeError, match=r"Expected ASGI message 'websocket\.accept' or 'websocket\.close'"):
         await client.websocket_connect("/")
 
 
@@ -417,7 +417,7 @@ async def test_sending_after_the_app_closed_is_refused() -> None:
     session = await TestClient(app, timeout=1.0).websocket_connect("/")
     with pytest.raises(WebSocketDisconnect):
         await session.receive_text()
-    with pytest.raises(RuntimeError, match="after sending 'websocket.close'"):
+    with pytest.raises(RuntimeError, match=r"after sending 'websocket\.close'"):
         await session.close()
 
 
