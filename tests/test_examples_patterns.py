@@ -214,7 +214,7 @@ async def test_queue_is_bounded() -> None:
     await queue.enqueue("red", {"n": 2})
     assert queue.queues["red"].maxsize == 2
     assert queue.queues["red"].full()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError only from Python 3.11
         await asyncio.wait_for(queue.enqueue("red", {"n": 3}), 0.05)
     assert await queue.dequeue("red") == {"n": 1}
     await queue.enqueue("red", {"n": 4})
@@ -225,7 +225,7 @@ async def test_queue_is_bounded() -> None:
 async def test_dequeue_waits_for_a_message() -> None:
     queue = MessageQueue()
     waiting = asyncio.get_running_loop().create_task(queue.dequeue("red"))
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError only from Python 3.11
         await asyncio.wait_for(asyncio.shield(waiting), 0.05)
     await queue.enqueue("red", {"n": 1})
     assert await asyncio.wait_for(waiting, 1) == {"n": 1}

@@ -66,7 +66,9 @@ async def test_queue_delivers_in_order_to_its_room_only(serve: Serve) -> None:
         await second.send(json.dumps({"last": True}))
 
         # one queue, one worker: both members get the same sequence, each sender's messages in order
-        received = [[await recv_json(ws) for _ in range(len(texts) + 1)] for ws in (first, second)]
+        received = []
+        for ws in (first, second):  # a plain loop: Python 3.10 has no nested async comprehensions
+            received.append([await recv_json(ws) for _ in range(len(texts) + 1)])
         assert received[0] == received[1]
         by_sender: dict[str, list[object]] = {}
         for message in received[0]:
