@@ -96,6 +96,11 @@ class MessageQueue:
             connections.difference_update(dead)
 
 
+def _report_crash(room: str, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the message queue worker of room %r crashed", room, exc_info=task.exception())
+
+
 def create_app(max_connections: int = 1000) -> Application:
     """Build the patterns app.
 
@@ -128,7 +133,9 @@ def create_app(max_connections: int = 1000) -> Application:
         room = str(websocket.path_params["room"])
         members.setdefault(room, set()).add(websocket)
         if room not in workers:
-            workers[room] = asyncio.get_running_loop().create_task(queue.broadcast_worker(room, members[room]))
+            worker = asyncio.get_running_loop().create_task(queue.broadcast_worker(room, members[room]))
+            worker.add_done_callback(lambda task: _report_crash(room, task))
+            workers[room] = worker
         await websocket.send_json({"type": "welcome", "room": room})
 
     @queue_handler.on_message
@@ -138,7 +145,18 @@ def create_app(max_connections: int = 1000) -> Application:
 
     @queue_handler.on_disconnect
     async def queue_disconnect(websocket: WebSocket) -> None:
-        members.get(str(websocket.path_params["room"]), set()).discard(websocket)
+        room = str(websocket.path_params["room"])
+        room_members = members.get(room)
+        if room_members is None:
+            return
+        room_members.discard(websocket)
+        if not room_members:  # the last member left: stop the room's worker and forget its queue
+            del members[room]
+            worker = workers.pop(room, None)
+            if worker is not None:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            queue.queues.pop(room, None)
 
     @app.on_shutdown
     async def stop_workers() -> None:
@@ -157,6 +175,7 @@ def create_app(max_connections: int = 1000) -> Application:
 
     app.state.pool = pool
     app.state.queue = queue
+    app.state.workers = workers
     return app
 
 

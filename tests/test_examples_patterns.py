@@ -413,8 +413,8 @@ async def test_queue_delivers_in_order_to_every_room_member_and_rooms_are_isolat
             assert red2_message["data"] == "from red2"
             assert red2_message["from"] not in (sender, blue_message["from"])
             await assert_silent(red1, red2, blue)
-        assert len(worker_tasks()) == 2
-    assert worker_tasks() == []
+            assert len(worker_tasks()) == 2  # one worker per room
+        assert worker_tasks() == []  # the rooms emptied: their workers stopped
 
 
 @pytest.mark.asyncio
@@ -453,3 +453,18 @@ async def test_module_app_serves_both_patterns() -> None:
         assert message["data"] == "y"
         await assert_silent(pooled_ws, queued_ws)
     assert worker_tasks() == []
+
+
+@pytest.mark.asyncio
+async def test_a_room_left_empty_loses_its_worker_and_queue_and_can_be_used_again() -> None:
+    app = create_app()
+    async with TestClient(app) as client:
+        for _ in range(2):  # the second round reuses the room after it was cleaned up
+            async with client.websocket_connect("/queue/ephemeral") as ws:
+                assert await ws.receive_json() == {"type": "welcome", "room": "ephemeral"}
+                await ws.send_json("hi")
+                queued = await ws.receive_json()
+                assert (queued["type"], queued["room"], queued["data"]) == ("queued_message", "ephemeral", "hi")
+                assert "ephemeral" in app.state.workers
+            assert "ephemeral" not in app.state.workers
+            assert "ephemeral" not in app.state.queue.queues
