@@ -13,8 +13,7 @@ import logging
 from typing import Any
 
 from qakeapi.core.broadcast import BroadcastBackend, create_backend
-from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver
+from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.handler import WebSocketHandler
 
@@ -160,7 +159,7 @@ class ClusteredManager:
             BroadcastError: The backend could not publish (Redis is down, say).
         """
         await self.start()
-        frame = message if isinstance(message, (str, bytes)) else encode_json(message)
+        frame = as_frame(message)
         await self.backend.publish(self.channel, encode_envelope(self.node_id, frame))
 
     async def _dispatch(self) -> None:

@@ -8,15 +8,16 @@ recipients lives in exactly one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any
 
+from qakeapi.core.codec import encode_json
 from qakeapi.types import Message
 
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
-__all__ = ["deliver"]
+__all__ = ["as_frame", "broadcast", "deliver"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
@@ -43,3 +44,33 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
     if dead:
         logger.debug("broadcast skipped %d closed connection(s)", len(dead))
     return dead
+
+
+def as_frame(message: Any) -> str | bytes:
+    """Encode a message for sending: ``str`` and ``bytes`` as they are, anything else as JSON text.
+
+    Args:
+        message: The message.
+
+    Returns:
+        The frame.
+    """
+    return message if isinstance(message, (str, bytes)) else encode_json(message)
+
+
+def broadcast(
+    message: Any, members: Collection[WebSocket], *, exclude: WebSocket | None = None
+) -> tuple[int, list[WebSocket]]:
+    """Encode ``message`` once and :func:`deliver` it to ``members`` but ``exclude``.
+
+    Args:
+        message: The message (see :func:`as_frame`).
+        members: The connections to send to.
+        exclude: A member to leave out, typically the sender.
+
+    Returns:
+        How many members it was sent to, and the members that turned out to be closed.
+    """
+    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
+    dead = deliver(as_frame(message), recipients)
+    return len(recipients) - len(dead), dead

@@ -6,15 +6,10 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver
+from qakeapi.core.fanout import broadcast as fan_out
 from qakeapi.core.websockets.connection import WebSocket
 
 __all__ = ["Room", "Rooms"]
-
-
-def _frame(message: Any) -> str | bytes:
-    return message if isinstance(message, (str, bytes)) else encode_json(message)
 
 
 class Room:
@@ -52,9 +47,7 @@ class Room:
         Returns:
             How many members it was sent to.
         """
-        recipients = self.members if exclude is None else [ws for ws in self.members if ws is not exclude]
-        dead = deliver(_frame(message), recipients)
-        sent = len(recipients) - len(dead)
+        sent, dead = fan_out(message, self.members, exclude=exclude)
         for websocket in dead:
             if self._registry is not None:
                 self._registry.leave(self.name, websocket)

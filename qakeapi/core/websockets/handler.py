@@ -8,8 +8,7 @@ from collections.abc import Set as AbstractSet
 from json import JSONDecoder
 from typing import Any, TypeVar
 
-from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver
+from qakeapi.core.fanout import broadcast as fan_out
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
@@ -120,10 +119,8 @@ class WebSocketHandler:
         Returns:
             How many connections it was sent to.
         """
-        frame = message if isinstance(message, (str, bytes)) else encode_json(message)
-        recipients = self._connections if exclude is None else [ws for ws in self._connections if ws is not exclude]
-        dead = deliver(frame, recipients)
-        return len(recipients) - len(dead)
+        sent, _dead = fan_out(message, self._connections, exclude=exclude)
+        return sent
 
     # -- running a connection -----------------------------------------------------------
 
