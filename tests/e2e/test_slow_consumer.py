@@ -104,4 +104,4 @@ async def test_a_reader_that_stops_is_closed_with_1008_and_the_room_keeps_its_pa
         close = stalled.close_frame()
         assert close is not None, "the server never closed the stalled connection"
         assert (close.code, close.reason) == (1008, "slow consumer")
-        assert "reads too slowly" in server.output()
+        assert "closed as a slow consumer" in server.output()

@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 from json import JSONDecoder
 from typing import Any, TypeVar
 
-from qakeapi.core.fanout import broadcast as fan_out
+from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
@@ -119,7 +119,7 @@ class WebSocketHandler:
         Returns:
             How many connections it was sent to.
         """
-        sent, _dead = fan_out(message, self._connections, exclude=exclude)
+        sent, _dead = await broadcast_in_order(message, self._connections, exclude=exclude)
         return sent
 
     # -- running a connection -----------------------------------------------------------
