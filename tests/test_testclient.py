@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -812,3 +813,45 @@ async def test_a_broadcast_reaches_reading_sessions_while_one_is_paused() -> Non
         await stuck.wait_for_backpressure()
         stuck.resume_reading()
         assert await stuck.receive_json() == {"n": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_failing_disconnect_hook_is_raised_by_close() -> None:
+    app = Application()
+    handler = WebSocketHandler()
+
+    @handler.on_disconnect
+    async def cleanup(websocket: WebSocket) -> None:
+        raise KeyError("cleanup failed")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    session = await TestClient(app).websocket_connect("/ws")
+    with pytest.raises(KeyError, match="cleanup failed"):
+        await session.close()
+
+
+@pytest.mark.asyncio
+async def test_an_error_qakeapi_logs_in_a_worker_thread_reaches_the_session() -> None:
+    def work_in_thread() -> None:
+        try:
+            raise ValueError("failed in a thread")
+        except ValueError:
+            logging.getLogger("qakeapi.worker").exception("the worker failed")
+
+    app = Application()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        await asyncio.to_thread(work_in_thread)
+        await websocket.receive_text()
+
+    async with TestClient(app, timeout=2.0).websocket_connect("/ws") as session:
+        await session.send_text("go")
+        with pytest.raises(ValueError, match="failed in a thread"):
+            await session.receive_text()
+        await session.send_text("done")

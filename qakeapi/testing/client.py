@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
@@ -88,7 +89,7 @@ class TestClient:
         self._lifespan: asyncio.Task[None] | None = None
         self._lifespan_in: asyncio.Queue[Message] = asyncio.Queue()
         self._lifespan_out: asyncio.Queue[Message] = asyncio.Queue()
-        self._lifespan_errors: list[BaseException] = []
+        self._lifespan_errors: deque[BaseException] = deque(maxlen=8)  # tasks started at startup log here too
 
     # -- lifespan -----------------------------------------------------------------------
 

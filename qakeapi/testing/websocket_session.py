@@ -88,6 +88,7 @@ class WebSocketTestSession:
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message | _AppFinished | _AppLogged] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._client_closed = False
         self._app_accepted = False
         self._app_closed = False
@@ -142,7 +143,8 @@ class WebSocketTestSession:
             return self
         app_log.acquire()
         self._capturing = True
-        self._task = asyncio.get_running_loop().create_task(self._run_app())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run_app())
         self._to_app.put_nowait({"type": "websocket.connect"})
         try:
             message = await self._next(self.timeout, handshake=True)
@@ -179,11 +181,27 @@ class WebSocketTestSession:
             self._from_app.put_nowait(_AppFinished(error))
 
     def app_logged(self, record: logging.LogRecord) -> None:
-        """Take a record the application logged while running this connection (see ``qakeapi.testing.app_log``)."""
-        self._logged.append(app_log.describe(record))
-        error = app_log.framework_error(record)
-        if error is not None and self.raise_server_exceptions and not any(error is e for e in self._errors):
-            self._errors.append(error)
+        """Take a record the application logged while running this connection (see ``qakeapi.testing.app_log``).
+
+        Records logged in another thread (``asyncio.to_thread`` carries the context along) are
+        handed over to the session's event loop.
+        """
+        line, error = app_log.describe(record), app_log.framework_error(record)
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._take_log(line, error)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._take_log, line, error)
+
+    def _take_log(self, line: str, error: BaseException | None) -> None:
+        self._logged.append(line)
+        if error is None or not self.raise_server_exceptions or any(error is known for known in self._errors):
+            return
+        self._errors.append(error)
+        if not self._client_closed:  # after the disconnect, close() raises it
             self._from_app.put_nowait(_AppLogged(error))
 
     async def _app_receive(self) -> Message:
