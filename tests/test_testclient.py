@@ -855,3 +855,19 @@ async def test_an_error_qakeapi_logs_in_a_worker_thread_reaches_the_session() ->
         with pytest.raises(ValueError, match="failed in a thread"):
             await session.receive_text()
         await session.send_text("done")
+
+
+@pytest.mark.asyncio
+async def test_a_session_can_pause_again_after_resuming() -> None:
+    sent: list[int] = []
+    async with TestClient(producer_app(sent, []), timeout=2.0).websocket_connect("/") as session:
+        for _ in range(2):
+            sent.clear()
+            session.pause_reading(buffer=1)
+            await session.send_text("2")
+            await session.wait_for_backpressure()
+            assert sent == [0]
+            session.resume_reading()
+            assert not session.reading_paused
+            assert [await session.receive_text(), await session.receive_text()] == ["0", "1"]
+            assert sent == [0, 1]

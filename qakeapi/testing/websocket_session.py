@@ -98,9 +98,8 @@ class WebSocketTestSession:
         self._capturing = False
         self._paused = False
         self._allowance = 0
-        self._readable = asyncio.Event()
-        self._readable.set()
-        self._blocked = asyncio.Event()
+        self._resumed: asyncio.Event | None = None  # made by pause_reading(), set by resume_reading()
+        self._blocked: asyncio.Event | None = None  # set when a send waits on the pause
 
     def __repr__(self) -> str:
         return f"<WebSocketTestSession {self.scope.get('path')!r} close_code={self.close_code}>"
@@ -213,8 +212,10 @@ class WebSocketTestSession:
             if self._allowance > 0:
                 self._allowance -= 1
             else:
+                assert self._blocked is not None
+                assert self._resumed is not None
                 self._blocked.set()
-                await self._readable.wait()
+                await self._resumed.wait()
         kind = message["type"]
         if self._client_closed:
             raise ClientDisconnectedError("the test client has disconnected")
@@ -258,16 +259,17 @@ class WebSocketTestSession:
         """
         if buffer < 0:
             raise ValueError(f"buffer must be >= 0, not {buffer}")
+        if not self._paused:
+            self._resumed, self._blocked = asyncio.Event(), asyncio.Event()
         self._paused = True
         self._allowance = buffer
-        self._readable.clear()
 
     def resume_reading(self) -> None:
         """Start reading again: the application's waiting sends go through, in order."""
         self._paused = False
         self._allowance = 0
-        self._blocked.clear()
-        self._readable.set()
+        if self._resumed is not None:
+            self._resumed.set()
 
     async def wait_for_backpressure(self, timeout: float | None = None) -> None:
         """Wait until an application ``send`` is waiting on this paused session.
@@ -283,6 +285,7 @@ class WebSocketTestSession:
             raise RuntimeError("reading is not paused: call pause_reading() first")
         wait = self.timeout if timeout is None else timeout
         try:
+            assert self._blocked is not None
             await asyncio.wait_for(self._blocked.wait(), wait)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no send of the application waited within {wait}s{self._logged_meanwhile()}") from None
@@ -462,7 +465,8 @@ class WebSocketTestSession:
         if self._task is None or self._client_closed:
             return
         self._client_closed = True
-        self._readable.set()
+        if self._resumed is not None:
+            self._resumed.set()  # release sends waiting on a pause: they see the disconnect
         self._to_app.put_nowait({"type": "websocket.disconnect", "code": int(code), "reason": reason})
         try:
             await self._wait_app()
