@@ -1,0 +1,151 @@
+"""Run the commands a page shows, the way a reader would type them, on loopback ports of our choosing.
+
+``uvicorn`` commands start a server in the background (a reader opens a terminal for each);
+the documented port (``--port``, else uvicorn's default 8000) is swapped for a free one, and
+every later ``localhost:<documented port>`` in a command is rewritten to the real one. Any other
+command runs to completion. Commands are split with :func:`shlex.split` and never go through a
+shell, so what runs is exactly the words on the page.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.servers import Server, free_port, wait_for_port
+
+__all__ = ["CommandError", "Shell", "shell"]
+
+UVICORN_DEFAULT_PORT = 8000
+COMMAND_TIMEOUT = 180.0
+
+
+class CommandError(AssertionError):
+    """A documented command failed; the message has its output."""
+
+
+@dataclass
+class Shell:
+    """Runs documented commands in ``workdir``.
+
+    Attributes:
+        workdir: The reader's working directory (where the page's files were written).
+        bin_dir: The virtualenv's ``bin`` directory, first on ``PATH``; ``None`` runs tools
+            with this interpreter (``python -m uvicorn``), for the in-repository harness.
+        env: Extra environment variables.
+    """
+
+    workdir: Path
+    bin_dir: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    servers: list[Server] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        if self.bin_dir is not None:
+            environment["PATH"] = f"{self.bin_dir}{os.pathsep}{environment.get('PATH', '')}"
+            environment["VIRTUAL_ENV"] = str(self.bin_dir.parent)
+        environment["PYTHONUNBUFFERED"] = "1"
+        environment.update(self.env)
+        return environment
+
+    def argv(self, words: list[str]) -> list[str]:
+        """``words`` with the program resolved in the virtualenv (or this interpreter)."""
+        program = words[0]
+        if self.bin_dir is not None:
+            return [str(self.bin_dir / program) if (self.bin_dir / program).exists() else program, *words[1:]]
+        if program in ("python", "python3"):
+            return [sys.executable, *words[1:]]
+        if program in ("uvicorn", "pytest"):
+            return [sys.executable, "-m", program, *words[1:]]
+        return words
+
+    def localize(self, command: str) -> str:
+        """Rewrite ``localhost:<documented port>`` to the port the server really listens on."""
+        for documented, actual in self.ports.items():
+            command = command.replace(f"localhost:{documented}", f"127.0.0.1:{actual}")
+        return command
+
+    def run_block(
+        self, commands: list[str], *, inputs: Mapping[str, str] | None = None
+    ) -> list[Server | subprocess.CompletedProcess[str]]:
+        """Run one console block: ``cd`` for the lines after it, servers in the background.
+
+        Args:
+            commands: The block's commands (:attr:`tests.reader.page.Block.commands`).
+            inputs: Standard input for commands, by the command as documented.
+
+        Returns:
+            A server or a finished process per command other than ``cd``.
+        """
+        cwd = self.workdir
+        results: list[Server | subprocess.CompletedProcess[str]] = []
+        for command in commands:
+            words = shlex.split(command)
+            if words[0] == "cd":
+                cwd = cwd / words[1]
+            elif words[0] == "uvicorn":
+                results.append(self.start(words, cwd))
+            else:
+                results.append(self.run(command, cwd, stdin=(inputs or {}).get(command)))
+        return results
+
+    def start(self, words: list[str], cwd: Path) -> Server:
+        """Start a documented ``uvicorn`` command on a free port."""
+        words = list(words)
+        documented = UVICORN_DEFAULT_PORT
+        if "--port" in words:
+            at = words.index("--port")
+            documented = int(words[at + 1])
+            del words[at : at + 2]
+        port = free_port()
+        argv = self.argv([*words, "--host", "127.0.0.1", "--port", str(port)])
+        log = cwd / f"uvicorn-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, cwd=cwd, env=self.environment(), stdout=out, stderr=subprocess.STDOUT)
+        server = Server(" ".join(words), port, log, process)
+        self.servers.append(server)
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as exc:
+            raise CommandError(f"{' '.join(words)} (in {cwd}) did not start: {exc}\n{server.output()}") from None
+        self.ports[documented] = port
+        return server
+
+    def run(self, command: str, cwd: Path, *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a documented command to completion; fail with its output when it fails."""
+        argv = self.argv(shlex.split(self.localize(command)))
+        result = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=self.environment(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        return result
+
+    def stop(self) -> None:
+        """Stop every server (SIGINT, as Ctrl+C), newest first."""
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+@contextmanager
+def shell(workdir: Path, bin_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Iterator[Shell]:
+    """A :class:`Shell` whose servers stop when the ``with`` block ends."""
+    session = Shell(workdir, bin_dir, dict(env or {}))
+    try:
+        yield session
+    finally:
+        session.stop()
