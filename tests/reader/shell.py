@@ -13,10 +13,13 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tests.e2e.servers import Server, free_port, wait_for_port
 
@@ -134,11 +137,58 @@ class Shell:
         )
         return result
 
+    def interact(self, command: str, cwd: Path, send: str, until: str, timeout: float = 10.0) -> str:
+        """Run an interactive documented command: type ``send``, read its output until ``until`` shows.
+
+        Returns:
+            What it printed.
+
+        Raises:
+            CommandError: ``until`` did not show within ``timeout`` seconds.
+        """
+        argv = self.argv(shlex.split(self.localize(command)))
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=self.environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        output = bytearray()
+        reader = threading.Thread(target=_read_into, args=(process.stdout, output), daemon=True)
+        reader.start()
+        try:
+            process.stdin.write(send.encode())
+            process.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while until.encode() not in output:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise CommandError(f"{command}: no {until!r} within {timeout}s; it printed:\n{output.decode()}")
+                time.sleep(0.05)
+        finally:
+            process.stdin.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            reader.join(5)
+            process.stdout.close()
+        return output.decode(errors="replace")
+
     def stop(self) -> None:
         """Stop every server (SIGINT, as Ctrl+C), newest first."""
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+
+
+def _read_into(stream: IO[bytes], output: bytearray) -> None:
+    while chunk := stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096):
+        output.extend(chunk)
 
 
 @contextmanager
