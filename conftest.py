@@ -8,7 +8,11 @@ Blocks run where the page tells the reader to put them (see :mod:`tests.reader.p
 after "Save this as ``chat/main.py``:" starts a fresh namespace for that file, one after "Add
 this to ``chat/main.py``:" runs in it, and a hidden check (``invisible-code-block``) or a block
 with no file runs in the namespace of the file block before it (the document's own namespace
-when there is none). Nothing is seeded: every name a block uses comes from text the reader sees.
+when there is none). While a file's block runs, the other Python files the page saved next to
+it (or below it) are importable by module name, as they are for a reader running the code in
+that directory (``from app import app``; ``examples_app.websocket_app`` in the guide is the
+module the guide shows, not the repository's). Nothing is seeded: every name a block uses comes
+from text the reader sees.
 
 Each ``test_*`` function a block defines becomes a test item of its own, run right after the
 block that defines it (``async def`` tests run in the document's loop).
@@ -23,9 +27,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -91,6 +98,44 @@ def block_namespace(example: Example) -> dict[str, Any]:
     return namespace
 
 
+@contextmanager
+def sibling_modules(example: Example, namespace: dict[str, Any]) -> Iterator[None]:
+    """Make the page's other files importable from this one, as they are for the reader.
+
+    A reader who saved ``board/app.py`` and ``board/test_app.py`` runs the tests in ``board/``,
+    where ``from app import app`` finds the first file. While a block of a file runs, every
+    other Python file the page has saved in that file's directory (or below it) is importable
+    under its module name, as a module holding that file's namespace.
+    """
+    files: dict[str, dict[str, Any]] = example.namespace[FILES]
+    current = next((path for path, ns in files.items() if ns is namespace), None)
+    if current is None:
+        yield
+        return
+    here = PurePosixPath(current).parent
+    modules: dict[str, ModuleType] = {}
+    for path, file_namespace in files.items():
+        relative = PurePosixPath(path)
+        if path == current or relative.suffix != ".py" or here not in relative.parents:
+            continue
+        parts = relative.relative_to(here).with_suffix("").parts
+        for depth in range(1, len(parts)):  # the folders on the way are namespace packages
+            package = ".".join(parts[:depth])
+            if package not in modules:
+                modules[package] = ModuleType(package)
+                modules[package].__path__ = []
+        module = modules[".".join(parts)] = ModuleType(".".join(parts))
+        module.__dict__.update(file_namespace)
+    saved = {name: sys.modules[name] for name in modules if name in sys.modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name in modules:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
 def evaluate_python(example: Example) -> None:
     """Run a block: rewrite its asserts, allow top-level ``await``, keep ``.rst`` line numbers."""
     __tracebackhide__ = True
@@ -99,9 +144,10 @@ def evaluate_python(example: Example) -> None:
     tree = ast.parse(source, example.path)
     rewrite_asserts(tree, source.encode(), example.path)
     code = compile(tree, example.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-    result = eval(code, namespace)
-    if inspect.iscoroutine(result):
-        _loop(example.namespace).run_until_complete(result)
+    with sibling_modules(example, namespace):
+        result = eval(code, namespace)
+        if inspect.iscoroutine(result):
+            _loop(example.namespace).run_until_complete(result)
     namespace.pop("__builtins__", None)
 
 

@@ -10,6 +10,7 @@ shell, so what runs is exactly the words on the page.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import IO
 
 from tests.e2e.servers import Server, free_port, wait_for_port
 
-__all__ = ["CommandError", "Shell", "shell"]
+__all__ = ["CommandError", "Shell", "shell", "split_env"]
 
 UVICORN_DEFAULT_PORT = 8000
 COMMAND_TIMEOUT = 180.0
@@ -91,17 +92,17 @@ class Shell:
         cwd = self.workdir
         results: list[Server | subprocess.CompletedProcess[str]] = []
         for command in commands:
-            words = shlex.split(command)
+            env, words = split_env(shlex.split(command))
             if words[0] == "cd":
                 cwd = cwd / words[1]
             elif words[0] == "uvicorn":
-                results.append(self.start(words, cwd))
+                results.append(self.start(words, cwd, env=env))
             else:
                 results.append(self.run(command, cwd, stdin=(inputs or {}).get(command)))
         return results
 
-    def start(self, words: list[str], cwd: Path) -> Server:
-        """Start a documented ``uvicorn`` command on a free port."""
+    def start(self, words: list[str], cwd: Path, *, env: Mapping[str, str] | None = None) -> Server:
+        """Start a documented ``uvicorn`` command on a free port, with ``env`` added to its environment."""
         words = list(words)
         documented = UVICORN_DEFAULT_PORT
         if "--port" in words:
@@ -112,7 +113,8 @@ class Shell:
         argv = self.argv([*words, "--host", "127.0.0.1", "--port", str(port)])
         log = cwd / f"uvicorn-{port}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=cwd, env=self.environment(), stdout=out, stderr=subprocess.STDOUT)
+            environment = {**self.environment(), **(env or {})}
+            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT)
         server = Server(" ".join(words), port, log, process)
         self.servers.append(server)
         try:
@@ -124,11 +126,11 @@ class Shell:
 
     def run(self, command: str, cwd: Path, *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a documented command to completion; fail with its output when it fails."""
-        argv = self.argv(shlex.split(self.localize(command)))
+        env, words = split_env(shlex.split(self.localize(command)))
         result = subprocess.run(
-            argv,
+            self.argv(words),
             cwd=cwd,
-            env=self.environment(),
+            env={**self.environment(), **env},
             input=stdin,
             capture_output=True,
             text=True,
@@ -184,6 +186,16 @@ class Shell:
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+
+
+def split_env(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split leading ``NAME=value`` words (a shell's per-command environment) from the command."""
+    env: dict[str, str] = {}
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        name, _, value = words[0].partition("=")
+        env[name] = value
+        words = words[1:]
+    return env, words
 
 
 def _read_into(stream: IO[bytes], output: bytearray) -> None:
