@@ -19,6 +19,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "public_paths",
+    "changelog",
 ]
 
 nitpicky = True
