@@ -17,9 +17,10 @@ from text the reader sees.
 Each ``test_*`` function a block defines becomes a test item of its own, run right after the
 block that defines it (``async def`` tests run in the document's loop).
 
-``html`` blocks (the guide's JavaScript chat client) are saved with the files the page has told
-the reader to write so far, the server their section documents is started with its documented
-command (under uvicorn, on a free port), and the page is opened in two headless Chromium pages.
+``html`` blocks (the guide's chat client, the login page of the authentication how-to) are
+saved with the files the page has told the reader to write so far, the server their section
+documents is started with its documented command (under uvicorn, on a free port), and the page
+goes through its scenario in headless Chromium (``tests.reader.browser.SCENARIOS``).
 """
 
 from __future__ import annotations
@@ -152,9 +153,9 @@ def evaluate_python(example: Example) -> None:
 
 
 def evaluate_html(example: Example) -> None:
-    """Run the guide's chat client in two Chromium pages against the server its section documents."""
+    """Run an HTML page in Chromium against the server its section documents (see ``SCENARIOS``)."""
     __tracebackhide__ = True
-    from tests.reader.browser import run_guide_chat
+    from tests.reader.browser import SCENARIOS
     from tests.reader.shell import shell
 
     page = _page(example.path)
@@ -166,9 +167,10 @@ def evaluate_html(example: Example) -> None:
     with shell(tmp_path) as session:
         servers = [result for commands in page.commands(block.section) for result in session.run_block(commands)]
         assert len(servers) == 1, f"expected the section to start one server, got {servers}"
+        scenario = SCENARIOS[block.target.path]
         page_file = tmp_path / block.target.path
-        shots = _loop(example.namespace).run_until_complete(run_guide_chat(page_file, session.servers[0], tmp_path))
-    print("screenshots of the two-page chat:", *shots.values())  # noqa: T201 - shown with -rP / on failure
+        shots = _loop(example.namespace).run_until_complete(scenario(page_file, session.servers[0], tmp_path))
+    print("screenshots:", *shots.values())  # noqa: T201 - shown with -rP / on failure
 
 
 def setup_namespace(namespace: dict[str, Any]) -> None:

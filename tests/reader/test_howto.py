@@ -8,6 +8,7 @@ equivalent, as listed in :func:`nginx_config`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import shutil
@@ -20,8 +21,11 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from tests.e2e.conftest import http_post_json
 from tests.e2e.servers import Server, free_port, wait_for_port
+from tests.reader.browser import run_login_page
 from tests.reader.conftest import GUIDE, ROOT, Reader
 from tests.reader.page import Page
 from tests.reader.test_guide import assert_stops_cleanly, pytest_outcome, recv_json
@@ -50,6 +54,33 @@ def test_testing_howto(reader: Reader) -> None:
     assert isinstance(result, subprocess.CompletedProcess)
     assert result.returncode == 0, result.stdout
     assert pytest_outcome(result.stdout) == {"passed": 3}, result.stdout
+
+
+@pytest.mark.asyncio
+async def test_authenticate_howto(reader: Reader) -> None:
+    page = Page.read(HOWTO / "authenticate.rst")
+    written = page.write(reader.workdir)
+    (start,) = page.commands("The page")
+    assert start == ["cd login", "uvicorn app:app"]
+    server = started(reader.shell.run_block(start))
+    assert "SECRET_KEY is not set" in server.output()
+    shots = await run_login_page(written["login/index.html"], server, reader.workdir)
+    assert set(shots) == {"ann", "bob"}
+
+    status, body = await http_post_json(f"{server.http_url}/login", {"name": "bob", "password": "battery staple"})
+    assert status == 200
+    headers = {"Authorization": f"Bearer {body['token']}"}
+    async with connect(f"{server.ws_url}/ws", additional_headers=headers) as ws:
+        assert await recv_json(ws) == {"type": "welcome", "user": "bob"}
+        await ws.send(json.dumps("hi"))
+        assert await recv_json(ws) == {"user": "bob", "message": "hi"}
+    async with connect(f"{server.ws_url}/ws?token=forged") as ws:
+        assert (await recv_json(ws))["type"] == "error"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+    assert_stops_cleanly(server)
 
 
 @pytest.fixture
