@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tests.e2e.servers import Server, free_port, wait_for_port
+from tests.e2e.servers import ROOT, Server, free_port, wait_for_port
 
 __all__ = ["CommandError", "Shell", "shell", "split_env"]
 
@@ -56,6 +56,8 @@ class Shell:
         if self.bin_dir is not None:
             environment["PATH"] = f"{self.bin_dir}{os.pathsep}{environment.get('PATH', '')}"
             environment["VIRTUAL_ENV"] = str(self.bin_dir.parent)
+        else:  # the docs harness: this checkout's qakeapi, installed or not
+            environment["PYTHONPATH"] = str(ROOT)
         environment["PYTHONUNBUFFERED"] = "1"
         environment.update(self.env)
         return environment
