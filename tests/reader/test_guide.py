@@ -164,7 +164,7 @@ async def test_clustered_broadcast_across_two_processes(reader: Reader) -> None:
     async def next_of_ours(ws: ClientConnection) -> Any:
         while True:
             message = await recv_json(ws)
-            if message.get("data", {}).get("nonce") == nonce:
+            if isinstance(message.get("data"), dict) and message["data"].get("nonce") == nonce:
                 return message
 
     async with connect(f"{node_a.ws_url}/ws") as on_a, connect(f"{node_b.ws_url}/ws") as on_b:
