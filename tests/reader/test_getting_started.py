@@ -25,6 +25,8 @@ def test_install_command_is_covered_by_the_tested_one() -> None:
     (guides,) = Page.read(GUIDE).commands("Before you start")
     assert len(mine) == 1
     assert set(shlex.split(mine[0])) <= set(shlex.split(guides[0]))
+    (index,) = Page.read(ROOT / "docs" / "index.rst").commands("QakeAPI")
+    assert set(shlex.split(index[0])) <= set(shlex.split(guides[0]))
 
 
 @pytest.mark.asyncio
