@@ -87,6 +87,7 @@ def test_clean_markup_passes() -> None:
     assert error_markup(html) == []
 
 
+@pytest.mark.e2e  # runs sphinx-build (the docs tools are not in the sdist's test extra)
 def test_built_docs_show_no_error_box(tmp_path: Path) -> None:
     out = tmp_path / "html"
     build = [sys.executable, "-m", "sphinx", "-W", "-n", "-q", "-b", "html", str(ROOT / "docs"), str(out)]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +38,14 @@ class Reader:
     page: Page
 
 
+WHEEL_INPUTS = ("pyproject.toml", "README.md", "LICENSE")
+"""The files next to ``qakeapi/`` that go into the wheel (its metadata)."""
+
+
 def source_hash() -> str:
     """A hash of everything that goes into the wheel."""
     digest = hashlib.sha256()
-    files = [ROOT / "pyproject.toml", ROOT / "README.md", *sorted((ROOT / "qakeapi").rglob("*"))]
+    files = [*(ROOT / name for name in WHEEL_INPUTS), *sorted((ROOT / "qakeapi").rglob("*"))]
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(ROOT)).encode())
@@ -48,13 +54,23 @@ def source_hash() -> str:
 
 
 def build_wheel() -> Path:
-    """QakeAPI's wheel for the current sources, built once and cached."""
+    """QakeAPI's wheel for the current sources, built once and cached.
+
+    It is built from a copy of what goes into it, so that the build leaves nothing (``build/``,
+    ``*.egg-info``) in the checkout.
+    """
     directory = WHEEL_CACHE / source_hash()
     wheels = sorted(directory.glob("qakeapi-*.whl"))
     if not wheels:
         directory.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(directory), str(ROOT)]
-        subprocess.run(command, check=True, timeout=600)
+        with tempfile.TemporaryDirectory(prefix="qakeapi-wheel-") as scratch:
+            source = Path(scratch) / "source"
+            shutil.copytree(ROOT / "qakeapi", source / "qakeapi", ignore=shutil.ignore_patterns("__pycache__"))
+            for name in WHEEL_INPUTS:
+                if (ROOT / name).exists():
+                    shutil.copy2(ROOT / name, source / name)
+            command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(directory), str(source)]
+            subprocess.run(command, check=True, timeout=600)
         wheels = sorted(directory.glob("qakeapi-*.whl"))
     assert len(wheels) == 1, f"expected one wheel in {directory}, found {wheels}"
     return wheels[0]

@@ -18,7 +18,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.servers import Server
-from tests.reader.browser import run_guide_chat
 from tests.reader.conftest import Reader
 
 pytestmark = pytest.mark.e2e
@@ -235,6 +234,8 @@ async def test_html_client_in_two_browser_pages(reader: Reader) -> None:
     (start,) = reader.page.commands(section)
     assert start == ["cd chat", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
+    from tests.reader.browser import run_guide_chat  # Playwright: only where the browser tests run
+
     shots = await run_guide_chat(written["chat/chat.html"], server, reader.workdir)
     assert shots["one"].stat().st_size > 0
     assert_stops_cleanly(server)

@@ -27,7 +27,6 @@ from websockets.sync.client import connect as sync_connect
 
 from tests.e2e.conftest import http_post_json
 from tests.e2e.servers import Server, free_port, wait_for_port
-from tests.reader.browser import run_login_page
 from tests.reader.conftest import GUIDE, ROOT, Reader
 from tests.reader.page import Page
 from tests.reader.test_guide import RECV_TIMEOUT, assert_stops_cleanly, pytest_outcome, recv_json
@@ -66,6 +65,8 @@ async def test_authenticate_howto(reader: Reader) -> None:
     assert start == ["cd login", "uvicorn app:app"]
     server = started(reader.shell.run_block(start))
     assert "SECRET_KEY is not set" in server.output()
+    from tests.reader.browser import run_login_page  # Playwright: only where the browser tests run
+
     shots = await run_login_page(written["login/index.html"], server, reader.workdir)
     assert set(shots) == {"ann", "bob"}
 
