@@ -19,6 +19,7 @@ PAGES = [
     "reference/testing.rst",
     "reference/websockets.rst",
     "topics/lifecycle.rst",
+    "topics/delivery.rst",
 ]
 
 
