@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.exceptions import AuthenticationError
 from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
@@ -91,6 +92,7 @@ class WebSocketAuthMiddleware:
         self.authenticator = authenticator
         self.required = required
         self.query_param = query_param
+        install_log_redaction(query_params=(query_param,))
 
     def authenticate(self, websocket: WebSocket) -> str | None:
         """Verify the handshake's token and record the outcome on ``websocket``.

@@ -9,6 +9,7 @@ from json import JSONDecoder
 from typing import Any, TypeVar
 
 from qakeapi.core.fanout import broadcast as fan_out
+from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
@@ -81,6 +82,7 @@ class WebSocketHandler:
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
         self._connections: set[WebSocket] = set()
+        install_log_redaction()
 
     # -- registration -------------------------------------------------------------------
 
