@@ -114,6 +114,35 @@ async def test_non_json_text_reaches_on_message_as_str() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_arrive_as_text_logged_once_without_traceback(
+    constant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = WebSocketHandler()
+    received: list[Any] = []
+
+    @handler.on_message
+    async def echo(websocket: WebSocket, message: Any) -> None:
+        received.append(message)
+        await websocket.send_json({"echo": message})  # would fail to encode a decoded NaN
+
+    bad = f'{{"x": {constant}}}'
+    with caplog.at_level(logging.DEBUG, logger="qakeapi"):
+        async with serve(handler).websocket_connect("/ws") as session:
+            for _ in range(50):
+                await session.send_text(bad)
+                assert await session.receive_json() == {"echo": bad}
+            await session.send_text('{"x": 1.5}')  # the connection keeps working
+            assert await session.receive_json() == {"echo": {"x": 1.5}}
+    assert received == [bad] * 50 + [{"x": 1.5}]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert constant.lstrip("-") in warnings[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
+    assert any("50 messages used NaN/Infinity" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
 async def test_binary_reaches_on_message_as_bytes() -> None:
     handler, received = recording_handler()
     async with serve(handler).websocket_connect("/ws") as session:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
-from json import JSONDecoder
 from typing import Any, TypeVar
 
+from qakeapi.core.codec import NonStandardJSONError, strict_decoder
 from qakeapi.core.fanout import broadcast as fan_out
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
@@ -29,7 +29,7 @@ _M = TypeVar("_M", bound=MessageHook)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
-_decode = JSONDecoder().decode  # json.loads without its per-call argument checks
+_decode = strict_decoder().decode  # json.loads without its per-call argument checks; no NaN
 
 
 class _SetView(AbstractSet[WebSocket]):
@@ -56,7 +56,9 @@ class WebSocketHandler:
     ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
     message, in order; ``on_disconnect`` hooks run exactly once when the connection ends, however
     it ends. A text message that is valid JSON reaches ``on_message`` decoded; other text arrives
-    as ``str`` and binary messages as ``bytes``.
+    as ``str`` and binary messages as ``bytes``. Valid means strict JSON (RFC 8259): text using
+    ``NaN`` or ``Infinity`` arrives as ``str`` too (so whatever is decoded can be encoded back),
+    and the first such message of a connection is logged at WARNING, in one line.
 
     An exception escaping a hook is logged with the connection's context; after ``on_message``
     the connection keeps going, after ``on_connect`` it is closed with
@@ -133,6 +135,7 @@ class WebSocketHandler:
             websocket: The connection, typically the argument of an ``@app.websocket`` endpoint.
         """
         websocket.send_policy = self.send_policy
+        non_standard = 0
         if websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept()
         self._connections.add(websocket)
@@ -151,8 +154,12 @@ class WebSocketHandler:
                         if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
                             await self._too_big(websocket, len(data.encode()))
                             break
-                        try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
+                        try:
                             message = _decode(data)
+                        except NonStandardJSONError as exc:  # NaN/Infinity: not JSON, the text itself
+                            non_standard += 1
+                            if non_standard == 1:
+                                _log_non_standard(websocket, exc)
                         except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
                             pass
                     elif limit is not None and len(data) > limit:
@@ -170,6 +177,13 @@ class WebSocketHandler:
             await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
             raise
         finally:
+            if non_standard > 1:
+                logger.info(
+                    "WebSocket %s (path=%s): %d messages used NaN/Infinity and were delivered as text",
+                    websocket.id,
+                    websocket.path,
+                    non_standard,
+                )
             self._connections.discard(websocket)
             for disconnect_hook in self._disconnect_hooks:
                 await self._call(disconnect_hook, websocket)
@@ -223,3 +237,14 @@ class WebSocketHandler:
             websocket.user_id,
             exc_info=exc,
         )
+
+
+def _log_non_standard(websocket: WebSocket, exc: NonStandardJSONError) -> None:
+    logger.warning(
+        "WebSocket %s (path=%s client=%s): a message used %s, which is not JSON; it is delivered as text "
+        "(further ones on this connection are counted, not logged)",
+        websocket.id,
+        websocket.path,
+        websocket.client,
+        exc.constant,
+    )
