@@ -474,3 +474,85 @@ async def test_a_failure_outside_the_hooks_closes_with_internal_error() -> None:
         await handler.handle_connection(websocket)
     assert sent[-1] == {"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR, "reason": "internal error"}
     assert len(handler.connections) == 0
+
+
+# -- registration checks -------------------------------------------------------------------------
+
+
+def test_a_sync_hook_is_refused_at_registration_with_the_fix() -> None:
+    handler = WebSocketHandler()
+
+    def on_message(websocket: WebSocket, message: Any) -> None:
+        pass
+
+    def on_connect(websocket: WebSocket) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"define it with 'async def': async def on_message\(websocket, message\)"):
+        handler.on_message(on_message)  # type: ignore[type-var]
+    for register in (handler.on_connect, handler.on_disconnect):
+        with pytest.raises(TypeError, match=r"not a coroutine function.*async def on_connect\(websocket\)"):
+            register(on_connect)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="is not callable"):
+        handler.on_connect("not a function")  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("kind", ["on_connect", "on_disconnect"])
+def test_a_connection_hook_with_the_wrong_signature_is_refused(kind: str) -> None:
+    handler = WebSocketHandler()
+
+    async def two(websocket: WebSocket, message: Any) -> None:
+        pass
+
+    async def none() -> None:
+        pass
+
+    for hook in (two, none):
+        with pytest.raises(TypeError, match=rf"{kind} hook .* calls it with 1 argument \(websocket\)"):
+            getattr(handler, kind)(hook)
+
+
+def test_a_message_hook_with_the_wrong_signature_is_refused() -> None:
+    handler = WebSocketHandler()
+
+    async def one(websocket: WebSocket) -> None:
+        pass
+
+    async def three(websocket: WebSocket, message: Any, extra: int) -> None:
+        pass
+
+    for hook in (one, three):
+        with pytest.raises(TypeError, match=r"calls it with 2 arguments \(websocket, message\).*define it as"):
+            handler.on_message(hook)  # type: ignore[type-var]
+
+
+def test_hooks_that_fit_are_accepted() -> None:
+    import functools
+
+    handler = WebSocketHandler()
+
+    async def flexible(websocket: WebSocket, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def with_default(websocket: WebSocket, message: Any, extra: int = 1) -> None:
+        pass
+
+    async def bound(prefix: str, websocket: WebSocket) -> None:
+        pass
+
+    class Callable:
+        async def __call__(self, websocket: WebSocket) -> None:
+            pass
+
+        async def method(self, websocket: WebSocket, message: Any) -> None:
+            pass
+
+    instance = Callable()
+    handler.on_connect(flexible)
+    handler.on_message(flexible)
+    handler.on_message(with_default)
+    handler.on_connect(functools.partial(bound, "x"))
+    handler.on_disconnect(instance)
+    handler.on_message(instance.method)
+    with pytest.raises(TypeError, match="not a coroutine function"):
+        handler.on_connect(Callable)  # type: ignore[type-var]

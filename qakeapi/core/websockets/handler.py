@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
@@ -89,17 +90,35 @@ class WebSocketHandler:
     # -- registration -------------------------------------------------------------------
 
     def on_connect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run when a connection is accepted."""
+        """Register ``async def hook(websocket)`` to run when a connection is accepted.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                one argument; the message says how to fix it.
+        """
+        _check_hook("on_connect", hook, ("websocket",))
         self._connect_hooks.append(hook)
         return hook
 
     def on_message(self, hook: _M) -> _M:
-        """Register ``async def hook(websocket, message)`` to run for every message."""
+        """Register ``async def hook(websocket, message)`` to run for every message.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                two arguments; the message says how to fix it.
+        """
+        _check_hook("on_message", hook, ("websocket", "message"))
         self._message_hooks.append(hook)
         return hook
 
     def on_disconnect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run once when a connection ends."""
+        """Register ``async def hook(websocket)`` to run once when a connection ends.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                one argument; the message says how to fix it.
+        """
+        _check_hook("on_disconnect", hook, ("websocket",))
         self._disconnect_hooks.append(hook)
         return hook
 
@@ -248,3 +267,35 @@ def _log_non_standard(websocket: WebSocket, exc: NonStandardJSONError) -> None:
         websocket.client,
         exc.constant,
     )
+
+
+def _is_async(hook: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(hook):
+        return True
+    call = type(hook).__call__  # an instance with an async __call__
+    return not inspect.isroutine(hook) and not inspect.isclass(hook) and inspect.iscoroutinefunction(call)
+
+
+def _check_hook(kind: str, hook: Callable[..., Any], params: tuple[str, ...]) -> None:
+    """Refuse, at registration, a hook that would fail at its first call."""
+    name = getattr(hook, "__qualname__", None) or repr(hook)
+    wanted = f"async def {getattr(hook, '__name__', 'hook')}({', '.join(params)})"
+    if not callable(hook):
+        raise TypeError(f"{kind} hook {name!r} is not callable; register a function: {wanted}")
+    if not _is_async(hook):
+        raise TypeError(
+            f"{kind} hook {name!r} is not a coroutine function; QakeAPI awaits every hook, so define it "
+            f"with 'async def': {wanted}"
+        )
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):  # no signature to check (some builtins, C callables)
+        return
+    try:
+        signature.bind(*params)
+    except TypeError as exc:
+        raise TypeError(
+            f"{kind} hook {name!r} has the signature {signature}, but QakeAPI calls it with "
+            f"{len(params)} argument{'s' if len(params) > 1 else ''} ({', '.join(params)}): {exc}; "
+            f"define it as {wanted}"
+        ) from None
