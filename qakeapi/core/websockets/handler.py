@@ -16,7 +16,7 @@ from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
-__all__ = ["ConnectionHook", "MessageHook", "WebSocketHandler"]
+__all__ = ["ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -24,6 +24,10 @@ ConnectionHook = Callable[[WebSocket], Awaitable[Any]]
 """``async def hook(websocket)`` — called on connect and on disconnect."""
 MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
 """``async def hook(websocket, message)`` — called for every message received."""
+
+MessageInterceptor = Callable[[WebSocket, Any], Awaitable[bool]]
+"""``async def interceptor(websocket, message) -> bool`` — sees a message before the
+``on_message`` hooks; returning ``True`` consumes it."""
 
 _C = TypeVar("_C", bound=ConnectionHook)
 _M = TypeVar("_M", bound=MessageHook)
@@ -84,6 +88,7 @@ class WebSocketHandler:
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
+        self._interceptors: list[MessageInterceptor] = []
         self._connections: set[WebSocket] = set()
         install_log_redaction()
 
@@ -121,6 +126,28 @@ class WebSocketHandler:
         _check_hook("on_disconnect", hook, ("websocket",))
         self._disconnect_hooks.append(hook)
         return hook
+
+    def intercept(self, interceptor: MessageInterceptor) -> MessageInterceptor:
+        """Register ``async def interceptor(websocket, message) -> bool``, run before ``on_message``.
+
+        Interceptors run in registration order on every (decoded) message; the first that
+        returns ``True`` consumes the message, and the ``on_message`` hooks do not see it. An
+        exception in an interceptor is logged and consumes the message too (it may carry a
+        credential that hooks must not see). The authentication middleware routes its in-band
+        ``{"type": "auth"}`` messages this way.
+
+        Args:
+            interceptor: The coroutine function.
+
+        Returns:
+            ``interceptor``, unchanged.
+
+        Raises:
+            TypeError: ``interceptor`` is not an ``async def`` function taking two arguments.
+        """
+        _check_hook("intercept", interceptor, ("websocket", "message"))
+        self._interceptors.append(interceptor)
+        return interceptor
 
     # -- connections --------------------------------------------------------------------
 
@@ -184,6 +211,8 @@ class WebSocketHandler:
                     elif limit is not None and len(data) > limit:
                         await self._too_big(websocket, len(data))
                         break
+                    if self._interceptors and await self._intercepted(websocket, message):
+                        continue
                     for hook in hooks:
                         try:
                             await hook(websocket, message)
@@ -207,6 +236,16 @@ class WebSocketHandler:
             for disconnect_hook in self._disconnect_hooks:
                 await self._call(disconnect_hook, websocket)
             await websocket.close()
+
+    async def _intercepted(self, websocket: WebSocket, message: Any) -> bool:
+        for interceptor in self._interceptors:
+            try:
+                if await interceptor(websocket, message):
+                    return True
+            except Exception as exc:
+                self._hook_failed(interceptor, websocket, exc)
+                return True
+        return False
 
     async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
         for hook in self._connect_hooks:
