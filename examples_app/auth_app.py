@@ -1,23 +1,29 @@
 """Guide section "WebSocket with Authentication": JWT-authenticated WebSocket connections.
 
 Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``
+
+Beyond the guide: the middleware's options come from the environment
+(:func:`examples_app.settings.auth_options`); the app speaks the ``chat`` subprotocol when the
+client offers it (next to a ``bearer`` token, say); and ``POST /api/revoke`` with
+``Authorization: Bearer <token>`` signs that user out everywhere (closes their connections
+with 4003 and refuses their older tokens).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from examples_app.settings import auth_config
-from qakeapi import Application, Request, ValidationError, WebSocket
+from examples_app.settings import auth_config, auth_options
+from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
 from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
 
-__all__ = ["app", "authenticator", "issue_token", "ws_handler"]
+__all__ = ["app", "auth_middleware", "authenticator", "issue_token", "ws_handler"]
 
 app = Application()
 ws_handler = WebSocketHandler()
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator)
+auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), **auth_options())
 
 
 @ws_handler.on_connect
@@ -58,3 +64,21 @@ async def issue_token(request: Request, authenticator: JWTAuthenticator) -> dict
 @app.post("/api/generate-token")
 async def generate_token(request: Request) -> dict[str, str]:
     return await issue_token(request, authenticator)
+
+
+@app.post("/api/revoke")
+async def revoke(request: Request) -> dict[str, object]:
+    """Sign the bearer of a valid token out everywhere: ``{"user_id": ..., "closed": n}``."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip()
+    challenge = {"WWW-Authenticate": 'Bearer realm="qakeapi"'}
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "expected Authorization: Bearer <token>", challenge)
+    try:
+        claims = authenticator.verify_token(token)
+    except AuthenticationError as exc:
+        raise HTTPException(401, f"token rejected: {exc.reason}", challenge) from None
+    if auth_middleware.sessions.is_revoked(claims["sub"], claims):
+        raise HTTPException(401, "token rejected: revoked", challenge)
+    user = claims["sub"]
+    return {"user_id": user, "closed": await auth_middleware.revoke(user, "signed out")}
