@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import NonStandardJSONError, strict_decoder
 from qakeapi.core.fanout import broadcast as fan_out
+from qakeapi.core.limits import (
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_RATE_LIMIT,
+    ConnectionCounter,
+    RateLimit,
+    RejectionLog,
+    connection_counter,
+)
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
@@ -69,12 +78,27 @@ class WebSocketHandler:
     the connection keeps going, after ``on_connect`` it is closed with
     :attr:`~qakeapi.status.CloseCode.INTERNAL_ERROR`.
 
+    Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
+    logged once per kind and client, not per message: a message over ``max_message_size``
+    closes with 1009; messages faster than ``rate_limit`` close with 1008; a handshake from an
+    address that has ``max_connections_per_ip`` connections open is refused (HTTP 429 before
+    the upgrade where the server supports it, else 403; 1013 when already accepted).
+
+    Constructing a handler installs :func:`~qakeapi.core.redaction.install_log_redaction`, so
+    the server's log lines never carry a token from a query string.
+
     Args:
         max_message_size: Messages larger than this many bytes close the connection with
             :attr:`~qakeapi.status.CloseCode.MESSAGE_TOO_BIG`. ``None`` disables the check.
+            Also give the server the limit (``uvicorn --ws-max-size``, 16 MiB by default), so
+            it refuses a large message before assembling it in memory.
         send_policy: The slow-reader policy for this handler's connections (how many
             broadcast frames may wait for one connection, and what happens beyond); the
             default is :data:`~qakeapi.core.websockets.outbox.DEFAULT_SEND_POLICY`.
+        rate_limit: The per-connection message rate limit; ``None`` disables it.
+        max_connections_per_ip: Connections one client address may have open at once (counted
+            in ``connections``); ``None`` disables the cap.
+        connections: The per-address counter; by default one shared by the whole process.
     """
 
     def __init__(
@@ -82,9 +106,19 @@ class WebSocketHandler:
         *,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         send_policy: SendPolicy = DEFAULT_SEND_POLICY,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        connections: ConnectionCounter = connection_counter,
     ) -> None:
+        if max_connections_per_ip is not None and max_connections_per_ip < 1:
+            raise ValueError("max_connections_per_ip must be at least 1 (or None)")
         self.max_message_size = max_message_size
         self.send_policy = send_policy
+        self.rate_limit = rate_limit
+        self.max_connections_per_ip = max_connections_per_ip
+        self.per_ip = connections
+        self.rejections = RejectionLog(logger)
+        """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"connections_per_ip"``."""
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
@@ -181,6 +215,35 @@ class WebSocketHandler:
             websocket: The connection, typically the argument of an ``@app.websocket`` endpoint.
         """
         websocket.send_policy = self.send_policy
+        client = websocket.client
+        address = client[0] if client is not None else None
+        if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
+            await self._refuse_address(websocket, address)
+            return
+        try:
+            await self._run(websocket)
+        finally:
+            if address is not None:
+                self.per_ip.release(address)
+
+    async def _refuse_address(self, websocket: WebSocket, address: str) -> None:
+        self.rejections.reject(
+            "connections_per_ip",
+            address,
+            "refusing WebSocket %s (path=%s) from %s: it has %d connections open (max_connections_per_ip)",
+            websocket.id,
+            websocket.path,
+            address,
+            self.per_ip.count(address),
+        )
+        if websocket.application_state is WebSocketState.CONNECTING:
+            deny = getattr(websocket, "deny", None)
+            if deny is not None:
+                await deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
+                return
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
+
+    async def _run(self, websocket: WebSocket) -> None:
         non_standard = 0
         if websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept()
@@ -192,8 +255,13 @@ class WebSocketHandler:
                 limit = self.max_message_size
                 hooks = self._message_hooks
                 receive = websocket.receive_message
+                clock = time.monotonic
+                bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
                 while websocket.application_state is WebSocketState.CONNECTED:
                     data = await receive()
+                    if bucket is not None and not bucket.take(clock()):
+                        await self._too_fast(websocket)
+                        break
                     message: Any = data
                     if isinstance(data, str):
                         # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
@@ -254,11 +322,32 @@ class WebSocketHandler:
                 return False
         return True
 
-    async def _too_big(self, websocket: WebSocket, size: int) -> None:
-        logger.warning(
-            "closing WebSocket %s (path=%s): message of %d bytes exceeds the limit of %d",
+    async def _too_fast(self, websocket: WebSocket) -> None:
+        rate = self.rate_limit
+        assert rate is not None
+        client = websocket.client
+        self.rejections.reject(
+            "rate",
+            client[0] if client is not None else str(websocket.id),
+            "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d)",
             websocket.id,
             websocket.path,
+            client,
+            websocket.user_id,
+            rate.rate,
+            rate.burst,
+        )
+        await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    async def _too_big(self, websocket: WebSocket, size: int) -> None:
+        client = websocket.client
+        self.rejections.reject(
+            "size",
+            client[0] if client is not None else str(websocket.id),
+            "closing WebSocket %s (path=%s client=%s): message of %d bytes exceeds the limit of %d",
+            websocket.id,
+            websocket.path,
+            client,
             size,
             self.max_message_size,
         )
