@@ -2,18 +2,18 @@
 
 Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``
 
-Beyond the guide: the middleware's options come from the environment
-(:func:`examples_app.settings.auth_options`); the app speaks the ``chat`` subprotocol when the
-client offers it (next to a ``bearer`` token, say); and ``POST /api/revoke`` with
-``Authorization: Bearer <token>`` signs that user out everywhere (closes their connections
-with 4003 and refuses their older tokens).
+Beyond the guide: the middleware's and the handler's options come from the environment
+(:func:`examples_app.settings.auth_options`, :func:`examples_app.settings.handler_options`);
+the app speaks the ``chat`` subprotocol when the client offers it (next to a ``bearer`` token,
+say); and ``POST /api/revoke`` with ``Authorization: Bearer <token>`` signs that user out
+everywhere (closes their connections with 4003 and refuses their older tokens).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from examples_app.settings import auth_config, auth_options
+from examples_app.settings import auth_config, auth_options, handler_options
 from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
 from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
@@ -21,7 +21,7 @@ from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddl
 __all__ = ["app", "auth_middleware", "authenticator", "issue_token", "ws_handler"]
 
 app = Application()
-ws_handler = WebSocketHandler()
+ws_handler = WebSocketHandler(**handler_options())
 authenticator = JWTAuthenticator(auth_config())
 auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), **auth_options())
 

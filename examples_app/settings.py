@@ -8,9 +8,10 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from qakeapi.core.limits import RateLimit
 from qakeapi.security.websocket_auth import AuthConfig
 
-__all__ = ["auth_config", "auth_options", "node_id", "redis_url"]
+__all__ = ["auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
 
 logger = logging.getLogger("examples_app")
 
@@ -41,6 +42,29 @@ def auth_options() -> dict[str, Any]:
         "auth_timeout": _seconds("QAKEAPI_AUTH_TIMEOUT", 60.0),
         "max_connections_per_user": int(cap) if cap else 16,
     }
+
+
+def handler_options() -> dict[str, Any]:
+    """The WebSocket handler's limits from the environment (each with QAKEAPI's safe default).
+
+    ``QAKEAPI_RATE_LIMIT`` (``<messages a second>/<burst>``, or ``none``; default 200/1000),
+    ``QAKEAPI_MAX_CONNECTIONS_PER_IP`` (a number or ``none``; default 1024),
+    ``QAKEAPI_MAX_MESSAGE_SIZE`` (bytes; default 1 MiB).
+    """
+    options: dict[str, Any] = {}
+    rate = os.environ.get("QAKEAPI_RATE_LIMIT", "")
+    if rate.lower() == "none":
+        options["rate_limit"] = None
+    elif rate:
+        per_second, _, burst = rate.partition("/")
+        options["rate_limit"] = RateLimit(float(per_second), int(burst or per_second))
+    cap = os.environ.get("QAKEAPI_MAX_CONNECTIONS_PER_IP", "")
+    if cap:
+        options["max_connections_per_ip"] = None if cap.lower() == "none" else int(cap)
+    size = os.environ.get("QAKEAPI_MAX_MESSAGE_SIZE", "")
+    if size:
+        options["max_message_size"] = int(size)
+    return options
 
 
 def auth_config() -> AuthConfig:
