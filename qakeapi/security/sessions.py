@@ -42,9 +42,9 @@ class AuthCloseCode(enum.IntEnum):
 
     TOKEN_EXPIRED = 4001
     """The token expired and was not refreshed within the grace period, or the connection
-    never authenticated within the auth timeout: get a (new) token and reconnect."""
+    never authenticated within the auth timeout; the client gets a (new) token and reconnects."""
     REVOKED = 4003
-    """The user's sessions were revoked: do not reconnect with the same token."""
+    """The user's sessions were revoked; the client does not reconnect with the same token."""
 
 
 class RevocationTransport(Protocol):
@@ -105,6 +105,7 @@ class AuthSessions:
         self._by_user: dict[str, set[WebSocket]] = {}
         self._revoked: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._auth_timers: dict[WebSocket, asyncio.TimerHandle] = {}
         self.expired = 0
         """How many connections were closed because their token expired."""
         self.revoked = 0
@@ -164,6 +165,7 @@ class AuthSessions:
         """
         if websocket.user_id is None:
             raise ValueError(f"WebSocket {websocket.id} is not authenticated")
+        self._cancel_auth_timer(websocket)
         session = self._sessions.get(websocket)
         if session is None:
             session = self._sessions[websocket] = _Session()
@@ -176,6 +178,7 @@ class AuthSessions:
         Args:
             websocket: The connection.
         """
+        self._cancel_auth_timer(websocket)
         session = self._sessions.pop(websocket, None)
         if session is None:
             return
@@ -231,19 +234,26 @@ class AuthSessions:
         self.discard(websocket)
         self._spawn(websocket.close(AuthCloseCode.TOKEN_EXPIRED, "token expired"))
 
-    def close_unless_authenticated(self, websocket: WebSocket, timeout: float) -> asyncio.TimerHandle:
+    def close_unless_authenticated(self, websocket: WebSocket, timeout: float) -> None:
         """Close ``websocket`` with 4001 after ``timeout`` seconds unless it authenticated by then.
+
+        The timer is cancelled by :meth:`add` (it authenticated) and by :meth:`discard` (it ended).
 
         Args:
             websocket: A connection that is not authenticated (yet).
             timeout: Seconds.
-
-        Returns:
-            The timer; cancel it when the connection ends.
         """
-        return asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, websocket, timeout)
+        self._cancel_auth_timer(websocket)
+        loop = asyncio.get_running_loop()
+        self._auth_timers[websocket] = loop.call_later(timeout, self._auth_timed_out, websocket, timeout)
+
+    def _cancel_auth_timer(self, websocket: WebSocket) -> None:
+        timer = self._auth_timers.pop(websocket, None)
+        if timer is not None:
+            timer.cancel()
 
     def _auth_timed_out(self, websocket: WebSocket, timeout: float) -> None:
+        self._auth_timers.pop(websocket, None)
         if websocket.user_id is not None or websocket.application_state is WebSocketState.DISCONNECTED:
             return
         self.auth_timeouts += 1

@@ -33,7 +33,6 @@ with its query string at INFO) carry ``token=[redacted]`` instead of the token.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -344,16 +343,13 @@ class WebSocketAuthMiddleware:
         subprotocol = self.select_subprotocol(websocket.subprotocols)
         if subprotocol is not None and websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept(subprotocol=subprotocol)
-        timeout: asyncio.TimerHandle | None = None
         if websocket.user_id is not None:
             self.sessions.add(websocket)
         elif self.auth_timeout is not None:
-            timeout = self.sessions.close_unless_authenticated(websocket, self.auth_timeout)
+            self.sessions.close_unless_authenticated(websocket, self.auth_timeout)
         try:
             await handler(websocket)
         finally:
-            if timeout is not None:
-                timeout.cancel()
             self.sessions.discard(websocket)
 
     async def handle_auth_message(self, websocket: WebSocket, message: Any) -> bool:
