@@ -11,7 +11,7 @@ from typing import Any
 from qakeapi.core.limits import RateLimit
 from qakeapi.security.websocket_auth import AuthConfig
 
-__all__ = ["auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
+__all__ = ["allowed_origins", "auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
 
 logger = logging.getLogger("examples_app")
 
@@ -42,6 +42,11 @@ def auth_options() -> dict[str, Any]:
         "auth_timeout": _seconds("QAKEAPI_AUTH_TIMEOUT", 60.0),
         "max_connections_per_user": int(cap) if cap else 16,
     }
+
+
+def allowed_origins() -> list[str]:
+    """Origins allowed besides the same host: ``QAKEAPI_ALLOWED_ORIGINS``, comma-separated."""
+    return [origin.strip() for origin in os.environ.get("QAKEAPI_ALLOWED_ORIGINS", "").split(",") if origin.strip()]
 
 
 def handler_options() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from qakeapi import WebSocket
 from tests.e2e.conftest import Serve, generate_token, recv_json
@@ -190,3 +190,28 @@ async def test_a_socket_that_never_authenticates_is_closed(serve: Serve) -> None
             await late.send(json.dumps("hi"))
             assert await recv_json(late) == {"type": "message", "data": "hi", "user": "carol"}
             await asyncio.sleep(0.05)  # a chat's pace, well under the rate limit
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://127.0.0.1.evil.com",
+        "ftp://127.0.0.1:{port}",  # not a web origin
+        "http://127.0.0.1:1",  # wrong port
+        "null",
+        "http://localhost:{port}",  # another host name for the same server is another origin
+    ],
+)
+async def test_a_foreign_origin_is_refused_with_403(serve: Serve, origin: str) -> None:
+    server = serve("auth_app", env={"QAKEAPI_ALLOWED_ORIGINS": "https://app.example"})
+    token = await generate_token(server, "alice")
+    bad = origin.format(port=server.port)
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(f"{server.ws_url}/ws?token={token}", origin=Origin(bad)):
+            pass
+    assert info.value.response.status_code == 403
+    for good in (f"http://127.0.0.1:{server.port}", "https://app.example"):
+        async with connect(f"{server.ws_url}/ws?token={token}", origin=Origin(good)) as ws:
+            assert await recv_json(ws) == welcome("alice")
+    assert f"origin {bad!r} refused" in server.output()
