@@ -17,7 +17,7 @@ from typing import Any
 
 from qakeapi import Application, WebSocket
 from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver
+from qakeapi.core.fanout import deliver_in_order
 from qakeapi.core.websockets import WebSocketHandler
 
 __all__ = ["ConnectionPool", "MessageQueue", "app", "create_app"]
@@ -56,7 +56,7 @@ class ConnectionPool:
             How many connections it reached.
         """
         recipients = dict(self.connections)
-        dead = deliver(encode_json(message), recipients.values())
+        dead = await deliver_in_order(encode_json(message), recipients.values())
         for connection_id, websocket in recipients.items():
             if websocket in dead:
                 await self.remove_connection(connection_id)
@@ -92,7 +92,7 @@ class MessageQueue:
         """Deliver ``room``'s messages to ``connections`` until cancelled; closed ones are removed."""
         while True:
             message = await self.dequeue(room)
-            dead = deliver(encode_json(message), connections)
+            dead = await deliver_in_order(encode_json(message), connections)
             connections.difference_update(dead)
 
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Serves the chat demo (examples_app.chat_app) on http://127.0.0.1:8000 — single node, no Redis.
+# Serves the demo chat (examples_app.demo_app) -- single node, no Redis -- on http://127.0.0.1:8000.
+#   PORT=8080 ./scripts/demo.sh                # another port (the page connects back to it)
+#   HOST=0.0.0.0 PORT=8080 ./scripts/demo.sh   # reachable from other machines (your phone)
+# The guide's HTML client, verbatim, is at /guide-client (it talks to ws://localhost:8000/ws).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh server
-echo "demo: open http://127.0.0.1:${PORT:-8000} in two browser tabs (Ctrl+C stops)"
-exec .venv/bin/uvicorn examples_app.chat_app:app --host 127.0.0.1 --port "${PORT:-8000}" --ws websockets-sansio
+host=${HOST:-127.0.0.1}
+port=${PORT:-8000}
+echo "demo: open http://$host:$port in two browser tabs (Ctrl+C stops)"
+exec .venv/bin/uvicorn examples_app.demo_app:app --host "$host" --port "$port" --ws websockets-sansio

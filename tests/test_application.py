@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -457,10 +458,59 @@ async def test_websocket_route_receives_path_params(app: Application, client: Te
 
 
 @pytest.mark.asyncio
-async def test_unknown_websocket_path_refuses_the_handshake(client: TestClient) -> None:
+async def test_unknown_websocket_path_refuses_the_handshake_naming_the_path(
+    app: Application, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None: ...
+
+    with caplog.at_level(logging.WARNING, logger="qakeapi.application"), pytest.raises(WebSocketDisconnect) as info:
+        await client.websocket_connect("/nowhere?x=1")
+    assert (info.value.code, info.value.reason) == (CloseCode.POLICY_VIOLATION, "no WebSocket route for /nowhere")
+    [record] = [r for r in caplog.records if r.name == "qakeapi.application"]
+    assert record.levelno == logging.WARNING
+    assert "no WebSocket route for '/nowhere'; closing with 1008 (WebSocket routes: /ws)" in record.getMessage()
+
+
+@pytest.mark.asyncio
+async def test_a_long_unknown_path_is_cut_to_fit_a_close_reason(client: TestClient) -> None:
+    path = "/" + "é" * 100
     with pytest.raises(WebSocketDisconnect) as info:
-        await client.websocket_connect("/nowhere")
-    assert info.value.code == CloseCode.POLICY_VIOLATION
+        await client.websocket_connect(path)
+    assert info.value.reason.startswith("no WebSocket route for /éé")
+    assert info.value.reason.endswith("...")
+    assert len(info.value.reason.encode()) <= 123
+
+
+def test_registering_a_path_twice_is_refused(app: Application) -> None:
+    @app.get("/items")
+    async def list_items(request: Request) -> list[str]:
+        return []
+
+    with pytest.raises(ValueError, match=r"duplicate route: GET, HEAD /items is already served by .*list_items"):
+
+        @app.get("/items")
+        async def list_items_again(request: Request) -> list[str]:
+            return []
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None: ...
+
+    with pytest.raises(ValueError, match="duplicate route: WebSocket /ws"):
+        app.websocket("/ws")(ws)
+
+
+def test_a_sync_endpoint_is_refused_at_registration(app: Application) -> None:
+    with pytest.raises(TypeError, match=r"define it with 'async def page\(request, \.\.\.\)'"):
+
+        @app.get("/page")  # type: ignore[type-var]
+        def page(request: Request) -> str:
+            return "page"
+
+    with pytest.raises(TypeError, match=r"'async def live\(websocket, \.\.\.\)'"):
+
+        @app.websocket("/live")  # type: ignore[type-var]
+        def live(websocket: WebSocket) -> None: ...
 
 
 @pytest.mark.asyncio
@@ -506,8 +556,7 @@ async def test_websocket_endpoint_exception_closes_1011_and_surfaces(app: Applic
 
     session = await client.websocket_connect("/ws")
     await session.send_text("go")
-    with pytest.raises(WebSocketDisconnect) as info:
-        await session.receive_text()
-    assert (info.value.code, info.value.reason) == (CloseCode.INTERNAL_ERROR, "internal error")
     with pytest.raises(ValueError, match="endpoint broke"):
-        await session.close()
+        await session.receive_text()
+    assert (session.close_code, session.close_reason) == (CloseCode.INTERNAL_ERROR, "internal error")
+    await session.close()

@@ -1,37 +1,59 @@
-"""The slow-consumer policy: bounded per-connection queues behind WebSocket.send_nowait and deliver()."""
+"""The delivery core: per-connection outboxes, fan-out and the slow-consumer policy.
+
+Every ASGI ``send`` must be entered and finished by one task, whatever wraps it (timeouts,
+anyio task groups and cancel scopes, contextvars); a slow reader must never hold up the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
 
-from qakeapi.core.fanout import deliver
+from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
-from qakeapi.core.websockets.outbox import Overflow, SendPolicy, start_send, stats
+from qakeapi.core.websockets.outbox import GiveUp, Outbox, Overflow, SendPolicy, fan_out, stats
 from qakeapi.status import CloseCode
 from qakeapi.types import Message
 
+Wrapper = Callable[[Callable[[Message], Awaitable[None]], Message], Awaitable[None]]
+
 
 class FakePeer:
-    """The server side of one connection: records frames, and can stop taking them (backpressure)."""
+    """The server side of one connection: records frames, can stop taking them (backpressure).
 
-    def __init__(self) -> None:
+    Every send records the task that entered it and the task that finished it.
+    """
+
+    def __init__(self, wrapper: Wrapper | None = None) -> None:
         self.sent: list[Message] = []
         self.writable = asyncio.Event()
         self.writable.set()
         self.gone = False
+        self.wrapper = wrapper
+        self.foreign_finishes = 0
 
     async def receive(self) -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(self, message: Message) -> None:
+    async def _raw_send(self, message: Message) -> None:
+        entered = asyncio.current_task()
         await self.writable.wait()
+        if asyncio.current_task() is not entered:
+            self.foreign_finishes += 1
         if self.gone:
             raise OSError("peer gone")
         self.sent.append(message)
+
+    async def send(self, message: Message) -> None:
+        if self.wrapper is None:
+            await self._raw_send(message)
+        else:
+            await self.wrapper(self._raw_send, message)
 
     def texts(self) -> list[str]:
         return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
@@ -46,17 +68,25 @@ async def connected(peer: FakePeer, policy: SendPolicy | None = None) -> WebSock
 
 
 async def settle() -> None:
-    """Let background sends run until nothing is runnable (bounded)."""
+    """Let background writes run until nothing is runnable (bounded)."""
     for _ in range(50):
         await asyncio.sleep(0)
 
 
+async def eventually(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait until ``condition()`` holds; fail after ``limit`` seconds."""
+    with anyio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110 - polls state the test cannot subscribe to
+            await asyncio.sleep(0.001)
+
+
 @pytest.mark.asyncio
-async def test_send_nowait_writes_immediately_when_the_transport_takes_it() -> None:
+async def test_send_nowait_writes_in_order() -> None:
     peer = FakePeer()
     websocket = await connected(peer)
     assert websocket.send_nowait("one") is True
     assert websocket.send_nowait(b"two") is True
+    await settle()
     assert peer.sent[1:] == [
         {"type": "websocket.send", "text": "one"},
         {"type": "websocket.send", "bytes": b"two"},
@@ -70,28 +100,58 @@ async def test_frames_wait_in_order_behind_a_blocked_send_and_flush_when_writabl
     peer.writable.clear()
     for n in range(5):
         assert websocket.send_nowait(f"frame {n}") is True
+    await settle()
     assert peer.texts() == []
+    assert len(websocket.outbox) == 4  # frame 0 is in the blocked write
     peer.writable.set()
     await settle()
     assert peer.texts() == [f"frame {n}" for n in range(5)]
     assert websocket.dropped == 0
+    assert peer.foreign_finishes == 0
 
 
 @pytest.mark.asyncio
 async def test_a_slow_reader_does_not_hold_up_the_others() -> None:
     fast_peers = [FakePeer() for _ in range(3)]
     slow_peer = FakePeer()
-    fast = [await connected(peer) for peer in fast_peers]
+    fast = [await connected(peer) for peer in fast_peers[:2]]
     slow = await connected(slow_peer, SendPolicy(max_queue=1000))
+    last = await connected(fast_peers[2])
     slow_peer.writable.clear()
     for n in range(100):
-        assert deliver(f"m{n}", [*fast, slow]) == []
-    for peer in fast_peers:  # delivered synchronously, without waiting for the slow one
+        assert await deliver_in_order(f"m{n}", [*fast, slow, last]) == []
+    for peer in fast_peers:  # the recipient after the slow one too
         assert peer.texts() == [f"m{n}" for n in range(100)]
     assert slow_peer.texts() == []
     slow_peer.writable.set()
     await settle()
     assert slow_peer.texts() == [f"m{n}" for n in range(100)]
+    assert all(peer.foreign_finishes == 0 for peer in [*fast_peers, slow_peer])
+
+
+@pytest.mark.asyncio
+async def test_deliver_in_order_keeps_order_with_a_direct_send_after_it() -> None:
+    peer = FakePeer()
+    websocket = await connected(peer)
+    await deliver_in_order("broadcast", [websocket])
+    await websocket.send_text("direct")
+    assert peer.texts() == ["broadcast", "direct"]
+
+
+@pytest.mark.asyncio
+async def test_a_direct_send_waits_behind_queued_frames() -> None:
+    peer = FakePeer()
+    websocket = await connected(peer)
+    peer.writable.clear()
+    deliver("q1", [websocket])
+    deliver("q2", [websocket])
+    await settle()
+    direct = asyncio.create_task(websocket.send_text("direct"))
+    await settle()
+    assert not direct.done()
+    peer.writable.set()
+    await asyncio.wait_for(direct, 1)
+    assert peer.texts() == ["q1", "q2", "direct"]
 
 
 @pytest.mark.asyncio
@@ -102,77 +162,196 @@ async def test_disconnect_policy_closes_the_slow_reader_with_its_code_and_counts
     websocket = await connected(peer, SendPolicy(max_queue=3, overflow=Overflow.DISCONNECT))
     before = (stats.dropped, stats.disconnected)
     peer.writable.clear()
+    results = []
     with caplog.at_level(logging.WARNING, logger="qakeapi.websockets"):
-        results = [websocket.send_nowait(f"m{n}") for n in range(6)]
-    # m0 is in flight, m1..m3 fill the queue, m4 overflows: the queue and m4 are dropped.
-    assert results == [True, True, True, True, False, False]
+        deliver("m0", [websocket])
+        await settle()  # m0 is now in a blocked write
+        for n in range(1, 5):
+            websocket.send_nowait(f"m{n}")
+            await settle()
+            results.append(websocket.is_open)
+    # m1..m3 fill the queue, m4 overflows: the queue and m4 are dropped.
+    assert results == [True, True, True, False]
+    assert websocket.send_nowait("m5") is False
     assert websocket.application_state is WebSocketState.DISCONNECTED
     assert websocket.dropped == 4
     assert (stats.dropped - before[0], stats.disconnected - before[1]) == (4, 1)
-    assert "reads too slowly" in caplog.text
-    assert f"WebSocket {websocket.id}" in caplog.text
+    records = [r for r in caplog.records if "slow consumer" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    assert f"WebSocket {websocket.id} (path=/room)" in records[0].getMessage()
     with pytest.raises(WebSocketClosedError):
         await websocket.send_text("after")
     peer.writable.set()
     await settle()
+    # The blocked m0 completes, then the close the policy queued behind it.
+    assert peer.texts() == ["m0"]
     assert peer.sent[-1] == {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": "slow consumer"}
-    assert peer.texts() == []  # the blocked m0 was abandoned, nothing else was written
 
 
 @pytest.mark.asyncio
-async def test_deliver_reports_the_connection_the_policy_closed() -> None:
-    fast_peer, slow_peer = FakePeer(), FakePeer()
-    fast = await connected(fast_peer)
-    slow = await connected(slow_peer, SendPolicy(max_queue=2))
-    slow_peer.writable.clear()
-    dead: list[WebSocket] = []
-    for n in range(5):
-        dead += deliver(f"m{n}", [fast, slow])
-    assert dead == [slow, slow]  # m3 overflowed it, m4 found it closed
-    assert fast_peer.texts() == [f"m{n}" for n in range(5)]
-
-
-@pytest.mark.asyncio
-async def test_drop_oldest_keeps_the_connection_and_the_newest_frames() -> None:
+async def test_drop_oldest_keeps_the_newest_frames_and_the_connection() -> None:
     peer = FakePeer()
-    websocket = await connected(peer, SendPolicy(max_queue=3, overflow=Overflow.DROP_OLDEST))
+    websocket = await connected(peer, SendPolicy(max_queue=2, overflow=Overflow.DROP_OLDEST))
     peer.writable.clear()
-    assert all(websocket.send_nowait(f"m{n}") for n in range(10))
-    assert websocket.dropped == 6  # m1..m6 made room for m7..m9 (m0 was already in flight)
-    assert websocket.application_state is WebSocketState.CONNECTED
+    for n in range(6):
+        deliver(f"m{n}", [websocket])
+        await settle()
+    assert websocket.is_open
+    assert websocket.dropped == 3
     peer.writable.set()
     await settle()
-    assert peer.texts() == ["m0", "m7", "m8", "m9"]
+    assert peer.texts() == ["m0", "m4", "m5"]
 
 
 @pytest.mark.asyncio
-async def test_a_direct_send_waits_for_queued_frames_to_keep_order() -> None:
-    peer = FakePeer()
-    websocket = await connected(peer)
-    peer.writable.clear()
-    websocket.send_nowait("queued 1")
-    websocket.send_nowait("queued 2")
-    direct = asyncio.ensure_future(websocket.send_text("direct"))
+async def test_a_send_that_fails_closes_only_its_connection_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peers = [FakePeer() for _ in range(3)]
+    sockets = [await connected(peer) for peer in peers]
+    peers[1].gone = True
+    with caplog.at_level(logging.WARNING, logger="qakeapi.websockets"):
+        dead = await deliver_in_order("one", sockets)
+        dead += await deliver_in_order("two", sockets)
+    assert dead == [sockets[1], sockets[1]]
+    assert peers[0].texts() == peers[2].texts() == ["one", "two"]
+    failures = [r for r in caplog.records if "sending failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "peer gone" in failures[0].getMessage()
+    assert "path=/room" in failures[0].getMessage()
+    with pytest.raises(WebSocketClosedError):
+        await sockets[1].send_text("again")
+
+
+async def _timeout_send(send: Callable[[Message], Awaitable[None]], message: Message) -> None:
+    async with asyncio.timeout(0.05):  # type: ignore[attr-defined,unused-ignore]  # Python >= 3.11
+        await send(message)
+
+
+async def _fail_after_send(send: Callable[[Message], Awaitable[None]], message: Message) -> None:
+    with anyio.fail_after(0.05):
+        await send(message)
+
+
+async def _task_group_send(send: Callable[[Message], Awaitable[None]], message: Message) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.sleep, 0)
+        await send(message)
+
+
+_var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="")
+
+
+async def _contextvar_send(send: Callable[[Message], Awaitable[None]], message: Message) -> None:
+    token = _var.set("sending")
+    try:
+        await send(message)
+    finally:
+        _var.reset(token)
+
+
+WRAPPERS: dict[str, Wrapper] = {
+    "anyio.fail_after": _fail_after_send,
+    "anyio task group": _task_group_send,
+    "contextvar set/reset": _contextvar_send,
+}
+if hasattr(asyncio, "timeout"):  # Python >= 3.11
+    WRAPPERS["asyncio.timeout"] = _timeout_send
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+@pytest.mark.asyncio
+async def test_middleware_around_send_sees_one_task_per_send(name: str) -> None:
+    """Readers get everything in order; a stuck peer behind a deadline fails alone."""
+    wrapper = WRAPPERS[name]
+    peers = [FakePeer(wrapper) for _ in range(4)]
+    sockets = [await connected(peer, SendPolicy(max_queue=1000)) for peer in peers]
+    stuck = peers[1]
+    stuck.writable.clear()
+    for n in range(50):
+        await deliver_in_order(f"m{n}", sockets)
+    await asyncio.sleep(0.2)  # a deadline (0.05 s) in the stuck send fires, where there is one
     await settle()
-    assert not direct.done()
-    peer.writable.set()
-    await asyncio.wait_for(direct, 1)
-    assert peer.texts() == ["queued 1", "queued 2", "direct"]
+    for peer in (peers[0], peers[2], peers[3]):
+        assert peer.texts() == [f"m{n}" for n in range(50)]
+    assert all(peer.foreign_finishes == 0 for peer in peers)
+    if name in ("asyncio.timeout", "anyio.fail_after"):
+        assert not sockets[1].is_open  # its deadline closed it, and only it
+        assert stuck.texts() == []
+    else:
+        stuck.writable.set()
+        await eventually(lambda: len(stuck.texts()) == 50)
+        assert stuck.texts() == [f"m{n}" for n in range(50)]
+    assert all(s.is_open for i, s in enumerate(sockets) if i != 1)
 
 
 @pytest.mark.asyncio
-async def test_a_peer_that_goes_away_while_frames_wait_is_marked_closed() -> None:
-    peer = FakePeer()
-    websocket = await connected(peer)
-    peer.writable.clear()
-    websocket.send_nowait("m0")
-    websocket.send_nowait("m1")
-    peer.gone = True
-    peer.writable.set()
+async def test_a_server_send_that_returns_a_future_works() -> None:
+    """Some servers (granian) hand back an awaitable that is not a coroutine."""
+    sent: list[Message] = []
+    loop = asyncio.get_running_loop()
+
+    def send(message: Message) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = loop.create_future()
+        sent.append(message)
+        loop.call_soon(future.set_result, None)
+        return future
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    sockets = []
+    for _ in range(3):
+        websocket = WebSocket({"type": "websocket", "path": "/g"}, receive, send)
+        await websocket.accept()
+        sockets.append(websocket)
+    for n in range(20):
+        await deliver_in_order(f"m{n}", sockets)
     await settle()
+    texts = [m["text"] for m in sent if m["type"] == "websocket.send"]
+    assert len(texts) == 60
+    for n in range(20):
+        assert texts.count(f"m{n}") == 3
+    assert all(s.dropped == 0 and s.is_open for s in sockets)
+
+
+@pytest.mark.asyncio
+async def test_close_is_bounded_behind_a_blocked_write(caplog: pytest.LogCaptureFixture) -> None:
+    peer = FakePeer()
+    websocket = await connected(peer, SendPolicy(max_queue=10, close_timeout=0.1))
+    peer.writable.clear()
+    deliver("blocked", [websocket])
+    for n in range(3):
+        deliver(f"q{n}", [websocket])
+    await settle()
+    before = stats.close_timeouts
+    with caplog.at_level(logging.WARNING, logger="qakeapi.websockets"):
+        await asyncio.wait_for(websocket.close(), 2)
+    assert stats.close_timeouts == before + 1
+    assert websocket.dropped == 3
+    assert "was not taken within 0.1s" in caplog.text
     assert websocket.application_state is WebSocketState.DISCONNECTED
+    await websocket.close()  # idempotent
+    with pytest.raises(WebSocketClosedError):
+        await websocket.send_text("late")
+
+
+@pytest.mark.asyncio
+async def test_close_sends_the_close_after_the_queue_is_dropped() -> None:
+    peer = FakePeer()
+    websocket = await connected(peer)
+    peer.writable.clear()
+    deliver("blocked", [websocket])
+    deliver("queued", [websocket])
+    await settle()
+    closing = asyncio.create_task(websocket.close(CloseCode.GOING_AWAY, "bye"))
+    await settle()
+    peer.writable.set()
+    await asyncio.wait_for(closing, 1)
+    assert peer.texts() == ["blocked"]
+    assert peer.sent[-1] == {"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": "bye"}
     assert websocket.dropped == 1
-    assert websocket.send_nowait("m2") is False
 
 
 @pytest.mark.asyncio
@@ -181,44 +360,46 @@ async def test_send_nowait_on_a_closed_connection_returns_false() -> None:
     websocket = await connected(peer)
     await websocket.close()
     assert websocket.send_nowait("late") is False
+    assert deliver("late", [websocket]) == [websocket]
+
+
+@pytest.mark.asyncio
+async def test_outbox_alone_reports_giving_up_and_counts() -> None:
+    """The outbox knows nothing of WebSockets: items and a callback."""
+    written: list[object] = []
+    gate = asyncio.Event()
+    reasons: list[GiveUp] = []
+
+    async def write(item: object) -> None:
+        await gate.wait()
+        written.append(item)
+
+    def gave_up(why: GiveUp, error: BaseException | None) -> str:
+        reasons.append(why)
+        return "bye"
+
+    outbox = Outbox(write, gave_up, SendPolicy(max_queue=2))
+    fan_out(0, [outbox])
+    await settle()
+    assert outbox.busy
+    fan_out(1, [outbox])
+    fan_out(2, [outbox])
+    await settle()
+    assert reasons == []
+    fan_out(3, [outbox])
+    await settle()
+    assert reasons == [GiveUp.SLOW_CONSUMER]
+    assert not outbox.open
+    assert outbox.dropped == 3
+    gate.set()
+    await settle()
+    assert written == [0, "bye"]
+    assert not outbox.busy
 
 
 def test_send_policy_validates() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         SendPolicy(max_queue=0)
+    with pytest.raises(ValueError, match="close_timeout"):
+        SendPolicy(close_timeout=0)
     assert SendPolicy(overflow="drop_oldest").overflow is Overflow.DROP_OLDEST  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="nope"):
-        SendPolicy(overflow="nope")  # type: ignore[arg-type]
-
-
-@pytest.mark.asyncio
-async def test_start_send_finishes_sends_that_yield() -> None:
-    done: list[str] = []
-
-    async def yields_twice() -> None:
-        await asyncio.sleep(0)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_soon(future.set_result, None)
-        await future
-        done.append("sent")
-
-    async def completes() -> None:
-        done.append("now")
-
-    assert start_send(completes()) is None
-    assert done == ["now"]
-    rest: Any = start_send(yields_twice())
-    assert rest is not None
-    await rest
-    assert done == ["now", "sent"]
-
-
-@pytest.mark.asyncio
-async def test_fan_out_hands_every_recipient_the_same_frame_object() -> None:
-    peers = [FakePeer() for _ in range(4)]
-    websockets = [await connected(peer) for peer in peers]
-    frame = '{"type":"chat_message","message":"hi"}'
-    assert deliver(frame, websockets) == []
-    sent = [peer.sent[-1] for peer in peers]
-    assert all(message["text"] is frame for message in sent)  # encoded once, never copied
-    assert all(message is sent[0] for message in sent)  # one ASGI message shared by all

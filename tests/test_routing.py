@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -154,3 +155,81 @@ def test_http_request_does_not_match_a_websocket_route() -> None:
     match = Router([Route("/ws", endpoint, websocket=True)]).match("http", "/ws", "GET")
     assert match.route is None
     assert match.allowed == frozenset()
+
+
+# -- mistakes refused at registration ---------------------------------------------------------
+
+
+def sync_endpoint(request: object) -> str:
+    return "sync"
+
+
+class AsyncCallable:
+    async def __call__(self, request: object) -> str:
+        return "callable"
+
+
+class SyncCallable:
+    def __call__(self, request: object) -> str:
+        return "callable"
+
+
+def test_route_shape_ignores_parameter_names() -> None:
+    assert Route("/items/{item_id:int}/{slug}", endpoint).shape == "/items/{int}/{str}"
+    assert Route("/items/{id:int}/{name:str}", endpoint).shape == "/items/{int}/{str}"
+
+
+def test_a_second_endpoint_for_the_same_path_and_method_is_refused() -> None:
+    router = Router([Route("/items/{item_id:int}", endpoint, frozenset({"GET"}))])
+    with pytest.raises(ValueError, match="duplicate route") as info:
+        router.add(Route("/items/{id:int}", other, frozenset({"POST", "GET"})))
+    message = str(info.value)
+    assert "GET, HEAD /items/{id:int} is already served by endpoint" in message
+    assert "register other under another path" in message
+    assert "methods=[...]" in message
+    assert len(router.routes) == 1
+
+
+def test_the_same_path_with_other_methods_or_types_is_allowed() -> None:
+    router = Router()
+    router.add(Route("/items", endpoint, frozenset({"GET"})))
+    router.add(Route("/items", other, frozenset({"POST"})))
+    router.add(Route("/items/{n:int}", other, frozenset({"GET"})))
+    router.add(Route("/items/{name}", other, frozenset({"GET"})))  # another converter: other paths
+    router.add(Route("/items", other, websocket=True))
+    assert len(router.routes) == 5
+
+
+def test_a_second_websocket_endpoint_for_a_path_is_refused() -> None:
+    router = Router([Route("/ws", endpoint, websocket=True)])
+    with pytest.raises(ValueError, match=r"duplicate route: WebSocket /ws is already served by endpoint"):
+        router.add(Route("/ws", other, websocket=True))
+
+
+def test_the_router_constructor_refuses_duplicates_too() -> None:
+    with pytest.raises(ValueError, match="duplicate route"):
+        Router([Route("/a", endpoint, frozenset({"GET"})), Route("/a", other, frozenset({"GET"}))])
+
+
+def test_a_sync_http_endpoint_is_refused_with_the_fix_in_the_message() -> None:
+    with pytest.raises(TypeError) as info:
+        Route("/sync", sync_endpoint, frozenset({"GET"}))  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "the endpoint sync_endpoint for GET, HEAD /sync is not a coroutine function; "
+        "define it with 'async def sync_endpoint(request, ...)'"
+    )
+
+
+def test_a_sync_websocket_endpoint_is_refused_with_the_fix_in_the_message() -> None:
+    with pytest.raises(TypeError, match=r"define it with 'async def sync_endpoint\(websocket, \.\.\.\)'"):
+        Route("/ws", sync_endpoint, websocket=True)  # type: ignore[arg-type]
+
+
+def test_callable_objects_are_judged_by_their_call_method() -> None:
+    assert Route("/ok", AsyncCallable(), frozenset({"GET"})).endpoint is not None
+    with pytest.raises(TypeError, match="the endpoint SyncCallable for GET, HEAD /no is not a coroutine function"):
+        Route("/no", SyncCallable(), frozenset({"GET"}))  # type: ignore[arg-type]
+
+
+def test_a_partial_of_a_coroutine_function_is_accepted() -> None:
+    assert Route("/p", functools.partial(other), frozenset({"GET"})).match("/p") == {}

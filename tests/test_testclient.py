@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 import pytest
 
-from qakeapi import Application, Request, WebSocket
+from qakeapi import Application, Request, WebSocket, WebSocketHandler
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
-from qakeapi.testing import TestClient, WebSocketTestSession
+from qakeapi.testing import ClientDisconnectedError, TestClient, WebSocketTestSession
 from qakeapi.types import Message, Receive, Scope, Send
 
 
@@ -232,8 +234,9 @@ async def test_app_exception_surfaces_on_close() -> None:
 async def test_app_exception_not_raised_without_raise_server_exceptions() -> None:
     session = await TestClient(failing_asgi_app, raise_server_exceptions=False).websocket_connect("/")
     await session.send_text("go")
-    with pytest.raises(WebSocketDisconnect):
+    with pytest.raises(WebSocketDisconnect) as info:
         await session.receive_text()
+    assert info.value.code == CloseCode.ABNORMAL_CLOSURE  # no close frame: what uvicorn's client sees
     await session.close()
 
 
@@ -415,10 +418,12 @@ async def test_sending_after_the_app_closed_is_refused() -> None:
         {"type": "websocket.send", "text": "too late"},
     )
     session = await TestClient(app, timeout=1.0).websocket_connect("/")
+    with pytest.raises(RuntimeError, match=r"after sending 'websocket\.close'"):
+        await session.receive_text()
+    assert session.close_code == CloseCode.NORMAL_CLOSURE
     with pytest.raises(WebSocketDisconnect):
         await session.receive_text()
-    with pytest.raises(RuntimeError, match=r"after sending 'websocket\.close'"):
-        await session.close()
+    await session.close()
 
 
 @pytest.mark.asyncio
@@ -426,3 +431,443 @@ async def test_send_json_refuses_an_unknown_mode() -> None:
     async with TestClient(echo_app()).websocket_connect("/echo") as ws:
         with pytest.raises(ValueError, match="mode must be 'text' or 'binary'"):
             await ws.send_json({"a": 1}, mode="xml")
+
+
+# -- the application's errors surface in the test ------------------------------------------
+
+
+def failing_app() -> Application:
+    """Endpoints and hooks that fail in the ways the issue lists."""
+    app = Application()
+
+    @app.websocket("/unserialisable")
+    async def unserialisable(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        await websocket.send_json(object())
+
+    @app.websocket("/send-after-close")
+    async def send_after_close(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+        await websocket.send_text("too late")
+
+    handler = WebSocketHandler()
+
+    @handler.on_message
+    async def on_message(websocket: WebSocket, message: Any) -> None:
+        if message == "fail":
+            raise ZeroDivisionError("hook failed on purpose")
+        await websocket.send_json({"echo": message})
+
+    @app.websocket("/hooks")
+    async def hooks(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    @app.websocket("/mute")
+    async def mute(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        logging.getLogger("examples.mute").warning("not answering %s", "today")
+        await websocket.receive_text()
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_an_endpoint_exception_is_raised_by_the_next_receive_with_its_traceback() -> None:
+    async with TestClient(failing_app()).websocket_connect("/unserialisable") as session:
+        await session.send_text("go")
+        with pytest.raises(TypeError, match="not JSON serializable") as info:
+            await session.receive_json()
+        assert "unserialisable" in [entry.name for entry in info.traceback]  # the endpoint's frame
+        assert session.close_code == CloseCode.INTERNAL_ERROR
+        with pytest.raises(WebSocketDisconnect) as closed:  # raised once; then the close code
+            await session.receive_json()
+        assert closed.value.code == CloseCode.INTERNAL_ERROR
+
+
+@pytest.mark.asyncio
+async def test_a_send_after_close_in_the_endpoint_is_raised_not_a_plain_close() -> None:
+    async with TestClient(failing_app()).websocket_connect("/send-after-close") as session:
+        with pytest.raises(WebSocketClosedError, match=r"cannot send on WebSocket \d+: it is closed"):
+            await session.receive_text()
+        assert session.close_code == CloseCode.NORMAL_CLOSURE
+
+
+@pytest.mark.asyncio
+async def test_a_hook_exception_logged_by_the_handler_is_raised_by_the_next_receive() -> None:
+    async with TestClient(failing_app(), timeout=2.0).websocket_connect("/hooks") as session:
+        await session.send_text("fail")
+        started = time.monotonic()
+        with pytest.raises(ZeroDivisionError, match="hook failed on purpose") as info:
+            await session.receive_json()
+        assert time.monotonic() - started < 1.0, "the receive waited for its timeout"
+        assert "on_message" in [entry.name for entry in info.traceback]
+        # The handler survives a failing hook, and so does the session.
+        await session.send_text("again")
+        assert await session.receive_json() == {"echo": "again"}
+
+
+@pytest.mark.asyncio
+async def test_a_hook_exception_is_raised_by_the_next_send() -> None:
+    async with TestClient(failing_app()).websocket_connect("/hooks") as session:
+        await session.send_text("first")
+        await session.send_text("fail")
+        assert await session.receive_json() == {"echo": "first"}  # what came before the error comes first
+        with pytest.raises(ZeroDivisionError):
+            await session.send_text("next")
+        await session.send_text("after")
+        assert await session.receive_json() == {"echo": "after"}
+
+
+@pytest.mark.asyncio
+async def test_an_error_no_receive_surfaced_is_raised_on_exit() -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with TestClient(failing_app()).websocket_connect("/hooks") as session:
+            await session.send_text("fail")
+
+
+@pytest.mark.asyncio
+async def test_errors_go_to_the_session_whose_connection_failed() -> None:
+    client = TestClient(failing_app(), timeout=2.0)
+    async with client.websocket_connect("/hooks") as healthy, client.websocket_connect("/hooks") as failing:
+        await failing.send_text("fail")
+        await healthy.send_text("fine")
+        assert await healthy.receive_json() == {"echo": "fine"}
+        with pytest.raises(ZeroDivisionError):
+            await failing.receive_json()
+
+
+@pytest.mark.asyncio
+async def test_without_raise_server_exceptions_a_timeout_says_what_the_app_logged() -> None:
+    client = TestClient(failing_app(), raise_server_exceptions=False)
+    async with client.websocket_connect("/hooks") as session:
+        await session.send_text("fail")
+        with pytest.raises(TimeoutError) as info:
+            await session.receive_json(timeout=0.2)
+    message = str(info.value)
+    assert message.startswith("no message from the application within 0.2s; meanwhile the application logged:")
+    assert "ERROR qakeapi.websockets: WebSocket hook" in message
+    assert "[ZeroDivisionError: hook failed on purpose]" in message
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_reports_the_applications_own_warnings() -> None:
+    async with TestClient(failing_app()).websocket_connect("/mute") as session:
+        await session.send_text("hello")
+        with pytest.raises(TimeoutError, match=r"WARNING examples\.mute: not answering today"):
+            await session.receive_text(timeout=0.2)
+        await session.send_text("release")
+
+
+@pytest.mark.asyncio
+async def test_without_raise_server_exceptions_an_endpoint_crash_is_only_its_close_code() -> None:
+    client = TestClient(failing_app(), raise_server_exceptions=False)
+    async with client.websocket_connect("/unserialisable") as session:
+        await session.send_text("go")
+        with pytest.raises(WebSocketDisconnect) as info:
+            await session.receive_json()
+    assert (info.value.code, info.value.reason) == (CloseCode.INTERNAL_ERROR, "internal error")
+
+
+@pytest.mark.asyncio
+async def test_the_log_handler_lives_as_long_as_the_sessions() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    client = TestClient(failing_app())
+    first = await client.websocket_connect("/hooks")
+    second = await client.websocket_connect("/hooks")
+    assert len(root.handlers) == len(before) + 1  # one handler, shared
+    await first.close()
+    assert len(root.handlers) == len(before) + 1
+    await second.close()
+    assert root.handlers == before
+
+
+@pytest.mark.asyncio
+async def test_a_failed_startup_hook_is_the_cause_of_the_lifespan_error() -> None:
+    app = Application()
+
+    @app.on_startup
+    async def connect_database() -> None:
+        raise ConnectionRefusedError("database is down")
+
+    with pytest.raises(RuntimeError, match="lifespan startup failed") as info:
+        async with TestClient(app):
+            pass
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert str(info.value.__cause__) == "database is down"
+
+
+@pytest.mark.asyncio
+async def test_sync_with_on_the_client_says_to_use_async_with() -> None:
+    client = TestClient(failing_app())
+    with pytest.raises(TypeError, match="use 'async with TestClient"), client:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_sync_with_on_a_session_says_to_use_async_with() -> None:
+    session = TestClient(failing_app()).websocket_connect("/hooks")
+    with pytest.raises(TypeError, match=r"use 'async with client\.websocket_connect"), session:
+        pass
+
+
+# -- the transport mirrors uvicorn -----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_app_that_returns_without_closing_is_an_abnormal_closure() -> None:
+    async def leaves(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+
+    session = await TestClient(leaves).websocket_connect("/")
+    with pytest.raises(WebSocketDisconnect) as info:
+        await session.receive_text()
+    assert info.value.code == CloseCode.ABNORMAL_CLOSURE
+
+
+@pytest.mark.asyncio
+async def test_an_app_that_returns_without_a_handshake_answer_is_an_error() -> None:
+    async def forgets(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+
+    with pytest.raises(RuntimeError, match="returned without accepting or closing the WebSocket handshake"):
+        await TestClient(forgets).websocket_connect("/")
+
+
+@pytest.mark.asyncio
+async def test_the_apps_close_is_answered_with_a_disconnect() -> None:
+    seen: list[Message] = []
+
+    async def closes(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+        seen.append(await receive())
+
+    async with TestClient(closes).websocket_connect("/") as session:
+        with pytest.raises(WebSocketDisconnect):
+            await session.receive_text()
+    assert seen == [{"type": "websocket.disconnect", "code": 4001, "reason": "bye"}]
+
+
+@pytest.mark.asyncio
+async def test_a_send_after_the_client_left_is_not_an_application_error() -> None:
+    async def keeps_sending(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the disconnect
+        await send({"type": "websocket.send", "text": "anyone?"})  # uvicorn raises ClientDisconnected
+
+    session = await TestClient(keeps_sending).websocket_connect("/")
+    await session.close()  # does not raise ClientDisconnectedError
+
+
+# -- backpressure: a session that stops reading ----------------------------------------------
+
+
+def producer_app(sent: list[int], outcome: list[str]) -> Any:
+    """A raw ASGI app: on ``"<n>"`` it sends n frames, counting each send that completed."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                for i in range(int(message["text"])):
+                    await send({"type": "websocket.send", "text": str(i)})
+                    sent.append(i)
+            except ClientDisconnectedError:
+                outcome.append("client disconnected")
+                return
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_a_paused_session_holds_up_the_apps_send_until_resumed() -> None:
+    sent: list[int] = []
+    async with TestClient(producer_app(sent, []), timeout=2.0).websocket_connect("/") as session:
+        session.pause_reading()
+        assert session.reading_paused
+        await session.send_text("3")
+        await session.wait_for_backpressure()
+        assert sent == []  # the first send is waiting
+        session.resume_reading()
+        assert [await session.receive_text() for _ in range(3)] == ["0", "1", "2"]
+        assert sent == [0, 1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_paused_session_takes_its_buffer_then_the_send_waits() -> None:
+    sent: list[int] = []
+    async with TestClient(producer_app(sent, []), timeout=2.0).websocket_connect("/") as session:
+        session.pause_reading(buffer=2)
+        await session.send_text("4")
+        await session.wait_for_backpressure()
+        assert sent == [0, 1]
+        assert [await session.receive_text(), await session.receive_text()] == ["0", "1"]
+        with pytest.raises(TimeoutError, match=r"reading is paused: call resume_reading\(\)"):
+            await session.receive_text(timeout=0.1)
+        assert sent == [0, 1]  # receiving what was buffered does not resume reading
+        session.resume_reading()
+        assert [await session.receive_text(), await session.receive_text()] == ["2", "3"]
+
+
+@pytest.mark.asyncio
+async def test_closing_a_paused_session_releases_the_waiting_send_as_a_disconnect() -> None:
+    sent: list[int] = []
+    outcome: list[str] = []
+    session = await TestClient(producer_app(sent, outcome), timeout=2.0).websocket_connect("/")
+    session.pause_reading()
+    await session.send_text("2")
+    await session.wait_for_backpressure()
+    await session.close()
+    assert outcome == ["client disconnected"]
+    assert sent == []
+
+
+@pytest.mark.asyncio
+async def test_the_apps_close_waits_too_while_the_session_is_paused() -> None:
+    closed: list[bool] = []
+
+    async def closer(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await send({"type": "websocket.close", "code": 1000})
+        closed.append(True)
+
+    async with TestClient(closer, timeout=2.0).websocket_connect("/") as session:
+        session.pause_reading()
+        await session.send_text("close please")
+        await session.wait_for_backpressure()
+        assert closed == []
+        session.resume_reading()
+        with pytest.raises(WebSocketDisconnect):
+            await session.receive_text()
+        assert closed == [True]
+
+
+@pytest.mark.asyncio
+async def test_pause_reading_validates_its_buffer_and_backpressure_needs_a_pause() -> None:
+    async with TestClient(echo_app()).websocket_connect("/echo") as session:
+        with pytest.raises(ValueError, match="buffer must be >= 0"):
+            session.pause_reading(buffer=-1)
+        with pytest.raises(RuntimeError, match=r"call pause_reading\(\) first"):
+            await session.wait_for_backpressure()
+        session.pause_reading(buffer=5)
+        with pytest.raises(TimeoutError, match=r"no send of the application waited within 0\.05s"):
+            await session.wait_for_backpressure(timeout=0.05)
+
+
+@pytest.mark.asyncio
+async def test_websocket_send_text_waits_on_a_paused_session() -> None:
+    app = Application()
+    progress: list[str] = []
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        await websocket.send_text("one")
+        progress.append("one sent")
+        await websocket.receive_text()
+
+    async with TestClient(app, timeout=2.0).websocket_connect("/ws") as session:
+        session.pause_reading()
+        await session.send_text("go")
+        await session.wait_for_backpressure()
+        assert progress == []
+        session.resume_reading()
+        assert await session.receive_text() == "one"
+        assert progress == ["one sent"]
+        await session.send_text("done")
+
+
+@pytest.mark.asyncio
+async def test_a_broadcast_reaches_reading_sessions_while_one_is_paused() -> None:
+    app = Application()
+    handler = WebSocketHandler()
+
+    @handler.on_message
+    async def relay(websocket: WebSocket, message: Any) -> None:
+        await handler.broadcast(message)
+
+    @app.websocket("/room")
+    async def room(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    client = TestClient(app, timeout=2.0)
+    async with client.websocket_connect("/room") as reader, client.websocket_connect("/room") as stuck:
+        stuck.pause_reading()
+        for i in range(5):
+            await reader.send_json({"n": i})
+            assert await reader.receive_json() == {"n": i}
+        await stuck.wait_for_backpressure()
+        stuck.resume_reading()
+        assert await stuck.receive_json() == {"n": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_failing_disconnect_hook_is_raised_by_close() -> None:
+    app = Application()
+    handler = WebSocketHandler()
+
+    @handler.on_disconnect
+    async def cleanup(websocket: WebSocket) -> None:
+        raise KeyError("cleanup failed")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    session = await TestClient(app).websocket_connect("/ws")
+    with pytest.raises(KeyError, match="cleanup failed"):
+        await session.close()
+
+
+@pytest.mark.asyncio
+async def test_an_error_qakeapi_logs_in_a_worker_thread_reaches_the_session() -> None:
+    def work_in_thread() -> None:
+        try:
+            raise ValueError("failed in a thread")
+        except ValueError:
+            logging.getLogger("qakeapi.worker").exception("the worker failed")
+
+    app = Application()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        await asyncio.to_thread(work_in_thread)
+        await websocket.receive_text()
+
+    async with TestClient(app, timeout=2.0).websocket_connect("/ws") as session:
+        await session.send_text("go")
+        with pytest.raises(ValueError, match="failed in a thread"):
+            await session.receive_text()
+        await session.send_text("done")
+
+
+@pytest.mark.asyncio
+async def test_a_session_can_pause_again_after_resuming() -> None:
+    sent: list[int] = []
+    async with TestClient(producer_app(sent, []), timeout=2.0).websocket_connect("/") as session:
+        for _ in range(2):
+            sent.clear()
+            session.pause_reading(buffer=1)
+            await session.send_text("2")
+            await session.wait_for_backpressure()
+            assert sent == [0]
+            session.resume_reading()
+            assert not session.reading_paused
+            assert [await session.receive_text(), await session.receive_text()] == ["0", "1"]
+            assert sent == [0, 1]

@@ -205,7 +205,7 @@ def test_correctly_signed_token_with_a_non_json_payload_is_malformed() -> None:
 
 
 def test_alg_none_token_from_pyjwt_is_rejected() -> None:
-    token = jwt.encode({"sub": "admin", "exp": now() + 600}, None, algorithm="none")
+    token = jwt.encode({"sub": "admin", "exp": now() + 600}, "", algorithm="none")
     assert token.endswith(".")  # no signature at all
     assert rejection(authenticator(), token).reason == "invalid_algorithm"
 

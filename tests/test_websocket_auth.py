@@ -212,7 +212,7 @@ BAD_TOKENS = [
     pytest.param(FORGER.create_token("mallory"), "invalid_signature", id="forged"),
     pytest.param("abc", "malformed", id="malformed"),
     pytest.param(
-        jwt.encode({"sub": "admin", "exp": int(time.time()) + 3600}, None, algorithm="none"),
+        jwt.encode({"sub": "admin", "exp": int(time.time()) + 3600}, "", algorithm="none"),
         "invalid_algorithm",
         id="alg-none",
     ),

@@ -5,17 +5,18 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from qakeapi.core.datastructures import State
+from qakeapi.core.middleware import Middleware
 from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
 from qakeapi.core.responses import JSONResponse, PlainTextResponse, Response
 from qakeapi.core.routing import Endpoint, Route, Router
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.exceptions import HTTPException, WebSocketDisconnect
 from qakeapi.status import CloseCode
-from qakeapi.types import Receive, Scope, Send
+from qakeapi.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["Application", "LifespanHook", "to_response"]
 
@@ -26,6 +27,8 @@ LifespanHook = Callable[[], Awaitable[Any] | Any]
 
 _E = TypeVar("_E", bound=Endpoint)
 _H = TypeVar("_H", bound=LifespanHook)
+
+_MAX_REASON = 123  # bytes of UTF-8 in a close reason
 
 
 def to_response(result: Any) -> Response:
@@ -63,16 +66,55 @@ class Application:
     for anything else. Unhandled exceptions are re-raised after the 500 is sent (with the
     request line attached as a note) so the server logs them and test clients surface them.
 
+    Middleware (see :mod:`qakeapi.core.middleware`) wraps the application for every scope --
+    HTTP, WebSocket and lifespan -- in the order given, the first one outermost;
+    :meth:`add_middleware` adds one around all of them.
+
     Args:
         max_body_size: The largest request body accepted, in bytes (413 beyond it).
+        middleware: ASGI middleware to wrap the application in, outermost first.
     """
 
-    def __init__(self, *, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+    def __init__(
+        self, *, max_body_size: int = DEFAULT_MAX_BODY_SIZE, middleware: Sequence[Middleware] | None = None
+    ) -> None:
         self.router = Router()
         self.state = State()
         self.max_body_size = max_body_size
+        self.user_middleware: list[Middleware] = list(middleware or ())
+        for item in self.user_middleware:
+            if not isinstance(item, Middleware):
+                raise TypeError(f"middleware items must be Middleware(cls, **options), not {item!r}")
+        self._stack: ASGIApp | None = None
+        self._started = False
         self._startup: list[LifespanHook] = []
         self._shutdown: list[LifespanHook] = []
+
+    # -- middleware ---------------------------------------------------------------------
+
+    def add_middleware(self, cls: Callable[..., ASGIApp], /, *args: Any, **kwargs: Any) -> None:
+        """Wrap the application (and the middleware added before) in ``cls(app, *args, **kwargs)``.
+
+        Args:
+            cls: The middleware class or factory.
+            *args: Its positional options.
+            **kwargs: Its keyword options.
+
+        Raises:
+            RuntimeError: The application has already been called: its stack is built.
+        """
+        if self._started:
+            raise RuntimeError("cannot add middleware after the application has started serving")
+        self.user_middleware.insert(0, Middleware(cls, *args, **kwargs))
+
+    def _build_stack(self) -> ASGIApp:
+        async def routes(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.__call__(scope, receive, send, _middleware=False)
+
+        app: ASGIApp = routes
+        for item in reversed(self.user_middleware):
+            app = item.wrap(app)
+        return app
 
     # -- registration -------------------------------------------------------------------
 
@@ -134,15 +176,23 @@ class Application:
 
     # -- ASGI ---------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, *, _middleware: bool = True) -> None:
         """The ASGI 3 entry point."""
+        if _middleware:
+            if not self._started:
+                self._started = True
+                if self.user_middleware:
+                    self._stack = self._build_stack()
+            if self._stack is not None:
+                await self._stack(scope, receive, send)
+                return
         kind = scope["type"]
         if kind == "websocket":
             # Inlined (not a helper coroutine): this frame lives as long as the connection.
             websocket = WebSocket(scope, receive, send)
             match = self.router.match("websocket", scope["path"])
             if match.route is None:
-                await websocket.close(CloseCode.POLICY_VIOLATION, "no WebSocket route for this path")
+                await self._no_websocket_route(websocket)
                 return
             scope["path_params"] = match.params
             try:
@@ -160,6 +210,20 @@ class Application:
             await self._lifespan(receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    async def _no_websocket_route(self, websocket: WebSocket) -> None:
+        path = websocket.path
+        paths = [route.path for route in self.router.routes if route.websocket]
+        logger.warning(
+            "WebSocket %s: no WebSocket route for %r; closing with 1008 (WebSocket routes: %s)",
+            websocket.id,
+            path,
+            ", ".join(paths) or "none",
+        )
+        reason = f"no WebSocket route for {path}"
+        if len(reason.encode()) > _MAX_REASON:
+            reason = reason.encode()[: _MAX_REASON - 3].decode(errors="ignore") + "..."
+        await websocket.close(CloseCode.POLICY_VIOLATION, reason)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

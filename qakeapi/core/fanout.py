@@ -12,12 +12,13 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from qakeapi.core.codec import encode_json
-from qakeapi.types import Message
+from qakeapi.core.websockets.connection import message_for
+from qakeapi.core.websockets.outbox import fan_out
 
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
-__all__ = ["as_frame", "broadcast", "deliver"]
+__all__ = ["as_frame", "broadcast", "broadcast_in_order", "deliver", "deliver_in_order"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
@@ -25,10 +26,11 @@ logger = logging.getLogger("qakeapi.fanout")
 def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
     """Hand ``frame`` to every recipient without waiting for any of them.
 
-    Each recipient gets the same frame object through
-    :meth:`~qakeapi.core.websockets.connection.WebSocket.send_nowait`: written at once when
-    its transport takes it, queued (bounded by the recipient's send policy) when it is
-    reading slowly, so one slow reader never holds up the others.
+    Every recipient gets the same frame object, written through its
+    :attr:`~qakeapi.core.websockets.connection.WebSocket.outbox` by one task started for the
+    whole delivery (see :func:`~qakeapi.core.websockets.outbox.fan_out`): at once when its
+    transport takes it, queued (bounded by the recipient's send policy) when it is reading
+    slowly, so one slow reader never holds up the others.
 
     Args:
         frame: The encoded message: ``str`` for a text frame, ``bytes`` for a binary one.
@@ -38,12 +40,50 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
     Returns:
         The recipients that turned out to be closed; the caller should forget them.
     """
-    # One message object for everyone: servers only read it.
-    message: Message = {"type": "websocket.send", "text" if isinstance(frame, str) else "bytes": frame}
-    dead = [websocket for websocket in tuple(recipients) if not websocket._post(message)]
+    live, dead = _split(recipients)
+    if live and fan_out(message_for(frame), [websocket.outbox for websocket in live]) is None:
+        _failed(live, dead)
+    return dead
+
+
+async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
+    """:func:`deliver`, returning once every recipient has the frame written or queued.
+
+    What the caller sends to any recipient afterwards comes after ``frame``. It never waits
+    for a slow reader: a blocked write is handed on at the next turn of the event loop.
+
+    Args:
+        frame: The encoded message.
+        recipients: The connections to send to.
+
+    Returns:
+        The recipients that turned out to be closed.
+    """
+    live, dead = _split(recipients)
+    if live:
+        passed = fan_out(message_for(frame), [websocket.outbox for websocket in live])
+        if passed is not None:
+            await passed
+        _failed(live, dead)
+    return dead
+
+
+def _split(recipients: Iterable[WebSocket]) -> tuple[list[WebSocket], list[WebSocket]]:
+    live: list[WebSocket] = []
+    dead: list[WebSocket] = []
+    for websocket in tuple(recipients):
+        if websocket.outbox.open and websocket.is_open:
+            live.append(websocket)
+        else:
+            dead.append(websocket)
     if dead:
         logger.debug("broadcast skipped %d closed connection(s)", len(dead))
-    return dead
+    return live, dead
+
+
+def _failed(live: list[WebSocket], dead: list[WebSocket]) -> None:
+    """Add to ``dead`` the recipients whose write failed or overflowed during the delivery."""
+    dead.extend(websocket for websocket in live if not websocket.outbox.open)
 
 
 def as_frame(message: Any) -> str | bytes:
@@ -73,4 +113,25 @@ def broadcast(
     """
     recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
     dead = deliver(as_frame(message), recipients)
+    return len(recipients) - len(dead), dead
+
+
+async def broadcast_in_order(
+    message: Any, members: Collection[WebSocket], *, exclude: WebSocket | None = None
+) -> tuple[int, list[WebSocket]]:
+    """:func:`broadcast` for ``async`` callers: returns once every member has the frame written or queued.
+
+    What the caller sends afterwards reaches each member after this message. It never waits
+    for a slow reader.
+
+    Args:
+        message: The message (see :func:`as_frame`).
+        members: The connections to send to.
+        exclude: A member to leave out, typically the sender.
+
+    Returns:
+        How many members it was sent to, and the members that turned out to be closed.
+    """
+    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
+    dead = await deliver_in_order(as_frame(message), recipients)
     return len(recipients) - len(dead), dead

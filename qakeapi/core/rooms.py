@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from qakeapi.core.fanout import broadcast as fan_out
+from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.websockets.connection import WebSocket
 
 __all__ = ["Room", "Rooms"]
@@ -47,7 +47,7 @@ class Room:
         Returns:
             How many members it was sent to.
         """
-        sent, dead = fan_out(message, self.members, exclude=exclude)
+        sent, dead = await broadcast_in_order(message, self.members, exclude=exclude)
         for websocket in dead:
             if self._registry is not None:
                 self._registry.leave(self.name, websocket)

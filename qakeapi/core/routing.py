@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,6 +70,27 @@ class Route:
         self.pattern, self.converters = compile_path(self.path)
         if "GET" in self.methods:
             self.methods = self.methods | {"HEAD"}
+        if not _is_async(self.endpoint):
+            name = _name(self.endpoint)
+            argument = "websocket" if self.websocket else "request"
+            raise TypeError(
+                f"the endpoint {name} for {self.describe()} is not a coroutine function; "
+                f"define it with 'async def {name.rpartition('.')[2]}({argument}, ...)'"
+            )
+
+    @property
+    def shape(self) -> str:
+        """The path with each parameter replaced by its type, as in ``/items/{int}``.
+
+        Two routes of one shape match the same paths.
+        """
+        return _PARAM.sub(lambda m: "{" + (m.group(2) or "str") + "}", self.path)
+
+    def describe(self) -> str:
+        """The route as a log line names it: ``GET, HEAD /items/{id}`` or ``WebSocket /ws``."""
+        if self.websocket:
+            return f"WebSocket {self.path}"
+        return f"{', '.join(sorted(self.methods))} {self.path}"
 
     def match(self, path: str) -> dict[str, Any] | None:
         """Return the converted path parameters if ``path`` matches, else ``None``."""
@@ -97,10 +119,28 @@ class Router:
     """An ordered collection of routes; the first match wins."""
 
     def __init__(self, routes: Iterable[Route] = ()) -> None:
-        self.routes: list[Route] = list(routes)
+        self.routes: list[Route] = []
+        for route in routes:
+            self.add(route)
 
     def add(self, route: Route) -> None:
-        """Append a route."""
+        """Append a route.
+
+        Raises:
+            ValueError: A route already serves the same path (the same template up to parameter
+                names) for the same HTTP method, or WebSocket.
+        """
+        for existing in self.routes:
+            if existing.websocket is not route.websocket or existing.shape != route.shape:
+                continue
+            overlap = existing.methods & route.methods
+            if route.websocket or overlap:
+                what = f"WebSocket {route.path}" if route.websocket else f"{', '.join(sorted(overlap))} {route.path}"
+                raise ValueError(
+                    f"duplicate route: {what} is already served by {_name(existing.endpoint)} "
+                    f"(registered for {existing.describe()}); register {_name(route.endpoint)} under another "
+                    "path, or serve several methods from one endpoint with methods=[...]"
+                )
         self.routes.append(route)
 
     def match(self, scope_type: str, path: str, method: str = "") -> Match:
@@ -126,3 +166,15 @@ class Router:
                 return Match(route, params)
             allowed |= route.methods
         return Match(None, allowed=frozenset(allowed))
+
+
+def _is_async(endpoint: Callable[..., Any]) -> bool:
+    """Whether ``endpoint`` is an ``async def`` function, or an object with one as ``__call__``."""
+    if inspect.iscoroutinefunction(endpoint):
+        return True
+    call = getattr(endpoint, "__call__", None)  # noqa: B004 - the method itself is inspected
+    return not inspect.isroutine(endpoint) and inspect.iscoroutinefunction(call)
+
+
+def _name(endpoint: Callable[..., Any]) -> str:
+    return str(getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__)

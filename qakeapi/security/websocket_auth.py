@@ -47,7 +47,6 @@ from qakeapi.core.websockets.handler import WebSocketHandler
 from qakeapi.exceptions import AuthenticationError, WebSocketClosedError
 from qakeapi.security.sessions import AuthCloseCode, AuthSessions, RevocationTransport
 from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
-from qakeapi.status import CloseCode
 
 __all__ = [
     "BEARER_SUBPROTOCOL",
@@ -289,11 +288,7 @@ class WebSocketAuthMiddleware:
         status = 429 if reason == "too_many_connections" else 401
         headers = self.challenge(reason) if status == 401 else [(b"content-type", b"application/json")]
         body = b'{"detail":"' + reason.encode() + b'"}'
-        deny = getattr(websocket, "deny", None)
-        if deny is not None:
-            await deny(status, headers, body)
-        else:  # a core without WebSocket.deny: the close before accept (servers answer 403)
-            await websocket.close(CloseCode.POLICY_VIOLATION, "authentication required")
+        await websocket.deny(status, headers, body)
 
     def select_subprotocol(self, offered: list[str]) -> str | None:
         """The subprotocol to accept for ``offered`` (see the module); never a token carrier.

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlencode, urlsplit
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers
+from qakeapi.testing import app_log
 from qakeapi.testing.websocket_session import WebSocketTestSession
 from qakeapi.types import ASGIApp, Message, Scope
 
@@ -58,8 +61,11 @@ class TestClient:
     Args:
         app: The ASGI application.
         base_url: Scheme and host used to build request scopes.
-        raise_server_exceptions: Re-raise exceptions that escape the application (default);
-            otherwise an HTTP request that fails before responding gets a 500.
+        raise_server_exceptions: Re-raise the application's exceptions in the test (default):
+            an exception escaping an HTTP endpoint, and in WebSocket sessions an exception
+            escaping the application or logged by QakeAPI with its traceback (see
+            :class:`~qakeapi.testing.websocket_session.WebSocketTestSession`). Turn it off to
+            see only what a client would: a 500, a close code.
         timeout: The default timeout, in seconds, of each WebSocket receive and of lifespan.
     """
 
@@ -83,13 +89,37 @@ class TestClient:
         self._lifespan: asyncio.Task[None] | None = None
         self._lifespan_in: asyncio.Queue[Message] = asyncio.Queue()
         self._lifespan_out: asyncio.Queue[Message] = asyncio.Queue()
+        self._lifespan_errors: deque[BaseException] = deque(maxlen=8)  # tasks started at startup log here too
 
     # -- lifespan -----------------------------------------------------------------------
 
     async def __aenter__(self) -> TestClient:
+        app_log.acquire()
         self._lifespan = asyncio.get_running_loop().create_task(self._run_lifespan())
-        await self._lifespan_event("startup")
+        try:
+            await self._lifespan_event("startup")
+        except BaseException:
+            task, self._lifespan = self._lifespan, None
+            task.cancel()  # it failed or hangs: the test sees why, not a second timeout
+            await asyncio.wait({task})
+            app_log.release()
+            raise
         return self
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "TestClient is asynchronous: use 'async with TestClient(app) as client' inside an async test "
+            "(and 'await client.get(...)', 'async with client.websocket_connect(...)')"
+        )
+
+    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
+    def app_logged(self, record: logging.LogRecord) -> None:
+        """Take a record the application logged during the lifespan (see ``qakeapi.testing.app_log``)."""
+        error = app_log.framework_error(record)
+        if error is not None:
+            self._lifespan_errors.append(error)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -104,10 +134,19 @@ class TestClient:
             if not self._lifespan.done():
                 await self._lifespan_event("shutdown")
         finally:
-            task, self._lifespan = self._lifespan, None
+            await self._stop_lifespan()
+
+    async def _stop_lifespan(self) -> None:
+        task, self._lifespan = self._lifespan, None
+        if task is None:
+            return
+        try:
             await asyncio.wait_for(task, self.timeout)
+        finally:
+            app_log.release()
 
     async def _run_lifespan(self) -> None:
+        app_log.use_sink(self)
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
         try:
             await self.app(scope, self._lifespan_in.get, self._lifespan_out.put)
@@ -121,7 +160,9 @@ class TestClient:
         except asyncio.TimeoutError:
             raise TimeoutError(f"the application did not answer lifespan.{event} within {self.timeout}s") from None
         if reply["type"] == f"lifespan.{event}.failed":
-            raise RuntimeError(f"lifespan {event} failed: {reply.get('message', '')}")
+            cause = self._lifespan_errors[0] if self._lifespan_errors else None
+            self._lifespan_errors.clear()
+            raise RuntimeError(f"lifespan {event} failed: {reply.get('message', '')}") from cause
         if reply["type"] == "lifespan.unsupported" and event == "shutdown" and self.raise_server_exceptions:
             raise reply["error"]
 

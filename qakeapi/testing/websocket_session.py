@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
+from qakeapi.testing import app_log
 from qakeapi.types import ASGIApp, Message, Scope
 
 __all__ = ["ClientDisconnectedError", "WebSocketTestSession"]
+
+_LOG_LINES = 20
 
 
 class ClientDisconnectedError(OSError):
@@ -26,18 +31,43 @@ class _AppFinished:
         self.error = error
 
 
+class _AppLogged:
+    """Put on the client's queue when QakeAPI logged an exception of the application."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class WebSocketTestSession:
     """A WebSocket connection to an ASGI app running in the same event loop.
 
     Get one from :meth:`TestClient.websocket_connect <qakeapi.testing.client.TestClient.websocket_connect>`
     and either ``await`` it or use it as ``async with``. Every receive has a timeout, so a test
-    never hangs; exceptions raised by the application are re-raised in the test.
+    never hangs.
+
+    **Application errors.** With ``raise_server_exceptions`` (the default), an exception that
+    escapes the application, or that QakeAPI logs with its traceback while running this
+    connection (a failing ``on_message`` hook, say, which the handler logs and survives), is
+    raised by the session's next receive or send -- the original exception object, with its
+    traceback. A receive that times out says what the application logged meanwhile. Without
+    ``raise_server_exceptions``, the test sees only what a client would (close codes).
+
+    **Backpressure.** :meth:`pause_reading` makes the session stop reading, as a slow client
+    does: the application's ``send`` then waits (once ``buffer`` more frames were taken) until
+    :meth:`resume_reading` or until the session closes, as it does on a real server whose
+    socket buffers are full.
+
+    The transport mirrors uvicorn: it refuses data before the accept and anything after a
+    close (``RuntimeError`` in the application), answers the application's close with a
+    ``websocket.disconnect``, raises :class:`ClientDisconnectedError` in the application when it
+    sends after the client left, and reports an application that returned without closing as an
+    abnormal closure (1006).
 
     Args:
         app: The ASGI application.
         scope: The ``websocket`` scope to run it with.
         timeout: The default timeout of each receive, in seconds.
-        raise_server_exceptions: Re-raise exceptions that escape the application.
+        raise_server_exceptions: Re-raise the application's exceptions in the test.
 
     Attributes:
         accepted_subprotocol: The subprotocol the application selected.
@@ -56,13 +86,23 @@ class WebSocketTestSession:
         self.close_code: int | None = None
         self.close_reason = ""
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
-        self._from_app: asyncio.Queue[Message | _AppFinished] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message | _AppFinished | _AppLogged] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._client_closed = False
         self._app_accepted = False
         self._app_closed = False
-        self._error: BaseException | None = None
-        self._error_raised = False
+        self._errors: list[BaseException] = []  # in the order they happened
+        self._raised: list[BaseException] = []
+        self._logged: deque[str] = deque(maxlen=_LOG_LINES)  # since the last message received
+        self._capturing = False
+        self._paused = False
+        self._allowance = 0
+        self._resumed: asyncio.Event | None = None  # made by pause_reading(), set by resume_reading()
+        self._blocked: asyncio.Event | None = None  # set when a send waits on the pause
+
+    def __repr__(self) -> str:
+        return f"<WebSocketTestSession {self.scope.get('path')!r} close_code={self.close_code}>"
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -77,6 +117,15 @@ class WebSocketTestSession:
     ) -> None:
         await self.close(raise_errors=exc is None)
 
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "a WebSocket test session is asynchronous: use 'async with client.websocket_connect(...) as session' "
+            "(or 'session = await client.websocket_connect(...)') inside an async test"
+        )
+
+    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
     async def connect(self) -> WebSocketTestSession:
         """Open the connection (idempotent).
 
@@ -85,42 +134,93 @@ class WebSocketTestSession:
 
         Raises:
             WebSocketDisconnect: The application refused the handshake (its close code).
+            RuntimeError: The application returned without accepting or refusing (a server
+                answers HTTP 500), or sent something else than an accept or a close.
             TimeoutError: The application neither accepted nor refused in time.
         """
         if self._task is not None:
             return self
-        self._task = asyncio.get_running_loop().create_task(self._run_app())
+        app_log.acquire()
+        self._capturing = True
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run_app())
         self._to_app.put_nowait({"type": "websocket.connect"})
-        message = await self._next(self.timeout)
+        try:
+            message = await self._next(self.timeout, handshake=True)
+        except BaseException:
+            self._release_log()
+            raise
         if message["type"] == "websocket.accept":
             self.accepted_subprotocol = message.get("subprotocol")
             self.response_headers = list(message.get("headers") or [])
             return self
-        if message["type"] == "websocket.close":
+        self.close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
+        self.close_reason = message.get("reason") or ""
+        try:
             await self._wait_app()
-            raise WebSocketDisconnect(message.get("code", CloseCode.NORMAL_CLOSURE), message.get("reason") or "")
-        raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {message['type']!r}")
+        finally:
+            self._release_log()
+        self._raise_pending()
+        raise WebSocketDisconnect(self.close_code, self.close_reason)
+
+    # -- the application's side of the transport --------------------------------------
 
     async def _run_app(self) -> None:
+        app_log.use_sink(self)
         error: BaseException | None = None
         try:
             await self.app(self.scope, self._app_receive, self._app_send)
+        except ClientDisconnectedError:
+            pass  # the client left while the app was sending: not an error (uvicorn ignores it too)
         except Exception as exc:
             error = exc
         finally:
-            self._error = error
+            if error is not None:
+                self._errors.append(error)
             self._from_app.put_nowait(_AppFinished(error))
+
+    def app_logged(self, record: logging.LogRecord) -> None:
+        """Take a record the application logged while running this connection (see ``qakeapi.testing.app_log``).
+
+        Records logged in another thread (``asyncio.to_thread`` carries the context along) are
+        handed over to the session's event loop.
+        """
+        line, error = app_log.describe(record), app_log.framework_error(record)
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._take_log(line, error)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._take_log, line, error)
+
+    def _take_log(self, line: str, error: BaseException | None) -> None:
+        self._logged.append(line)
+        if error is None or not self.raise_server_exceptions or any(error is known for known in self._errors):
+            return
+        self._errors.append(error)
+        if not self._client_closed:  # after the disconnect, close() raises it
+            self._from_app.put_nowait(_AppLogged(error))
 
     async def _app_receive(self) -> Message:
         return await self._to_app.get()
 
     async def _app_send(self, message: Message) -> None:
         # Refuse what a real server (uvicorn) refuses, so tests catch it too.
+        if self._paused and not self._client_closed:
+            if self._allowance > 0:
+                self._allowance -= 1
+            else:
+                assert self._blocked is not None
+                assert self._resumed is not None
+                self._blocked.set()
+                await self._resumed.wait()
         kind = message["type"]
-        if self._app_closed:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'")
         if self._client_closed:
             raise ClientDisconnectedError("the test client has disconnected")
+        if self._app_closed:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'")
         if not self._app_accepted and kind not in ("websocket.accept", "websocket.close"):
             raise RuntimeError(f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}")
         if self._app_accepted and kind not in ("websocket.send", "websocket.close"):
@@ -129,30 +229,123 @@ class WebSocketTestSession:
             self._app_accepted = True
         elif kind == "websocket.close":
             self._app_closed = True
+            # As uvicorn does: the application's next receive reports the close it sent.
+            code = message.get("code", CloseCode.NORMAL_CLOSURE) if self._app_accepted else CloseCode.ABNORMAL_CLOSURE
+            reason = message.get("reason") or ""
+            self._to_app.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self._from_app.put_nowait(message)
+
+    # -- backpressure -------------------------------------------------------------------
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether :meth:`pause_reading` is in effect."""
+        return self._paused
+
+    def pause_reading(self, buffer: int = 0) -> None:
+        """Stop reading, as a slow client does: the application's sends start to wait.
+
+        Frames the application sent before (and the next ``buffer`` frames) can still be
+        received; after that, the application's ``send`` -- data or close -- waits until
+        :meth:`resume_reading`, or until this session closes (then it raises
+        :class:`ClientDisconnectedError` in the application).
+
+        Args:
+            buffer: How many more frames the transport takes before ``send`` waits (what a
+                server's and a kernel's buffers would hold).
+
+        Raises:
+            ValueError: ``buffer`` is negative.
+        """
+        if buffer < 0:
+            raise ValueError(f"buffer must be >= 0, not {buffer}")
+        if not self._paused:
+            self._resumed, self._blocked = asyncio.Event(), asyncio.Event()
+        self._paused = True
+        self._allowance = buffer
+
+    def resume_reading(self) -> None:
+        """Start reading again: the application's waiting sends go through, in order."""
+        self._paused = False
+        self._allowance = 0
+        if self._resumed is not None:
+            self._resumed.set()
+
+    async def wait_for_backpressure(self, timeout: float | None = None) -> None:
+        """Wait until an application ``send`` is waiting on this paused session.
+
+        Args:
+            timeout: Seconds to wait; defaults to the session's timeout.
+
+        Raises:
+            RuntimeError: Reading is not paused.
+            TimeoutError: No send waited in time.
+        """
+        if not self._paused:
+            raise RuntimeError("reading is not paused: call pause_reading() first")
+        wait = self.timeout if timeout is None else timeout
+        try:
+            assert self._blocked is not None
+            await asyncio.wait_for(self._blocked.wait(), wait)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no send of the application waited within {wait}s{self._logged_meanwhile()}") from None
 
     # -- receiving ----------------------------------------------------------------------
 
-    async def _next(self, timeout: float | None) -> Message:
+    async def _next(self, timeout: float | None, *, handshake: bool = False) -> Message:
         queue = self._from_app
-        if queue.empty():
-            wait = self.timeout if timeout is None else timeout
-            try:
-                item = await asyncio.wait_for(queue.get(), wait)
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"no message from the application within {wait}s") from None
-        else:
-            item = queue.get_nowait()
-        if isinstance(item, _AppFinished):
-            queue.put_nowait(item)  # every later receive sees the end too
-            self._raise_app_error()
-            raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
-        return item
+        while True:
+            if queue.empty():
+                wait = self.timeout if timeout is None else timeout
+                try:
+                    item = await asyncio.wait_for(queue.get(), wait)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(self._timeout_message(wait)) from None
+            else:
+                item = queue.get_nowait()
+            if isinstance(item, _AppLogged):
+                self._raise_pending()
+                continue
+            if isinstance(item, _AppFinished):
+                queue.put_nowait(item)  # every later receive sees the end too
+                self._release_log()
+                self._raise_pending()
+                if handshake:
+                    raise RuntimeError(
+                        "the application returned without accepting or closing the WebSocket handshake "
+                        "(a server answers HTTP 500)"
+                    )
+                if self.close_code is None:
+                    self.close_code = CloseCode.ABNORMAL_CLOSURE
+                    self.close_reason = "the application returned without closing the connection"
+                raise WebSocketDisconnect(self.close_code, self.close_reason)
+            self._logged.clear()
+            return item
 
-    def _raise_app_error(self) -> None:
-        if self._error is not None and self.raise_server_exceptions and not self._error_raised:
-            self._error_raised = True
-            raise self._error
+    def _timeout_message(self, wait: float) -> str:
+        message = f"no message from the application within {wait}s"
+        if self._paused:
+            message += " (reading is paused: call resume_reading() to let the application send)"
+        return message + self._logged_meanwhile()
+
+    def _logged_meanwhile(self) -> str:
+        if not self._logged:
+            return ""
+        return "; meanwhile the application logged:\n" + "\n".join(f"  {line}" for line in self._logged)
+
+    def _raise_pending(self) -> None:
+        """Raise the oldest application error not raised yet (with ``raise_server_exceptions``)."""
+        if not self.raise_server_exceptions:
+            return
+        for error in self._errors:
+            if not any(error is raised for raised in self._raised):
+                self._raised.append(error)
+                raise error
+
+    def _release_log(self) -> None:
+        if self._capturing:
+            self._capturing = False
+            app_log.release()
 
     async def receive(self, timeout: float | None = None) -> Message:
         """Receive the next raw ASGI message the application sent.
@@ -165,14 +358,17 @@ class WebSocketTestSession:
 
         Raises:
             WebSocketDisconnect: The application closed the connection.
-            TimeoutError: Nothing arrived in time.
+            TimeoutError: Nothing arrived in time (the message says what the app logged meanwhile).
+            Exception: The application raised it (see the class description).
         """
         if self.close_code is not None:
+            self._raise_pending()
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         message = await self._next(timeout)
         if message["type"] == "websocket.close":
             self.close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
             self.close_reason = message.get("reason") or ""
+            self._raise_pending()  # the app closed because it failed (1011, say): show why
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         return message
 
@@ -213,6 +409,7 @@ class WebSocketTestSession:
     def _check_open(self) -> None:
         if self._task is None:
             raise RuntimeError("the session is not connected; await it or use 'async with'")
+        self._raise_pending()
         if self._client_closed or self.close_code is not None:
             raise WebSocketClosedError("cannot send: the WebSocket test session is closed")
 
@@ -221,6 +418,7 @@ class WebSocketTestSession:
 
         Raises:
             WebSocketClosedError: The session is closed.
+            Exception: The application raised it (see the class description).
         """
         self._check_open()
         self._to_app.put_nowait({"type": "websocket.receive", "text": data})
@@ -230,6 +428,7 @@ class WebSocketTestSession:
 
         Raises:
             WebSocketClosedError: The session is closed.
+            Exception: The application raised it (see the class description).
         """
         self._check_open()
         self._to_app.put_nowait({"type": "websocket.receive", "bytes": data})
@@ -240,6 +439,7 @@ class WebSocketTestSession:
         Raises:
             WebSocketClosedError: The session is closed.
             ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
+            Exception: The application raised it (see the class description).
         """
         if mode not in ("text", "binary"):
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
@@ -254,18 +454,26 @@ class WebSocketTestSession:
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", *, raise_errors: bool = True) -> None:
         """Disconnect and wait for the application to finish with the connection. Idempotent.
 
+        Sends waiting on a paused session are released (they raise
+        :class:`ClientDisconnectedError` in the application).
+
         Args:
             code: The close code sent to the application.
             reason: The close reason sent to the application.
-            raise_errors: Re-raise an exception the application raised and no receive surfaced.
+            raise_errors: Re-raise an exception of the application that no receive or send raised.
         """
         if self._task is None or self._client_closed:
             return
         self._client_closed = True
+        if self._resumed is not None:
+            self._resumed.set()  # release sends waiting on a pause: they see the disconnect
         self._to_app.put_nowait({"type": "websocket.disconnect", "code": int(code), "reason": reason})
-        await self._wait_app()
+        try:
+            await self._wait_app()
+        finally:
+            self._release_log()
         if raise_errors:
-            self._raise_app_error()
+            self._raise_pending()
 
     async def _wait_app(self) -> None:
         assert self._task is not None
@@ -273,4 +481,6 @@ class WebSocketTestSession:
             await asyncio.wait_for(asyncio.shield(self._task), self.timeout)
         except asyncio.TimeoutError:
             self._task.cancel()
-            raise TimeoutError(f"the application did not finish within {self.timeout}s of the disconnect") from None
+            raise TimeoutError(
+                f"the application did not finish within {self.timeout}s of the disconnect{self._logged_meanwhile()}"
+            ) from None

@@ -19,16 +19,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from qakeapi import WebSocket
 from tests.e2e.conftest import Serve, generate_token, recv_json
 from tests.e2e.servers import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 IMPLEMENTATIONS = ["websockets-sansio", "websockets", "wsproto"]
-DENIAL_IN_HTTP = hasattr(WebSocket, "deny")
-"""Whether the core can answer a refused handshake with its own HTTP status (``WebSocket.deny``);
-without it the refusal is the close before accept, which servers answer with a bare 403."""
 
 
 def welcome(user: str) -> dict[str, str]:
@@ -78,16 +74,13 @@ async def test_required_auth_refuses_before_the_upgrade(serve: Serve, implementa
     token = await generate_token(server, "alice")
     missing = await refused(f"{server.ws_url}/ws")
     forged = await refused(f"{server.ws_url}/ws?token={token[:-4]}AAAA")
-    if DENIAL_IN_HTTP:
-        assert missing.response.status_code == 401
-        assert missing.response.headers["WWW-Authenticate"] == 'Bearer realm="qakeapi"'
-        assert json.loads(missing.response.body) == {"detail": "missing"}
-        assert forged.response.status_code == 401
-        assert forged.response.headers["WWW-Authenticate"] == (
-            'Bearer realm="qakeapi", error="invalid_token", error_description="invalid_signature"'
-        )
-    else:
-        assert missing.response.status_code == forged.response.status_code == 403
+    assert missing.response.status_code == 401
+    assert missing.response.headers["WWW-Authenticate"] == 'Bearer realm="qakeapi"'
+    assert json.loads(missing.response.body) == {"detail": "missing"}
+    assert forged.response.status_code == 401
+    assert forged.response.headers["WWW-Authenticate"] == (
+        'Bearer realm="qakeapi", error="invalid_token", error_description="invalid_signature"'
+    )
     async with connect(f"{server.ws_url}/ws?token={token}") as ws:
         assert await recv_json(ws) == welcome("alice")
     output = server.output()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from types import CoroutineType
 from typing import Any
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, finish_send, start_send
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, fan_out, stats
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
 
-__all__ = ["WebSocket", "WebSocketState"]
+__all__ = ["WebSocket", "WebSocketState", "message_for"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -31,7 +31,6 @@ class WebSocketState(enum.Enum):
     DISCONNECTED = 2
 
 
-_DONE = object()
 _UNSENDABLE_CODES = frozenset({CloseCode.NO_STATUS_RECEIVED, CloseCode.ABNORMAL_CLOSURE, 1015})
 _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
@@ -58,10 +57,6 @@ class WebSocket:
             or ``None`` when it succeeded or was not attempted.
         accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
         close_code: The close code the peer sent, once it disconnected.
-        send_policy: How many frames :meth:`send_nowait` may queue for this connection while
-            it reads slowly, and what happens beyond (see
-            :class:`~qakeapi.core.websockets.outbox.SendPolicy`).
-        dropped: How many frames the send policy dropped for this connection.
     """
 
     __slots__ = (
@@ -75,10 +70,8 @@ class WebSocket:
         "claims",
         "client_state",
         "close_code",
-        "dropped",
         "id",
         "scope",
-        "send_policy",
         "user_id",
     )
 
@@ -97,9 +90,7 @@ class WebSocket:
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
-        self.send_policy: SendPolicy = DEFAULT_SEND_POLICY
-        self.dropped = 0
-        self._outbox: Outbox | None = None
+        self._outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY)
 
     def __repr__(self) -> str:
         return f"<WebSocket id={self.id} path={self.path!r} state={self.application_state.name}>"
@@ -158,6 +149,28 @@ class WebSocket:
 
     # -- the ASGI boundary --------------------------------------------------------------
 
+    def _received(self, message: Message) -> Message:
+        """The client direction's state machine: the one place its transitions are written."""
+        kind = message["type"]
+        state = self.client_state
+        if state is _CONNECTED:
+            if kind == "websocket.receive":
+                return message
+            if kind != "websocket.disconnect":
+                raise RuntimeError(f"expected 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
+            self.client_state = WebSocketState.DISCONNECTED
+            self.close_code = int(message.get("code", CloseCode.NORMAL_CLOSURE))
+            if self.application_state is _CONNECTED:
+                self.application_state = WebSocketState.DISCONNECTED
+                self._outbox.open = False  # nothing more can reach the peer
+        elif state is _CONNECTING:
+            if kind != "websocket.connect":
+                raise RuntimeError(f"expected 'websocket.connect', got {kind!r}")
+            self.client_state = _CONNECTED
+        else:
+            raise RuntimeError("cannot receive: the peer has already disconnected")
+        return message
+
     async def receive(self) -> Message:
         """Receive the next raw ASGI message. Prefer the typed helpers below.
 
@@ -165,23 +178,12 @@ class WebSocket:
             The ASGI message.
 
         Raises:
-            RuntimeError: A disconnect was already received.
+            RuntimeError: A disconnect was already received, or the server sent a message that
+                does not fit the connection's state.
         """
-        if self.client_state is WebSocketState.CONNECTING:
-            message = await self._receive()
-            if message["type"] != "websocket.connect":
-                raise RuntimeError(f"expected 'websocket.connect', got {message['type']!r}")
-            self.client_state = WebSocketState.CONNECTED
-            return message
-        if self.client_state is WebSocketState.CONNECTED:
-            message = await self._receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                self.client_state = WebSocketState.DISCONNECTED
-            elif kind != "websocket.receive":
-                raise RuntimeError(f"expected 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
-            return message
-        raise RuntimeError("cannot receive: the peer has already disconnected")
+        if self.client_state is WebSocketState.DISCONNECTED:
+            raise RuntimeError("cannot receive: the peer has already disconnected")
+        return self._received(await self._receive())
 
     async def send(self, message: Message) -> None:
         """Send a raw ASGI message. Prefer the typed helpers below.
@@ -195,30 +197,30 @@ class WebSocket:
         """
         state = self.application_state
         kind = message["type"]
-        if state is WebSocketState.CONNECTED:
-            if self.client_state is WebSocketState.DISCONNECTED:
-                self.application_state = WebSocketState.DISCONNECTED
-                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
-            if kind not in ("websocket.send", "websocket.close"):
-                raise RuntimeError(f"expected 'websocket.send' or 'websocket.close', got {kind!r}")
-        elif state is WebSocketState.CONNECTING:
-            if kind not in ("websocket.accept", "websocket.close"):
-                raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
-        else:
+        if state is _CONNECTED:
+            if kind == "websocket.send":
+                await self._send_data(message)
+                return
+            if kind == "websocket.close":
+                await self.close(int(message.get("code", CloseCode.NORMAL_CLOSURE)), message.get("reason") or "")
+                return
+            raise RuntimeError(f"expected 'websocket.send' or 'websocket.close', got {kind!r}")
+        if state is WebSocketState.DISCONNECTED:
             raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
-        while self._outbox is not None:  # keep order behind frames queued for a slow reader
-            await self._outbox.wait_drained()
-            if self.application_state is WebSocketState.DISCONNECTED:
-                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
+        if kind == "websocket.accept":
+            await self._handshake(message)
+        elif kind == "websocket.close":
+            await self.close(int(message.get("code", CloseCode.NORMAL_CLOSURE)), message.get("reason") or "")
+        else:
+            raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
+
+    async def _handshake(self, message: Message) -> None:
         try:
             await self._send(message)
         except OSError as exc:
             self.application_state = WebSocketState.DISCONNECTED
-            raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
-        if kind == "websocket.accept":
-            self.application_state = WebSocketState.CONNECTED
-        elif kind == "websocket.close":
-            self.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketClosedError(f"cannot accept WebSocket {self.id}: {exc}") from exc
+        self.application_state = _CONNECTED
 
     # -- handshake and closing ----------------------------------------------------------
 
@@ -246,14 +248,61 @@ class WebSocket:
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers is not None:
             message["headers"] = list(headers)
-        await self.send(message)
+        await self._handshake(message)
         self.accepted_subprotocol = subprotocol
+
+    async def deny(
+        self,
+        status: int = 403,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ) -> bool:
+        """Refuse the handshake with an HTTP response, before the upgrade.
+
+        Uses the ASGI ``websocket.http.response`` extension where the server offers it;
+        elsewhere the handshake is refused with a close (servers answer it with a bare 403).
+
+        Args:
+            status: The HTTP status, 400 to 599.
+            headers: Response headers (for instance ``WWW-Authenticate``).
+            body: The response body.
+
+        Returns:
+            Whether the HTTP response was sent (``False``: the server lacks the extension and
+            the fallback close was used).
+
+        Raises:
+            ValueError: ``status`` is not an error status.
+            RuntimeError: The connection was already accepted or closed.
+        """
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(f"cannot deny WebSocket {self.id}: it is {self.application_state.name}")
+        if not 400 <= status < 600:
+            raise ValueError(f"a denial needs an error status (400-599), not {status}")
+        if self.client_state is WebSocketState.CONNECTING:
+            await self.receive()
+        self.application_state = WebSocketState.DISCONNECTED
+        self._outbox.open = False
+        try:
+            if "websocket.http.response" in (self.scope.get("extensions") or {}):
+                start: Message = {"type": "websocket.http.response.start", "status": status}
+                start["headers"] = list(headers or ())
+                await self._send(start)
+                await self._send({"type": "websocket.http.response.body", "body": body})
+                return True
+            await self._send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
+        except OSError:
+            pass  # the peer is already gone
+        return False
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection, or refuse the handshake if it was not accepted yet.
 
         Idempotent, also when called concurrently: the first call closes, the others return.
         Frames still queued for a slow reader are dropped (and counted in :attr:`dropped`).
+        The wait for the server to take the close frame is bounded by the send policy's
+        ``close_timeout``; past it the close is given up (logged and counted in
+        :data:`~qakeapi.core.websockets.outbox.stats`) and the peer is left to the server.
 
         Args:
             code: The close code; see :class:`~qakeapi.status.CloseCode`.
@@ -262,23 +311,66 @@ class WebSocket:
         Raises:
             ValueError: ``reason`` is longer than 123 bytes, or ``code`` cannot be sent.
         """
-        if self.application_state is WebSocketState.DISCONNECTED:
+        state = self.application_state
+        if state is WebSocketState.DISCONNECTED:
             return
         if len(reason.encode()) > 123:
             raise ValueError("a close reason is at most 123 bytes of UTF-8")
         if code in _UNSENDABLE_CODES or not 1000 <= code < 5000:
             raise ValueError(f"close code {code} cannot be sent")
         self.application_state = WebSocketState.DISCONNECTED  # before any await: one close only
+        message: Message = {"type": "websocket.close", "code": int(code), "reason": reason}
+        outbox = self._outbox
         if self.client_state is WebSocketState.DISCONNECTED:
+            outbox.open = False
             return
-        if self._outbox is not None:
-            self._outbox.discard()
         try:
-            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+            if state is _CONNECTING:
+                outbox.open = False
+                await self._send(message)
+            else:
+                await asyncio.wait_for(outbox.send_last(message), outbox.policy.close_timeout)
+        except asyncio.TimeoutError:  # before OSError: TimeoutError is one
+            stats.close_timeouts += 1
+            logger.warning(
+                "WebSocket %s (path=%s): the close frame (code %d) was not taken within %.1fs "
+                "(the peer is not reading); left to the server",
+                self.id,
+                self.path,
+                code,
+                outbox.policy.close_timeout,
+            )
         except OSError:
             pass  # the peer is already gone
         except RuntimeError as exc:  # the server closed it itself (e.g. keepalive timeout)
             logger.debug("WebSocket %s: the server refused the close: %s", self.id, exc)
+
+    def _gave_up(self, why: GiveUp, error: BaseException | None) -> Message | None:
+        """The outbox stopped taking frames: the connection is over for the application."""
+        was_open = self.application_state is _CONNECTED
+        self.application_state = WebSocketState.DISCONNECTED
+        outbox = self._outbox
+        if why is GiveUp.SLOW_CONSUMER:
+            policy = outbox.policy
+            logger.warning(
+                "WebSocket %s (path=%s) closed as a slow consumer: more than %d frames waiting; "
+                "%d frame(s) dropped; closing with code %d",
+                self.id,
+                self.path,
+                policy.max_queue,
+                outbox.dropped,
+                policy.close_code,
+            )
+            return {"type": "websocket.close", "code": int(policy.close_code), "reason": "slow consumer"}
+        if was_open and self.client_state is _CONNECTED:
+            logger.warning(
+                "WebSocket %s (path=%s): sending failed, treating the connection as closed (%d frame(s) dropped): %s",
+                self.id,
+                self.path,
+                outbox.dropped,
+                "its sends were cancelled" if isinstance(error, asyncio.CancelledError) else repr(error),
+            )
+        return None
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -295,29 +387,14 @@ class WebSocket:
             RuntimeError: The connection was not accepted.
         """
         if self.client_state is _CONNECTED and self.application_state is not _CONNECTING:
-            # The hot path: one await on the server's receive, no intermediate frames.
-            message = await self._receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
+            message = self._received(await self._receive())
+            if message["type"] == "websocket.receive":
                 text = message.get("text")
                 return text if text is not None else (message.get("bytes") or b"")
-            if kind != "websocket.disconnect":
-                raise RuntimeError(f"expected 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
-            self.client_state = WebSocketState.DISCONNECTED
-        elif self.application_state is WebSocketState.CONNECTING:
+            raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE, message.get("reason") or "")
+        if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
-        elif self.client_state is WebSocketState.DISCONNECTED:
-            raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE)
-        else:
-            message = await self.receive()
-        if message["type"] == "websocket.disconnect":
-            self.application_state = WebSocketState.DISCONNECTED
-            self.close_code = int(message.get("code", CloseCode.NORMAL_CLOSURE))
-            raise WebSocketDisconnect(self.close_code, message.get("reason") or "")
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        return bytes(message.get("bytes") or b"")
+        raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE)
 
     async def receive_text(self) -> str:
         """Receive a text message.
@@ -373,12 +450,36 @@ class WebSocket:
 
     # -- sending ------------------------------------------------------------------------
 
-    def send_nowait(self, data: str | bytes) -> bool:
-        """Start sending a frame without waiting for it: the fan-out primitive.
+    @property
+    def outbox(self) -> Outbox:
+        """The ordered, bounded way out of this connection (fan-out writes through it)."""
+        return self._outbox
 
-        The frame is handed to the server at once when it can take it; otherwise it waits in
-        this connection's bounded outbox, and :attr:`send_policy` decides what happens when
-        that is full. Frames are written in the order given.
+    @property
+    def send_policy(self) -> SendPolicy:
+        """How many frames may wait for this connection while it reads slowly, and what happens beyond.
+
+        See :class:`~qakeapi.core.websockets.outbox.SendPolicy`.
+        """
+        return self._outbox.policy
+
+    @send_policy.setter
+    def send_policy(self, policy: SendPolicy) -> None:
+        self._outbox.policy = policy
+
+    @property
+    def dropped(self) -> int:
+        """How many frames were dropped for this connection (slow reader, close, failed sends)."""
+        return self._outbox.dropped
+
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Start sending a frame without waiting for it.
+
+        The frame is written by a task that owns this connection's outbox, after every frame
+        given before it; when the peer reads slowly it waits in the outbox, and
+        :attr:`send_policy` decides what happens when that is full. To send one frame to many
+        connections, use :func:`qakeapi.core.fanout.deliver`, which encodes once and starts
+        one task for all of them.
 
         Args:
             data: ``str`` for a text frame, ``bytes`` for a binary one.
@@ -387,48 +488,11 @@ class WebSocket:
             ``False`` when the connection is closed (or was just closed by the policy), so the
             caller can forget it; ``True`` otherwise.
         """
-        if isinstance(data, str):
-            return self._post({"type": "websocket.send", "text": data})
-        return self._post({"type": "websocket.send", "bytes": data})
-
-    def _post(self, message: Message) -> bool:
-        """:meth:`send_nowait` for a ready-made message (fan-out shares one among recipients)."""
-        if self.application_state is not _CONNECTED or self.client_state is not _CONNECTED:
-            return False
         outbox = self._outbox
-        if outbox is not None:
-            return outbox.put(message)
-        sending = self._send(message)
-        try:
-            if type(sending) is CoroutineType:  # step it here: most sends complete at once
-                steps = sending.__await__()
-                waiter = next(steps, _DONE)  # a default instead of StopIteration: cheaper
-                if waiter is _DONE:
-                    return True
-                blocked = finish_send(steps, waiter)
-            else:
-                started = start_send(sending)
-                if started is None:
-                    return True
-                blocked = started
-        except OSError as exc:  # the server reports the peer gone
-            logger.debug("WebSocket %s: send failed, treating it as closed: %r", self.id, exc)
-            self.application_state = WebSocketState.DISCONNECTED
+        if not outbox.open or self.application_state is not _CONNECTED:
             return False
-        except Exception as exc:  # the server refused the message (e.g. it closed the connection itself)
-            logger.warning("WebSocket %s: the server refused a frame, treating it as closed: %r", self.id, exc)
-            self.application_state = WebSocketState.DISCONNECTED
-            return False
-        self._outbox = Outbox(self, blocked, self._send)
-        return True
-
-    def _abandon(self) -> None:
-        """Mark the connection closed from the application's side (used by the outbox)."""
-        self.application_state = WebSocketState.DISCONNECTED
-
-    def _outbox_done(self, outbox: Outbox) -> None:
-        if self._outbox is outbox:
-            self._outbox = None
+        fan_out(message_for(data), (outbox,))
+        return outbox.open
 
     async def send_text(self, data: str) -> None:
         """Send a text message.
@@ -470,26 +534,33 @@ class WebSocket:
             message = {"type": "websocket.send", "bytes": encode_json(data).encode()}
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
-        # The fast path of _send_data, inlined: send_json is the most used call of all.
-        if self.application_state is _CONNECTED and self.client_state is _CONNECTED and self._outbox is None:
-            try:
-                await self._send(message)
-            except OSError as exc:
-                raise self._closed_by(exc) from exc
-        else:
-            await self.send(message)
+        await self._send_data(message)
 
     async def _send_data(self, message: Message) -> None:
-        """Send a ``websocket.send`` message: the hot path of every send helper."""
-        if self.application_state is _CONNECTED and self.client_state is _CONNECTED and self._outbox is None:
-            try:
-                await self._send(message)
-            except OSError as exc:
-                raise self._closed_by(exc) from exc
-        else:
-            await self.send(message)
+        """Send a ``websocket.send`` message through the outbox, in order with everything else."""
+        if self.application_state is not _CONNECTED:
+            if self.application_state is _CONNECTING:
+                raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {message['type']!r}")
+            if self.client_state is WebSocketState.DISCONNECTED:
+                raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
+            raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
+        try:
+            if await self._outbox.send(message):
+                return
+        except OSError as exc:
+            raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
+        raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
 
-    def _closed_by(self, exc: OSError) -> WebSocketClosedError:
-        """Record that the server reported the peer gone; return the error to raise."""
-        self.application_state = WebSocketState.DISCONNECTED
-        return WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}")
+
+def message_for(data: str | bytes) -> Message:
+    """The ASGI message that sends ``data`` as one frame (shared by every recipient of a fan-out).
+
+    Args:
+        data: ``str`` for a text frame, ``bytes`` for a binary one.
+
+    Returns:
+        The ``websocket.send`` message.
+    """
+    if isinstance(data, str):
+        return {"type": "websocket.send", "text": data}
+    return {"type": "websocket.send", "bytes": data}

@@ -10,7 +10,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import NonStandardJSONError, strict_decoder
-from qakeapi.core.fanout import broadcast as fan_out
+from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
@@ -203,7 +203,7 @@ class WebSocketHandler:
         Returns:
             How many connections it was sent to.
         """
-        sent, _dead = fan_out(message, self._connections, exclude=exclude)
+        sent, _dead = await broadcast_in_order(message, self._connections, exclude=exclude)
         return sent
 
     # -- running a connection -----------------------------------------------------------
@@ -237,10 +237,8 @@ class WebSocketHandler:
             self.per_ip.count(address),
         )
         if websocket.application_state is WebSocketState.CONNECTING:
-            deny = getattr(websocket, "deny", None)
-            if deny is not None:
-                await deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
-                return
+            await websocket.deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
+            return
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
 
     async def _run(self, websocket: WebSocket) -> None:

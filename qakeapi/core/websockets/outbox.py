@@ -1,30 +1,26 @@
-"""Bounded per-connection sending for fan-out: one slow reader never stalls the others.
+"""The ordered, bounded way out of one connection, and the writers that drain it.
 
-Fan-out writes a frame to each recipient with
-:meth:`WebSocket.send_nowait <qakeapi.core.websockets.connection.WebSocket.send_nowait>`. The
-ASGI ``send`` is started at once; when the server can take the frame (the usual case) it
-completes right there, with no task and no queue. When the server applies backpressure (the
-peer is not reading and the transport buffer is full), the blocked send is finished by a
-background task and the frames that follow wait in an :class:`Outbox` bounded by the
-connection's :class:`SendPolicy`. What happens when the outbox is full is the policy's
-``overflow``:
+Every frame a connection sends passes through its :class:`Outbox`. At any moment at most one
+task *owns* the outbox: that task writes (awaits the server's ``send``) and, before it lets go,
+writes whatever was queued behind it. An ASGI ``send`` is therefore always entered and finished
+in one task, whatever the server and middleware wrap it in (anyio cancel scopes and task
+groups, ``asyncio.timeout``, contextvars), and no coroutine is ever stepped by hand.
+
+Fan-out (:func:`fan_out`) writes one item to many outboxes from a task of its own (started
+eagerly where Python has public eager tasks, 3.12 and later, so the common case completes
+synchronously). When a write blocks because a peer reads slowly, the frames for the other
+recipients are handed to a new task at the next turn of the event loop, and the blocked task
+stays the owner of the slow outbox only: one slow reader never holds up the others. Frames for
+a connection whose outbox is owned wait in its queue, bounded by :class:`SendPolicy`:
 
 ``"disconnect"`` (the default)
-    the queued frames are dropped (and counted) and the connection is closed with
-    ``close_code`` (:attr:`~qakeapi.status.CloseCode.POLICY_VIOLATION`) and the reason
-    ``"slow consumer"``; later sends to it raise
-    :class:`~qakeapi.exceptions.WebSocketClosedError`, so rooms forget it.
+    the queued frames are dropped (and counted) and the outbox gives up with the reason
+    ``"slow consumer"``; its connection closes with the policy's ``close_code``.
 ``"drop_oldest"``
     the oldest queued frame is dropped (and counted) to make room; the connection stays open.
 
-Drops are counted per connection (``WebSocket.dropped``) and for the process
-(:data:`stats`).
-
-The first step of each send runs in the broadcasting task, the rest (when it blocks) in the
-outbox's task: this needs an ASGI server whose ``send`` is a plain coroutine that does not
-depend on the task it runs in (uvicorn's ``websockets-sansio``, ``websockets`` and ``wsproto``
-implementations are tested). A ``send`` wrapped in task-bound constructs (anyio cancel scopes)
-is not supported by fan-out.
+The outbox knows nothing of WebSockets: it writes opaque items with the ``send`` it was given
+and reports giving up through a callback.
 """
 
 from __future__ import annotations
@@ -32,19 +28,25 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sys
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qakeapi.status import CloseCode
-from qakeapi.types import Message
 
-if TYPE_CHECKING:
-    from qakeapi.core.websockets.connection import WebSocket
-
-__all__ = ["DEFAULT_SEND_POLICY", "Outbox", "Overflow", "SendPolicy", "SendStats", "finish_send", "start_send", "stats"]
+__all__ = [
+    "DEFAULT_SEND_POLICY",
+    "GiveUp",
+    "GiveUpCallback",
+    "Outbox",
+    "Overflow",
+    "SendPolicy",
+    "SendStats",
+    "fan_out",
+    "stats",
+]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -66,15 +68,22 @@ class SendPolicy:
         max_queue: How many frames may wait for one connection.
         overflow: :attr:`~Overflow.DISCONNECT` or :attr:`~Overflow.DROP_OLDEST`.
         close_code: The close code used by :attr:`~Overflow.DISCONNECT`.
+        close_timeout: How many seconds :meth:`WebSocket.close
+            <qakeapi.core.websockets.connection.WebSocket.close>` waits for the server to take
+            the close frame (behind a blocked write to a peer that does not read) before it
+            gives up on telling the peer.
     """
 
     max_queue: int = 256
     overflow: Overflow = Overflow.DISCONNECT
     close_code: int = CloseCode.POLICY_VIOLATION
+    close_timeout: float = 3.0
 
     def __post_init__(self) -> None:
         if self.max_queue < 1:
             raise ValueError("max_queue must be at least 1")
+        if not self.close_timeout > 0:
+            raise ValueError("close_timeout must be positive")
         object.__setattr__(self, "overflow", Overflow(self.overflow))
 
 
@@ -84,197 +93,359 @@ DEFAULT_SEND_POLICY = SendPolicy()
 
 @dataclass
 class SendStats:
-    """Process-wide counters of the slow-consumer policy.
+    """Process-wide counters of the delivery core.
 
     Attributes:
-        queued: Times a send found its connection busy and had to wait in an outbox.
-        dropped: Frames dropped by either policy.
+        queued: Frames that found their connection busy and waited in its outbox.
+        dropped: Frames dropped: by either overflow policy, by a close, or because the
+            connection's sends failed.
         disconnected: Connections closed for being too slow.
+        failed: Connections whose sends failed (the peer went away, the server refused a
+            frame, a deadline in middleware fired).
+        close_timeouts: Closes that gave up waiting for the server to take the close frame.
     """
 
     queued: int = 0
     dropped: int = 0
     disconnected: int = 0
+    failed: int = 0
+    close_timeouts: int = 0
 
 
 stats = SendStats()
 """The counters for this process."""
 
 
-def start_send(send: Awaitable[None]) -> Coroutine[Any, Any, None] | None:
-    """Start an ASGI send and run it as far as it goes without waiting.
+class GiveUp(str, enum.Enum):
+    """Why an outbox stopped taking frames (see :class:`Outbox`)."""
 
-    Args:
-        send: The awaitable returned by the ASGI ``send`` callable.
-
-    Returns:
-        ``None`` when the send completed; otherwise a coroutine that finishes it when awaited.
-
-    Raises:
-        OSError: The server reports the connection gone.
-    """
-    if type(send) is not CoroutineType:  # an exact type check: cheaper than isinstance on an ABC
-        return _await(send)
-    steps = send.__await__()
-    waiter = next(steps, _DONE)
-    return None if waiter is _DONE else finish_send(steps, waiter)
+    #: The overflow policy was :attr:`Overflow.DISCONNECT` and the queue was full.
+    SLOW_CONSUMER = "slow consumer"
+    #: A write raised (the peer is gone, the server refused the frame, or a deadline fired).
+    SEND_FAILED = "send failed"
 
 
-_DONE = object()
-
-
-async def _await(send: Awaitable[None]) -> None:
-    await send
-
-
-async def finish_send(steps: Generator[Any, None, Any], waiter: Any) -> None:
-    """Drive a send on from where it was suspended waiting on ``waiter``, as a task would.
-
-    Args:
-        steps: The send's ``__await__()`` iterator, stepped once.
-        waiter: What that step yielded (a future, or ``None`` for a bare yield).
-    """
-    try:
-        while True:
-            if waiter is None:
-                await asyncio.sleep(0)
-            else:
-                waiter._asyncio_future_blocking = False
-                await asyncio.wait((waiter,))
-            try:
-                waiter = steps.send(None)
-            except StopIteration:
-                return
-    finally:
-        steps.close()
+GiveUpCallback = Callable[[GiveUp, BaseException | None], Any]
+"""``callback(why, error)``: called once when an outbox gives up (``error`` is ``None`` for a slow
+consumer). For :attr:`GiveUp.SLOW_CONSUMER` it may return a final item (a close frame), which the
+outbox writes after the write that is blocked now; ``None`` for nothing."""
 
 
 class Outbox:
-    """Frames waiting for one connection while its transport is not taking writes.
+    """The ordered, bounded way out of one connection.
 
-    Created by :meth:`WebSocket.send_nowait <qakeapi.core.websockets.connection.WebSocket.send_nowait>`
-    when a send blocks; gone again once everything is written.
+    Items are written in the order they are given, each by the task that owns the outbox at the
+    time. :meth:`send` writes from the calling task (waiting its turn); :func:`fan_out` writes
+    from a task of its own and queues behind a busy owner.
 
     Args:
-        websocket: The connection.
-        blocked: The unfinished send, as returned by :func:`start_send`.
-        send: The connection's ASGI ``send`` callable, for the frames that follow.
+        send: Writes one item (for a WebSocket: the ASGI ``send``); awaited by the owning task.
+        on_give_up: Called once, synchronously, when the outbox gives up (see :class:`GiveUp`).
+        policy: The slow-reader policy.
+
+    Attributes:
+        policy: The slow-reader policy.
+        dropped: How many items this outbox dropped.
+        open: Whether it still takes items.
     """
+
+    __slots__ = ("_on_give_up", "_owned", "_queue", "_send", "_waiters", "dropped", "open", "policy")
 
     def __init__(
         self,
-        websocket: WebSocket,
-        blocked: Coroutine[Any, Any, None],
-        send: Any,
+        send: Callable[[Any], Awaitable[None]],
+        on_give_up: GiveUpCallback,
+        policy: SendPolicy = DEFAULT_SEND_POLICY,
     ) -> None:
-        self.websocket = websocket
-        self.frames: deque[Message] = deque()
         self._send = send
-        self._blocked = blocked
-        self._aborted = False
-        stats.queued += 1
-        self.task = asyncio.get_running_loop().create_task(self._run(blocked))
-        self.task.add_done_callback(self._finished)
+        self._on_give_up = on_give_up
+        self.policy = policy
+        self.dropped = 0
+        self.open = True
+        self._owned = False
+        self._queue: deque[Any] | None = None  # made when first needed: most connections never queue
+        self._waiters: deque[asyncio.Future[None]] | None = None
 
     def __len__(self) -> int:
-        return len(self.frames)
+        """How many items wait behind the owner's write."""
+        return len(self._queue) if self._queue else 0
 
-    def put(self, message: Message) -> bool:
-        """Queue ``message`` behind the blocked send, applying the policy when full.
+    @property
+    def busy(self) -> bool:
+        """Whether a task is writing to this outbox now."""
+        return self._owned
+
+    # -- writing from the caller's task --------------------------------------------------
+
+    async def send(self, item: Any, *, last: bool = False) -> bool:
+        """Write ``item`` from the calling task, after everything queued before it.
+
+        Exceptions of the write propagate (the outbox gives up first, so later items are
+        refused).
+
+        Args:
+            item: The item.
+            last: Write it even though the outbox no longer takes items (a close).
 
         Returns:
-            Whether the connection is still open.
+            ``False`` when the outbox stopped taking items before it was this item's turn
+            (nothing was written), ``True`` once it is written.
         """
-        if self._aborted or self.task.done():
+        if self._owned:
+            await self._wait_turn()
+        else:
+            self._owned = True
+        if not (self.open or last):
+            self._release()
             return False
-        policy = self.websocket.send_policy
-        if len(self.frames) < policy.max_queue:
-            self.frames.append(message)
+        try:
+            await self._send(item)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        await self._drain()
+        return True
+
+    async def send_last(self, item: Any) -> bool:
+        """Stop taking items, drop what waits (counted) and write ``item`` as the last one.
+
+        Used to close: the caller bounds the wait with a timeout of its own.
+
+        Args:
+            item: The final item (for a WebSocket: the close message).
+
+        Returns:
+            Whether ``item`` was written.
+        """
+        self.open = False
+        self._clear()
+        return await self.send(item, last=True)
+
+    async def _wait_turn(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = deque()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # resolved with ownership handed to us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # granted, then cancelled before we could use it
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    # -- owner's side ---------------------------------------------------------------------
+
+    def _enqueue(self, item: Any) -> bool:
+        """Queue ``item`` behind the owner's write, applying the policy when full."""
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        policy = self.policy
+        stats.queued += 1
+        if len(queue) < policy.max_queue:
+            queue.append(item)
             return True
         if policy.overflow is Overflow.DROP_OLDEST:
-            self.frames.popleft()
-            self.frames.append(message)
-            self._count_drops(1)
-            if self.websocket.dropped == 1 or self.websocket.dropped % policy.max_queue == 0:
-                logger.warning(
-                    "WebSocket %s (path=%s) reads too slowly: dropped %d frame(s) so far (drop_oldest, max_queue=%d)",
-                    self.websocket.id,
-                    self.websocket.path,
-                    self.websocket.dropped,
-                    policy.max_queue,
-                )
+            queue.popleft()
+            queue.append(item)
+            self._drop(1)
             return True
-        self._count_drops(len(self.frames) + 1)
-        self.frames.clear()
+        self._drop(len(queue) + 1)
+        queue.clear()
         stats.disconnected += 1
-        logger.warning(
-            "WebSocket %s (path=%s) reads too slowly: more than %d frames waiting; closing it with code %d",
-            self.websocket.id,
-            self.websocket.path,
-            policy.max_queue,
-            policy.close_code,
-        )
-        self._aborted = True
-        self.websocket._abandon()
-        self.task.cancel()
+        self.open = False
+        last = self._on_give_up(GiveUp.SLOW_CONSUMER, None)
+        if last is not None:
+            queue.append(last)  # the owner writes it after its blocked write
         return False
 
-    def discard(self) -> None:
-        """Drop what waits (counted) and stop sending: the connection is being closed."""
-        self._count_drops(len(self.frames))
-        self.frames.clear()
-        self.task.cancel()
+    async def _drain(self) -> None:
+        """Owner only: write what waits, then let go."""
+        queue = self._queue
+        while queue:
+            try:
+                await self._send(queue.popleft())
+            except BaseException as exc:
+                self._fail(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+        self._release()
 
-    def _count_drops(self, count: int) -> None:
-        self.websocket.dropped += count
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # ownership passes to the waiting sender
+                return
+        self._owned = False
+
+    def _fail(self, exc: BaseException) -> None:
+        """Owner only: a write raised. Drop what waits, give up once, let go."""
+        self._clear()
+        if self.open:
+            self.open = False
+            stats.failed += 1
+            self._on_give_up(GiveUp.SEND_FAILED, exc)
+        self._release()
+
+    def _clear(self) -> None:
+        if self._queue:
+            self._drop(len(self._queue))
+            self._queue.clear()
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
         stats.dropped += count
 
-    async def wait_drained(self) -> None:
-        """Wait until every queued frame is written (or the outbox gave up)."""
-        await asyncio.wait((self.task,))
 
-    async def _run(self, blocked: Coroutine[Any, Any, None]) -> None:
+# -- fan-out ----------------------------------------------------------------------------------
+
+_running: set[asyncio.Task[None]] = set()
+
+
+if sys.version_info >= (3, 12):
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # Public eager tasks: the task runs synchronously until its first suspension.
+        return asyncio.eager_task_factory(loop, coro)
+
+else:  # pragma: no cover - exercised on Python 3.10/3.11 runs
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return loop.create_task(coro)
+
+
+def _keep(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+
+
+class _Pass:
+    """One task walking a list of outboxes; hands the rest on if it gets stuck."""
+
+    __slots__ = ("done", "handed_off", "index", "item", "loop", "outboxes", "waiter")
+
+    def __init__(self, item: Any, outboxes: Sequence[Outbox], loop: asyncio.AbstractEventLoop) -> None:
+        self.item = item
+        self.outboxes = outboxes
+        self.loop = loop
+        self.index = 0
+        self.done = False
+        self.handed_off = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def finish(self) -> None:
+        self.done = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def check(self) -> None:
+        """At the next turn of the loop: still walking means a write blocked; hand on the rest."""
+        if not self.done:
+            self.hand_off()
+
+    def hand_off(self) -> None:
+        self.handed_off = True
+        item = self.item
+        owned: list[Outbox] = []
+        for outbox in self.outboxes[self.index + 1 :]:
+            if not outbox.open:
+                continue
+            if outbox._owned:
+                outbox._enqueue(item)
+            else:
+                outbox._owned = True
+                if outbox._queue is None:
+                    outbox._queue = deque()
+                outbox._queue.append(item)
+                owned.append(outbox)
+        if owned:
+            _keep(_start(self.loop, _drain_all(owned, self.loop)))
+        self.finish()
+
+    async def run(self) -> None:
+        self.loop.call_soon(self.check)
+        item = self.item
         try:
-            await blocked
-            while self.frames:
-                await self._send(self.frames.popleft())
-        except asyncio.CancelledError:
-            if not self._aborted:  # cancelled from outside (shutdown): what waited is lost
-                self._give_up("its sends were cancelled")
-            raise
-        except Exception as exc:  # OSError from the server when the peer is gone, or a refusal
-            self._give_up(repr(exc))
+            for index, outbox in enumerate(self.outboxes):
+                if not outbox.open:
+                    continue
+                if outbox._owned:
+                    outbox._enqueue(item)
+                    continue
+                outbox._owned = True
+                self.index = index
+                try:
+                    await outbox._send(item)
+                except BaseException as exc:
+                    outbox._fail(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                else:
+                    if outbox._queue:
+                        await outbox._drain()
+                    else:
+                        outbox._release()
+                if self.handed_off:
+                    return
         finally:
-            # In the same step as the last write: a send_nowait() right after must not queue
-            # behind an outbox that no longer writes.
-            self.websocket._outbox_done(self)
-
-    def _give_up(self, why: str) -> None:
-        logger.info("WebSocket %s: dropping %d queued frame(s): %s", self.websocket.id, len(self.frames), why)
-        self._count_drops(len(self.frames))
-        self.frames.clear()
-        self.websocket._abandon()
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        # Runs however the task ended, even when it was cancelled before it started.
-        self._blocked.close()
-        self.websocket._outbox_done(self)
-        if self._aborted:
-            closing = asyncio.get_running_loop().create_task(self._close())
-            _closing.add(closing)
-            closing.add_done_callback(_closing.discard)
-        elif not task.cancelled() and task.exception() is not None:
-            logger.error("WebSocket %s: sending queued frames failed", self.websocket.id, exc_info=task.exception())
-
-    async def _close(self) -> None:
-        """Tell the slow reader why it is being dropped (written once it reads again)."""
-        policy = self.websocket.send_policy
-        try:
-            await self._send({"type": "websocket.close", "code": int(policy.close_code), "reason": "slow consumer"})
-        except OSError:
-            pass  # the peer is gone: nothing left to tell it
-        except Exception:
-            logger.exception("WebSocket %s: closing the slow reader failed", self.websocket.id)
+            if not self.handed_off:
+                self.finish()
 
 
-_closing: set[asyncio.Task[None]] = set()
+async def _drain_all(outboxes: list[Outbox], loop: asyncio.AbstractEventLoop) -> None:
+    """Drain outboxes this task was handed (already owned, items queued); hand on if stuck."""
+    walk = _Pass(None, outboxes, loop)
+    loop.call_soon(_drain_check, walk)
+    try:
+        for index, outbox in enumerate(outboxes):
+            walk.index = index
+            await outbox._drain()
+            if walk.handed_off:
+                return
+    finally:
+        walk.done = True
+
+
+def _drain_check(walk: _Pass) -> None:
+    if walk.done:
+        return
+    walk.handed_off = True
+    rest = list(walk.outboxes[walk.index + 1 :])
+    if rest:
+        _keep(_start(walk.loop, _drain_all(rest, walk.loop)))
+
+
+def fan_out(item: Any, outboxes: Sequence[Outbox]) -> Awaitable[None] | None:
+    """Write ``item`` to every outbox, in order per outbox, without one slow outbox holding up the rest.
+
+    The writes run in a task of their own (eager on Python 3.12 and later, so usually done
+    before this returns). Outboxes that are busy get ``item`` queued behind their current write.
+
+    Args:
+        item: The item, shared by every outbox.
+        outboxes: The outboxes; closed ones are skipped.
+
+    Returns:
+        ``None`` when every outbox took ``item`` (or queued it) before returning; otherwise an
+        awaitable that completes once they have, so that a caller who sends more afterwards
+        keeps its order. Awaiting it never waits for a slow reader.
+    """
+    loop = asyncio.get_running_loop()
+    walk = _Pass(item, outboxes, loop)
+    task = _start(loop, walk.run())
+    if walk.done:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: failures were reported through the outboxes
+        else:
+            _keep(task)
+        return None
+    _keep(task)
+    walk.waiter = loop.create_future()
+    return walk.waiter
