@@ -27,7 +27,7 @@ from importlib import metadata
 from typing import Any
 
 from benchmarks import memory
-from benchmarks.server import APPS, ROOT, Server, raise_fd_limit, taskset
+from benchmarks.server import APPS, ROOT, SERVERS, Server, raise_fd_limit, taskset
 
 __all__ = ["main"]
 
@@ -72,13 +72,19 @@ def _load(args: list[str], cpu: int | None, timeout: float = 180) -> dict[str, A
 
 
 def run_app(
-    app: str, ws: str | None, workloads: set[str], p: dict[str, Any], cpus: tuple[int, int], slow_ping: float | None
+    app: str,
+    ws: str | None,
+    workloads: set[str],
+    p: dict[str, Any],
+    cpus: tuple[int, int],
+    slow_ping: float | None,
+    server: str = "uvicorn",
 ) -> dict[str, Any]:
-    """One round of every server workload for one app under one ``--ws`` implementation."""
+    """One round of every server workload for one app under one server (and ``--ws`` implementation)."""
     server_cpu, client_cpu = cpus
     r: dict[str, Any] = {}
     if workloads & {"echo", "fanout"}:
-        with Server(app, ws=ws, cpu=server_cpu) as srv:
+        with Server(app, ws=ws, cpu=server_cpu, server=server) as srv:
             if "echo" in workloads:
                 for conns in (1, 50):
                     r[f"echo{conns}"] = _load(
@@ -351,6 +357,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="slow workload: uvicorn --ws-ping-interval/--ws-ping-timeout (default: uvicorn's 20 s)",
     )
+    ap.add_argument(
+        "--server",
+        default="uvicorn",
+        choices=SERVERS,
+        help="the ASGI server for the echo and fan-out workloads (slow and memory need uvicorn)",
+    )
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--json", metavar="PATH", help="also write every run and the summary here")
@@ -362,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown app(s) {unknown}; choose from {list(APPS)}")
     impls: list[str | None] = [x for x in a.ws_impl.split(",") if x] or [None]
     workloads = {w for w in a.workloads.split(",") if w}
+    if a.server != "uvicorn" and workloads - {"echo", "fanout"}:
+        ap.error("--server other than uvicorn runs only the echo and fanout workloads")
     cpus = (a.server_cpu, a.client_cpu)
     raise_fd_limit()
 
@@ -386,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         for impl, app in configs[shift:] + configs[:shift]:
             t = time.perf_counter()
             try:
-                r = run_app(APPS[app], impl, workloads, p, cpus, a.slow_ping)
+                r = run_app(APPS[app], impl, workloads, p, cpus, a.slow_ping, a.server)
             except RuntimeError as exc:
                 r = {"error": str(exc)}
             r["loadavg"] = _loadavg()
@@ -403,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     tc = _tc_summary(tc_runs) if tc_runs else None
     summary: dict[str, Any] = {}
     for impl in impls:
-        label = impl or "default (uvicorn auto)"
+        label = f"{impl or 'default (uvicorn auto)'}" if a.server == "uvicorn" else a.server
         rows = {app: summarise(runs[(impl, app)], p) for app in apps}
         cols = [name for name, _, _ in _metrics(p) if any(r.get(name) is not None for r in rows.values())]
         print("\n" + _table(f"== medians of {a.rounds} round(s), uvicorn --ws {label}", rows, cols))

@@ -13,7 +13,7 @@ import sys
 import time
 from types import TracebackType
 
-__all__ = ["APPS", "Server", "raise_fd_limit", "taskset"]
+__all__ = ["APPS", "SERVERS", "Server", "raise_fd_limit", "server_args", "taskset"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_DIR = os.environ.get("QAKEAPI_BENCH_LOGS", "/tmp/qakeapi-bench-logs")
@@ -49,37 +49,51 @@ def _free_port() -> int:
         return port
 
 
+SERVERS = ("uvicorn", "hypercorn", "granian")
+"""The ASGI servers a benchmark can run on."""
+
+
+def server_args(server: str, app: str, port: int, ws: str | None = None) -> list[str]:
+    """The ``python -m ...`` arguments that serve ``app`` quietly on ``127.0.0.1:port``."""
+    if server == "uvicorn":
+        args = [
+            *("uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log", "--backlog", "4096"),
+        ]
+        return args + (["--ws", ws] if ws else [])
+    if server == "hypercorn":
+        return ["hypercorn", app, "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "4096"]
+    if server == "granian":
+        return [
+            *("granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", "1", "--log-level", "warning", "--no-access-log", "--backlog", "4096", app),
+        ]
+    raise ValueError(f"unknown server {server!r}; choose from {SERVERS}")
+
+
 class Server:
-    """``uvicorn <app>`` in a child process; use as a context manager.
+    """An ASGI server serving ``<app>`` in a child process; use as a context manager.
 
     Args:
-        app: The uvicorn import string (``module:attr``).
+        app: The import string (``module:attr``).
         ws: The uvicorn ``--ws`` implementation, or ``None`` for uvicorn's default.
         cpu: The CPU to pin the server to, or ``None``.
-        extra: More uvicorn arguments.
+        extra: More server arguments.
+        server: ``uvicorn`` (the default), ``hypercorn`` or ``granian``.
     """
 
-    def __init__(self, app: str, *, ws: str | None = None, cpu: int | None = 0, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        *,
+        ws: str | None = None,
+        cpu: int | None = 0,
+        extra: list[str] | None = None,
+        server: str = "uvicorn",
+    ) -> None:
         self.app = app
         self.port = _free_port()
-        self.cmd = [
-            *taskset(cpu),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--backlog",
-            "4096",
-        ]
-        if ws:
-            self.cmd += ["--ws", ws]
+        self.cmd = [*taskset(cpu), sys.executable, "-m", *server_args(server, app, self.port, ws)]
         self.cmd += extra or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = ""

@@ -430,9 +430,11 @@ async def test_broadcast_while_redis_is_down_raises_and_the_handler_keeps_workin
             await session.send_text("ping")
             assert await session.receive_text() == "pong"
 
-            # A hook whose broadcast fails is logged; the connection goes on.
+            # A hook whose broadcast fails is logged (and surfaces in the test); the connection goes on.
             await session.send_text("shout")
             await session.send_text("ping")
+            with pytest.raises(BroadcastError):
+                await session.receive_text()
             assert await session.receive_text() == "pong"
             failures = [r for r in caplog.records if r.name == "qakeapi.websockets" and r.levelno == logging.ERROR]
             assert len(failures) == 1

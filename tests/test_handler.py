@@ -16,14 +16,14 @@ from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
 
 
-def serve(handler: WebSocketHandler) -> TestClient:
+def serve(handler: WebSocketHandler, *, raise_server_exceptions: bool = True) -> TestClient:
     app = Application()
 
     @app.websocket("/ws")
     async def endpoint(websocket: WebSocket) -> None:
         await handler.handle_connection(websocket)
 
-    return TestClient(app, timeout=2.0)
+    return TestClient(app, timeout=2.0, raise_server_exceptions=raise_server_exceptions)
 
 
 def recording_handler(**options: Any) -> tuple[WebSocketHandler, list[Any]]:
@@ -170,7 +170,7 @@ async def test_exception_in_on_message_is_logged_with_connection_context(caplog:
         await websocket.send_text(f"echo {message}")
 
     with caplog.at_level(logging.ERROR, logger="qakeapi.websockets"):
-        async with serve(handler).websocket_connect("/ws") as session:
+        async with serve(handler, raise_server_exceptions=False).websocket_connect("/ws") as session:
             await session.send_text("boom")
             await session.send_text("still here")
             assert await session.receive_text() == "echo still here"
@@ -198,6 +198,8 @@ async def test_exception_in_on_connect_closes_with_internal_error() -> None:
         disconnected.append(websocket.id)
 
     async with serve(handler).websocket_connect("/ws") as session:
+        with pytest.raises(RuntimeError, match="setup failed"):  # the hook's error, logged by the handler
+            await session.receive_text()
         with pytest.raises(WebSocketDisconnect) as info:
             await session.receive_text()
     assert info.value.code == CloseCode.INTERNAL_ERROR
@@ -221,7 +223,7 @@ async def test_exception_in_on_connect_skips_later_connect_hooks_and_messages() 
     async def message(websocket: WebSocket, data: Any) -> None:
         calls.append("message")
 
-    async with serve(handler).websocket_connect("/ws") as session:
+    async with serve(handler, raise_server_exceptions=False).websocket_connect("/ws") as session:
         with pytest.raises(WebSocketDisconnect):
             await session.receive_text()
     assert calls == []

@@ -210,15 +210,13 @@ async def test_anyio_deadline_on_a_send_to_a_reader_that_stopped_fails_that_conn
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 7: fan-out starts a send in the broadcasting task and finishes it in another, which "
-    "anyio's cancel scopes refuse (RuntimeError; a lost frame on 3.10); the new delivery core must make "
-    "this pass (then drop this mark)",
-)
 async def test_anyio_middleware_around_handler_broadcast() -> None:
     app = Application(middleware=[Middleware(SendDeadline, seconds=2.0)])
     handler = WebSocketHandler()
+
+    @handler.on_connect
+    async def ready(websocket: WebSocket) -> None:
+        await websocket.send_json("ready")  # sent once the handler counts it among its connections
 
     @handler.on_message
     async def relay(websocket: WebSocket, message: Any) -> None:
@@ -230,6 +228,7 @@ async def test_anyio_middleware_around_handler_broadcast() -> None:
 
     client = TestClient(app, timeout=2.0)
     async with client.websocket_connect("/room") as one, client.websocket_connect("/room") as two:
+        assert [await one.receive_json(), await two.receive_json()] == ["ready", "ready"]
         for i in range(3):
             await one.send_json({"n": i})
             assert await one.receive_json() == {"n": i}

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
+from qakeapi import Application, WebSocketDisconnect, WebSocketHandler
 from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
 from qakeapi.core.websockets.outbox import GiveUp, Outbox, Overflow, SendPolicy, fan_out, stats
 from qakeapi.status import CloseCode
+from qakeapi.testing import TestClient
 from qakeapi.types import Message
 
 Wrapper = Callable[[Callable[[Message], Awaitable[None]], Message], Awaitable[None]]
@@ -403,3 +405,47 @@ def test_send_policy_validates() -> None:
     with pytest.raises(ValueError, match="close_timeout"):
         SendPolicy(close_timeout=0)
     assert SendPolicy(overflow="drop_oldest").overflow is Overflow.DROP_OLDEST  # type: ignore[arg-type]
+
+
+def _room_app(policy: SendPolicy) -> Application:
+    app = Application()
+    room = WebSocketHandler(send_policy=policy)
+
+    @room.on_message
+    async def relay(websocket: WebSocket, message: object) -> None:
+        await room.broadcast(message)
+
+    @app.websocket("/room")
+    async def endpoint(websocket: WebSocket) -> None:
+        await room.handle_connection(websocket)
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_a_paused_test_session_is_closed_by_the_disconnect_policy() -> None:
+    client = TestClient(_room_app(SendPolicy(max_queue=4)), timeout=2.0)
+    async with client.websocket_connect("/room") as reader, client.websocket_connect("/room") as sleeper:
+        sleeper.pause_reading()
+        for n in range(10):
+            await reader.send_json(n)
+            assert await reader.receive_json() == n  # the reader keeps its pace
+        sleeper.resume_reading()
+        assert await sleeper.receive_json() == 0  # the write that was blocked when it paused
+        with pytest.raises(WebSocketDisconnect) as info:
+            await sleeper.receive_json()
+        assert (info.value.code, info.value.reason) == (CloseCode.POLICY_VIOLATION, "slow consumer")
+
+
+@pytest.mark.asyncio
+async def test_a_paused_test_session_keeps_the_newest_frames_under_drop_oldest() -> None:
+    client = TestClient(_room_app(SendPolicy(max_queue=3, overflow=Overflow.DROP_OLDEST)), timeout=2.0)
+    async with client.websocket_connect("/room") as reader, client.websocket_connect("/room") as sleeper:
+        sleeper.pause_reading()
+        for n in range(10):
+            await reader.send_json(n)
+            assert await reader.receive_json() == n
+        sleeper.resume_reading()
+        assert [await sleeper.receive_json() for _ in range(4)] == [0, 7, 8, 9]
+        await reader.send_json({"m": "after"})
+        assert await sleeper.receive_json() == {"m": "after"}

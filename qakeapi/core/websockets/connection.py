@@ -6,7 +6,8 @@ import asyncio
 import enum
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any
 
 from qakeapi.core.codec import decode_json, encode_json
@@ -329,7 +330,7 @@ class WebSocket:
                 outbox.open = False
                 await self._send(message)
             else:
-                await asyncio.wait_for(outbox.send_last(message), outbox.policy.close_timeout)
+                await _within(outbox.policy.close_timeout, outbox.send_last(message))
         except asyncio.TimeoutError:  # before OSError: TimeoutError is one
             stats.close_timeouts += 1
             logger.warning(
@@ -550,6 +551,37 @@ class WebSocket:
         except OSError as exc:
             raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc
         raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
+        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
+        async with asyncio.timeout(seconds):
+            await awaitable
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    async def _within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
+        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(seconds, expire)
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            if expired:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
 
 
 def message_for(data: str | bytes) -> Message:

@@ -203,7 +203,12 @@ class Outbox:
         except BaseException as exc:
             self._fail(exc)
             raise
-        await self._drain()
+        if self._queue:  # frames fanned out to us while we wrote
+            await self._drain()
+        elif self._waiters:
+            self._release()
+        else:
+            self._owned = False
         return True
 
     async def send_last(self, item: Any) -> bool:
