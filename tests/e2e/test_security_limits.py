@@ -142,6 +142,7 @@ async def test_deflate_bombs_are_stopped_at_the_transport(serve: Serve, implemen
             code, _reason = await closed_by_server(ws)
             assert code == 1009
     growth_mib = (rss_kib(server) - baseline) / 1024
+    print(f"{implementation}: RSS grew by {growth_mib:.1f} MiB under 20 deflate bombs")
     assert growth_mib < 48, f"RSS grew by {growth_mib:.0f} MiB"
     async with connect(f"{server.ws_url}/ws") as after:
         assert await recv_json(after) == AUTH_REQUIRED
