@@ -260,6 +260,7 @@ async def test_revoke_closes_every_socket_of_the_user_and_refuses_old_tokens() -
     assert await middleware.revoke("alice", "account disabled") == 2
     for session in (alice1, alice2):
         assert await closed_with(session) == (AuthCloseCode.REVOKED, "account disabled")
+        await session.close()  # ends the session on the test's side too
     assert time.monotonic() - started < 2.0
     await bob.send_json("still here")
     assert await bob.receive_json() == {"echo": "still here", "user": "bob"}
