@@ -558,3 +558,44 @@ def test_hooks_that_fit_are_accepted() -> None:
     handler.on_message(instance.method)
     with pytest.raises(TypeError, match="not a coroutine function"):
         handler.on_connect(Callable)  # type: ignore[type-var]
+
+
+# -- interceptors -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_interceptor_consumes_what_it_returns_true_for_and_a_failing_one_consumes_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, received = recording_handler()
+    seen: list[Any] = []
+
+    @handler.intercept
+    async def control(websocket: WebSocket, message: Any) -> bool:
+        seen.append(message)
+        if message == "boom":
+            raise ValueError("bad control message")
+        if isinstance(message, dict) and message.get("type") == "control":
+            await websocket.send_text("control ok")
+            return True
+        return False
+
+    client = serve(handler, raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="qakeapi.websockets"):
+        async with client.websocket_connect("/ws") as session:
+            await session.send_json({"type": "control"})
+            assert await session.receive_text() == "control ok"
+            await session.send_text("boom")
+            await session.send_json({"type": "chat"})
+            assert await session.receive_text() == "ack"
+    assert seen == [{"type": "control"}, "boom", {"type": "chat"}]
+    assert received == [{"type": "chat"}]  # neither the consumed nor the failed message reached on_message
+    assert "bad control message" in caplog.text
+
+
+def test_a_sync_interceptor_is_refused() -> None:
+    def sync(websocket: WebSocket, message: Any) -> bool:
+        return False
+
+    with pytest.raises(TypeError, match=r"intercept hook .* not a coroutine function"):
+        WebSocketHandler().intercept(sync)  # type: ignore[arg-type]
