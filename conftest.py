@@ -1,15 +1,26 @@
 """Runs the documentation as tests, with sybil.
 
 Every ``python`` code block (and ``invisible-code-block``) in ``docs/`` runs, in order, in one
-namespace per document and one event loop per document, so blocks may use top-level ``await``.
-Assertions are rewritten by pytest (diffs on failure) and tracebacks point at ``.rst`` lines.
+event loop per document, so blocks may use top-level ``await``. Assertions are rewritten by
+pytest (diffs on failure) and tracebacks point at ``.rst`` lines.
+
+Blocks run where the page tells the reader to put them (see :mod:`tests.reader.page`): a block
+after "Save this as ``chat/main.py``:" starts a fresh namespace for that file, one after "Add
+this to ``chat/main.py``:" runs in it, and a hidden check (``invisible-code-block``) or a block
+with no file runs in the namespace of the file block before it (the document's own namespace
+when there is none). While a file's block runs, the other Python files the page saved next to
+it (or below it) are importable by module name, as they are for a reader running the code in
+that directory (``from app import app``; ``examples_app.websocket_app`` in the guide is the
+module the guide shows, not the repository's). Nothing is seeded: every name a block uses comes
+from text the reader sees.
 
 Each ``test_*`` function a block defines becomes a test item of its own, run right after the
 block that defines it (``async def`` tests run in the document's loop).
 
-Names the guide uses without importing them are seeded into the namespace; ``tmp_path`` is
-provided to every block. ``html`` blocks (the guide's JavaScript chat client) are opened in
-headless Chromium against ``examples_app.chat_app`` running under uvicorn.
+``html`` blocks (the guide's chat client, the login page of the authentication how-to) are
+saved with the files the page has told the reader to write so far, the server their section
+documents is started with its documented command (under uvicorn, on a free port), and the page
+goes through its scenario in headless Chromium (``tests.reader.browser.SCENARIOS``).
 """
 
 from __future__ import annotations
@@ -17,10 +28,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-from collections import defaultdict
+import sys
 from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path, PurePosixPath
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,10 +44,12 @@ from sybil.evaluators.python import pad
 from sybil.integration.pytest import SybilFile
 from sybil.parsers.rest import CodeBlockParser
 
-from qakeapi.core.websockets import WebSocket
-from qakeapi.security.websocket_auth import AuthConfig
+from tests.reader.page import Page
 
 LOOP = "__docs_event_loop__"
+FILES = "__docs_files__"  # file path -> the namespace of that file's blocks
+CURRENT = "__docs_current__"  # the namespace of the last file block run
+BY_LINE = "__docs_namespace_by_line__"  # block line -> the namespace it ran in
 
 # The guide's own secret ("your-secret-key") is too short for HS256; QakeAPI warns about it,
 # and only that exact warning is let through in the docs.
@@ -60,34 +75,108 @@ def _loop(namespace: dict[str, Any]) -> asyncio.AbstractEventLoop:
     return loop
 
 
+@cache
+def _page(path: str) -> Page:
+    return Page.read(path)
+
+
+def block_namespace(example: Example) -> dict[str, Any]:
+    """The namespace a block runs in: its file's (see the module docstring), else the current one."""
+    document = example.namespace
+    block = _page(example.path).block_at(example.line)
+    if block.target is None:
+        namespace: dict[str, Any] = document.get(CURRENT, document)
+    elif block.target.append:
+        if block.target.path not in document[FILES]:
+            raise LookupError(f"line {example.line} adds to {block.target.path}, which no earlier block saved")
+        namespace = document[FILES][block.target.path]
+    else:
+        module = Path(block.target.path).stem
+        namespace = document[FILES][block.target.path] = {"__name__": module}
+    if block.target is not None:
+        document[CURRENT] = namespace
+    document[BY_LINE][example.line] = namespace
+    return namespace
+
+
+@contextmanager
+def sibling_modules(example: Example, namespace: dict[str, Any]) -> Iterator[None]:
+    """Make the page's other files importable from this one, as they are for the reader.
+
+    A reader who saved ``board/app.py`` and ``board/test_app.py`` runs the tests in ``board/``,
+    where ``from app import app`` finds the first file. While a block of a file runs, every
+    other Python file the page has saved in that file's directory (or below it) is importable
+    under its module name, as a module holding that file's namespace.
+    """
+    files: dict[str, dict[str, Any]] = example.namespace[FILES]
+    current = next((path for path, ns in files.items() if ns is namespace), None)
+    if current is None:
+        yield
+        return
+    here = PurePosixPath(current).parent
+    modules: dict[str, ModuleType] = {}
+    for path, file_namespace in files.items():
+        relative = PurePosixPath(path)
+        if path == current or relative.suffix != ".py" or here not in relative.parents:
+            continue
+        parts = relative.relative_to(here).with_suffix("").parts
+        for depth in range(1, len(parts)):  # the folders on the way are namespace packages
+            package = ".".join(parts[:depth])
+            if package not in modules:
+                modules[package] = ModuleType(package)
+                modules[package].__path__ = []
+        module = modules[".".join(parts)] = ModuleType(".".join(parts))
+        module.__dict__.update(file_namespace)
+    saved = {name: sys.modules[name] for name in modules if name in sys.modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name in modules:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
 def evaluate_python(example: Example) -> None:
     """Run a block: rewrite its asserts, allow top-level ``await``, keep ``.rst`` line numbers."""
     __tracebackhide__ = True
+    namespace = block_namespace(example)
     source = pad(example.parsed, example.line + example.parsed.line_offset)
     tree = ast.parse(source, example.path)
     rewrite_asserts(tree, source.encode(), example.path)
     code = compile(tree, example.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-    result = eval(code, example.namespace)
-    if inspect.iscoroutine(result):
-        _loop(example.namespace).run_until_complete(result)
-    example.namespace.pop("__builtins__", None)
+    with sibling_modules(example, namespace):
+        result = eval(code, namespace)
+        if inspect.iscoroutine(result):
+            _loop(example.namespace).run_until_complete(result)
+    namespace.pop("__builtins__", None)
 
 
 def evaluate_html(example: Example) -> None:
-    """Run the guide's chat client in two Chromium pages against ``examples_app.chat_app``."""
+    """Run an HTML page in Chromium against the server its section documents (see ``SCENARIOS``)."""
     __tracebackhide__ = True
-    from tests.e2e.browser import run_two_page_chat
-    from tests.e2e.servers import uvicorn_server
+    from tests.reader.browser import SCENARIOS
+    from tests.reader.shell import shell
 
+    page = _page(example.path)
+    block = page.block_at(example.line)
+    if block.target is None:
+        raise LookupError(f"line {example.line}: the page does not say where to save this HTML")
     tmp_path: Path = example.namespace["tmp_path"]
-    with uvicorn_server("examples_app.chat_app:app", tmp_path) as server:
-        shots = _loop(example.namespace).run_until_complete(run_two_page_chat(str(example.parsed), server, tmp_path))
-    print("screenshots of the two-page chat:", *shots.values())  # noqa: T201 - shown with -rP / on failure
+    page.write(tmp_path, through=block.section)
+    with shell(tmp_path) as session:
+        servers = [result for commands in page.commands(block.section) for result in session.run_block(commands)]
+        assert len(servers) == 1, f"expected the section to start one server, got {servers}"
+        scenario = SCENARIOS[block.target.path]
+        page_file = tmp_path / block.target.path
+        shots = _loop(example.namespace).run_until_complete(scenario(page_file, session.servers[0], tmp_path))
+    print("screenshots:", *shots.values())  # noqa: T201 - shown with -rP / on failure
 
 
 def setup_namespace(namespace: dict[str, Any]) -> None:
-    namespace.update(AuthConfig=AuthConfig, timedelta=timedelta, defaultdict=defaultdict, WebSocket=WebSocket)
     namespace[LOOP] = asyncio.new_event_loop()
+    namespace[FILES] = {}
+    namespace[BY_LINE] = {}
 
 
 def teardown_namespace(namespace: dict[str, Any]) -> None:
@@ -135,7 +224,7 @@ class GuideTestFunction(pytest.Item):
 
     def runtest(self) -> None:
         __tracebackhide__ = True
-        namespace = self.example.namespace
+        namespace = self.example.namespace[BY_LINE].get(self.example.line, {})
         if self.test_name not in namespace:
             raise LookupError(
                 f"{self.test_name} is not defined: its block at line {self.example.line} failed or was not selected"
@@ -143,7 +232,7 @@ class GuideTestFunction(pytest.Item):
         result = namespace[self.test_name]()
         if inspect.iscoroutine(result):
             try:
-                _loop(namespace).run_until_complete(result)
+                _loop(self.example.namespace).run_until_complete(result)
             except AssertionError as exc:
                 if self.test_name in EXPECTED_FAILURES and "welcome" not in str(exc):
                     raise RuntimeError(f"failed for a reason other than the welcome message: {exc}") from exc

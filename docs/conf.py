@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 project = "QakeAPI"
 author = "The QakeAPI developers"
@@ -17,6 +18,8 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "public_paths",
+    "changelog",
 ]
 
 nitpicky = True
@@ -45,7 +48,7 @@ nitpick_ignore = [
     ("py:class", "re.Pattern"),
 ]
 
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_ext"]
 html_theme = "furo"
 html_title = "QakeAPI"
 

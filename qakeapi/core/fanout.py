@@ -38,12 +38,12 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
             may change while sending.
 
     Returns:
-        The recipients that turned out to be closed; the caller should forget them.
+        The recipients that turned out to be closed (known so far); the caller should forget them.
     """
-    live, dead = _split(recipients)
-    if live and fan_out(message_for(frame), [websocket.outbox for websocket in live]) is None:
-        _failed(live, dead)
-    return dead
+    members = tuple(recipients)
+    if members:
+        fan_out(message_for(frame), [websocket.outbox for websocket in members])
+    return _closed(members)
 
 
 async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
@@ -57,33 +57,21 @@ async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) 
         recipients: The connections to send to.
 
     Returns:
-        The recipients that turned out to be closed.
+        The recipients that turned out to be closed, before or during the delivery.
     """
-    live, dead = _split(recipients)
-    if live:
-        passed = fan_out(message_for(frame), [websocket.outbox for websocket in live])
+    members = tuple(recipients)
+    if members:
+        passed = fan_out(message_for(frame), [websocket.outbox for websocket in members])
         if passed is not None:
             await passed
-        _failed(live, dead)
-    return dead
+    return _closed(members)
 
 
-def _split(recipients: Iterable[WebSocket]) -> tuple[list[WebSocket], list[WebSocket]]:
-    live: list[WebSocket] = []
-    dead: list[WebSocket] = []
-    for websocket in tuple(recipients):
-        if websocket.outbox.open and websocket.is_open:
-            live.append(websocket)
-        else:
-            dead.append(websocket)
+def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
+    dead = [websocket for websocket in members if not websocket.outbox.open]
     if dead:
-        logger.debug("broadcast skipped %d closed connection(s)", len(dead))
-    return live, dead
-
-
-def _failed(live: list[WebSocket], dead: list[WebSocket]) -> None:
-    """Add to ``dead`` the recipients whose write failed or overflowed during the delivery."""
-    dead.extend(websocket for websocket in live if not websocket.outbox.open)
+        logger.debug("broadcast found %d closed connection(s)", len(dead))
+    return dead
 
 
 def as_frame(message: Any) -> str | bytes:

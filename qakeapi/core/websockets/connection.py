@@ -58,10 +58,11 @@ class WebSocket:
             or ``None`` when it succeeded or was not attempted.
         accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
         close_code: The close code the peer sent, once it disconnected.
+        outbox: The ordered, bounded way out of this connection: every frame it sends goes
+            through it (fan-out writes through it too). Open exactly while the connection is.
     """
 
     __slots__ = (
-        "_outbox",
         "_receive",
         "_send",
         "_state",
@@ -72,6 +73,7 @@ class WebSocket:
         "client_state",
         "close_code",
         "id",
+        "outbox",
         "scope",
         "user_id",
     )
@@ -91,7 +93,8 @@ class WebSocket:
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
-        self._outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY)
+        self.outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY)
+        self.outbox.open = False  # opened by the accept
 
     def __repr__(self) -> str:
         return f"<WebSocket id={self.id} path={self.path!r} state={self.application_state.name}>"
@@ -163,7 +166,7 @@ class WebSocket:
             self.close_code = int(message.get("code", CloseCode.NORMAL_CLOSURE))
             if self.application_state is _CONNECTED:
                 self.application_state = WebSocketState.DISCONNECTED
-                self._outbox.open = False  # nothing more can reach the peer
+                self.outbox.open = False  # nothing more can reach the peer
         elif state is _CONNECTING:
             if kind != "websocket.connect":
                 raise RuntimeError(f"expected 'websocket.connect', got {kind!r}")
@@ -222,6 +225,7 @@ class WebSocket:
             self.application_state = WebSocketState.DISCONNECTED
             raise WebSocketClosedError(f"cannot accept WebSocket {self.id}: {exc}") from exc
         self.application_state = _CONNECTED
+        self.outbox.open = self.client_state is _CONNECTED
 
     # -- handshake and closing ----------------------------------------------------------
 
@@ -283,7 +287,7 @@ class WebSocket:
         if self.client_state is WebSocketState.CONNECTING:
             await self.receive()
         self.application_state = WebSocketState.DISCONNECTED
-        self._outbox.open = False
+        self.outbox.open = False
         try:
             if "websocket.http.response" in (self.scope.get("extensions") or {}):
                 start: Message = {"type": "websocket.http.response.start", "status": status}
@@ -321,7 +325,7 @@ class WebSocket:
             raise ValueError(f"close code {code} cannot be sent")
         self.application_state = WebSocketState.DISCONNECTED  # before any await: one close only
         message: Message = {"type": "websocket.close", "code": int(code), "reason": reason}
-        outbox = self._outbox
+        outbox = self.outbox
         if self.client_state is WebSocketState.DISCONNECTED:
             outbox.open = False
             return
@@ -350,7 +354,7 @@ class WebSocket:
         """The outbox stopped taking frames: the connection is over for the application."""
         was_open = self.application_state is _CONNECTED
         self.application_state = WebSocketState.DISCONNECTED
-        outbox = self._outbox
+        outbox = self.outbox
         if why is GiveUp.SLOW_CONSUMER:
             policy = outbox.policy
             logger.warning(
@@ -452,26 +456,21 @@ class WebSocket:
     # -- sending ------------------------------------------------------------------------
 
     @property
-    def outbox(self) -> Outbox:
-        """The ordered, bounded way out of this connection (fan-out writes through it)."""
-        return self._outbox
-
-    @property
     def send_policy(self) -> SendPolicy:
         """How many frames may wait for this connection while it reads slowly, and what happens beyond.
 
         See :class:`~qakeapi.core.websockets.outbox.SendPolicy`.
         """
-        return self._outbox.policy
+        return self.outbox.policy
 
     @send_policy.setter
     def send_policy(self, policy: SendPolicy) -> None:
-        self._outbox.policy = policy
+        self.outbox.policy = policy
 
     @property
     def dropped(self) -> int:
         """How many frames were dropped for this connection (slow reader, close, failed sends)."""
-        return self._outbox.dropped
+        return self.outbox.dropped
 
     def send_nowait(self, data: str | bytes) -> bool:
         """Start sending a frame without waiting for it.
@@ -489,7 +488,7 @@ class WebSocket:
             ``False`` when the connection is closed (or was just closed by the policy), so the
             caller can forget it; ``True`` otherwise.
         """
-        outbox = self._outbox
+        outbox = self.outbox
         if not outbox.open or self.application_state is not _CONNECTED:
             return False
         fan_out(message_for(data), (outbox,))
@@ -546,7 +545,7 @@ class WebSocket:
                 raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
             raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
         try:
-            if await self._outbox.send(message):
+            if await self.outbox.send(message):
                 return
         except OSError as exc:
             raise WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}") from exc

@@ -395,8 +395,10 @@ class _Pass:
                 else:
                     if outbox._queue:
                         await outbox._drain()
-                    else:
+                    elif outbox._waiters:
                         outbox._release()
+                    else:
+                        outbox._owned = False
                 if self.handed_off:
                     return
         finally:

@@ -1,0 +1,1 @@
+"""Reader tests: the documentation followed the way a reader follows it, against the installed wheel."""
