@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kosoku
 import pytest
 
 from qakeapi import Application, WebSocket
 from tests.e2e.servers import uvicorn_server
-
-kosoku = pytest.importorskip("kosoku")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
