@@ -1,23 +1,37 @@
 """Guide section "WebSocket with Authentication": JWT-authenticated WebSocket connections.
 
 Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``
+
+Beyond the guide: the middleware's and the handler's options come from the environment
+(:func:`examples_app.settings.auth_options`, :func:`examples_app.settings.handler_options`);
+the app speaks the ``chat`` subprotocol when the client offers it (next to a ``bearer`` token,
+say); handshakes from another site are refused (:class:`~qakeapi.core.origins.OriginPolicy`:
+the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``; until ``Application`` checks origins itself);
+and ``POST /api/revoke`` with ``Authorization: Bearer <token>`` signs that user out everywhere
+(closes their connections with 4003 and refuses their older tokens).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from examples_app.settings import auth_config
-from qakeapi import Application, Request, ValidationError, WebSocket
+from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options
+from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
+from qakeapi.core.origins import OriginPolicy
 from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.status import CloseCode
 
-__all__ = ["app", "authenticator", "issue_token", "ws_handler"]
+__all__ = ["app", "auth_middleware", "authenticator", "issue_token", "origin_policy", "ws_handler"]
+
+logger = logging.getLogger("examples_app")
 
 app = Application()
-ws_handler = WebSocketHandler()
+ws_handler = WebSocketHandler(**handler_options())
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator)
+origin_policy = OriginPolicy(allowed_origins())
+auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), **auth_options())
 
 
 @ws_handler.on_connect
@@ -40,6 +54,11 @@ async def handle_message(websocket: WebSocket, message: Any) -> None:
 
 @app.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    decision = origin_policy.check(websocket.scope)
+    if not decision.allowed:
+        logger.warning("WebSocket %s: origin %r refused (%s)", websocket.id, decision.origin, decision.reason.value)
+        await websocket.close(CloseCode.POLICY_VIOLATION, "origin not allowed")  # before accept: HTTP 403
+        return
     await auth_middleware(websocket, ws_handler.handle_connection)
 
 
@@ -58,3 +77,21 @@ async def issue_token(request: Request, authenticator: JWTAuthenticator) -> dict
 @app.post("/api/generate-token")
 async def generate_token(request: Request) -> dict[str, str]:
     return await issue_token(request, authenticator)
+
+
+@app.post("/api/revoke")
+async def revoke(request: Request) -> dict[str, object]:
+    """Sign the bearer of a valid token out everywhere: ``{"user_id": ..., "closed": n}``."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip()
+    challenge = {"WWW-Authenticate": 'Bearer realm="qakeapi"'}
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "expected Authorization: Bearer <token>", challenge)
+    try:
+        claims = authenticator.verify_token(token)
+    except AuthenticationError as exc:
+        raise HTTPException(401, f"token rejected: {exc.reason}", challenge) from None
+    if auth_middleware.sessions.is_revoked(claims["sub"], claims):
+        raise HTTPException(401, "token rejected: revoked", challenge)
+    user = claims["sub"]
+    return {"user_id": user, "closed": await auth_middleware.revoke(user, "signed out")}

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from examples_app import settings
 from examples_app.auth_app import app, authenticator
-from qakeapi import AuthenticationError
+from qakeapi import AuthenticationError, WebSocketDisconnect
 from qakeapi.security.websocket_auth import AuthConfig, InsecureKeyWarning, JWTAuthenticator
 from qakeapi.testing import TestClient, WebSocketTestSession
 
@@ -202,7 +202,8 @@ async def test_anonymous_connection_gets_auth_required_missing(
     client: TestClient, path: str, headers: dict[str, str] | None, subprotocols: list[str] | None
 ) -> None:
     async with client.websocket_connect(path, headers=headers, subprotocols=subprotocols) as ws:
-        assert ws.accepted_subprotocol is None
+        # the app speaks "chat" (and selects it when offered), anonymous or not
+        assert ws.accepted_subprotocol == ("chat" if subprotocols == ["chat"] else None)
         assert await ws.receive_json() == {**AUTH_REQUIRED, "reason": "missing"}
         await assert_silent(ws)
 
@@ -310,3 +311,65 @@ def test_auth_config_warns_about_a_short_secret_key(monkeypatch: pytest.MonkeyPa
     with pytest.warns(InsecureKeyWarning):
         config = settings.auth_config()
     assert config.short_key
+
+
+def test_auth_options_default_to_the_guide_and_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("QAKEAPI_AUTH_REQUIRED", "QAKEAPI_EXPIRY_GRACE", "QAKEAPI_AUTH_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("QAKEAPI_MAX_CONNECTIONS_PER_USER", raising=False)
+    assert settings.auth_options() == {
+        "required": False,
+        "expiry_grace": 10.0,
+        "auth_timeout": 60.0,
+        "max_connections_per_user": 16,
+    }
+    monkeypatch.setenv("QAKEAPI_AUTH_REQUIRED", "1")
+    monkeypatch.setenv("QAKEAPI_EXPIRY_GRACE", "0.5")
+    monkeypatch.setenv("QAKEAPI_AUTH_TIMEOUT", "none")
+    monkeypatch.setenv("QAKEAPI_MAX_CONNECTIONS_PER_USER", "3")
+    assert settings.auth_options() == {
+        "required": True,
+        "expiry_grace": 0.5,
+        "auth_timeout": None,
+        "max_connections_per_user": 3,
+    }
+    monkeypatch.setenv("QAKEAPI_EXPIRY_GRACE", "-1")
+    with pytest.raises(ValueError, match="must not be negative"):
+        settings.auth_options()
+
+
+def test_handler_options_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qakeapi.core.limits import RateLimit
+
+    for name in ("QAKEAPI_RATE_LIMIT", "QAKEAPI_MAX_CONNECTIONS_PER_IP", "QAKEAPI_MAX_MESSAGE_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings.handler_options() == {}  # the handler's own defaults
+    monkeypatch.setenv("QAKEAPI_RATE_LIMIT", "5/20")
+    monkeypatch.setenv("QAKEAPI_MAX_CONNECTIONS_PER_IP", "none")
+    monkeypatch.setenv("QAKEAPI_MAX_MESSAGE_SIZE", "1024")
+    assert settings.handler_options() == {
+        "rate_limit": RateLimit(5.0, 20),
+        "max_connections_per_ip": None,
+        "max_message_size": 1024,
+    }
+    monkeypatch.setenv("QAKEAPI_RATE_LIMIT", "none")
+    assert settings.handler_options()["rate_limit"] is None
+
+
+@pytest.mark.asyncio
+async def test_revoke_endpoint_needs_a_valid_bearer_token(client: TestClient) -> None:
+    assert (await client.post("/api/revoke")).status_code == 401
+    forged = JWTAuthenticator(AuthConfig(secret_key="f" * 32)).create_token("alice")
+    response = await client.post("/api/revoke", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="qakeapi"'
+    token = await issue(client, "zoe")
+    async with client.websocket_connect(f"/ws?token={token}") as ws:
+        assert await ws.receive_json() == welcome("zoe")
+        response = await client.post("/api/revoke", headers={"Authorization": f"Bearer {token}"})
+        assert (response.status_code, response.json()) == (200, {"user_id": "zoe", "closed": 1})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await ws.receive_json()
+        assert (closed.value.code, closed.value.reason) == (4003, "signed out")
+    response = await client.post("/api/revoke", headers={"Authorization": f"Bearer {token}"})
+    assert (response.status_code, response.json()) == (401, {"detail": "token rejected: revoked"})

@@ -114,6 +114,35 @@ async def test_non_json_text_reaches_on_message_as_str() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_arrive_as_text_logged_once_without_traceback(
+    constant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = WebSocketHandler()
+    received: list[Any] = []
+
+    @handler.on_message
+    async def echo(websocket: WebSocket, message: Any) -> None:
+        received.append(message)
+        await websocket.send_json({"echo": message})  # would fail to encode a decoded NaN
+
+    bad = f'{{"x": {constant}}}'
+    with caplog.at_level(logging.DEBUG, logger="qakeapi"):
+        async with serve(handler).websocket_connect("/ws") as session:
+            for _ in range(50):
+                await session.send_text(bad)
+                assert await session.receive_json() == {"echo": bad}
+            await session.send_text('{"x": 1.5}')  # the connection keeps working
+            assert await session.receive_json() == {"echo": {"x": 1.5}}
+    assert received == [bad] * 50 + [{"x": 1.5}]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert constant.lstrip("-") in warnings[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
+    assert any("50 messages used NaN/Infinity" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
 async def test_binary_reaches_on_message_as_bytes() -> None:
     handler, received = recording_handler()
     async with serve(handler).websocket_connect("/ws") as session:
@@ -447,3 +476,126 @@ async def test_a_failure_outside_the_hooks_closes_with_internal_error() -> None:
         await handler.handle_connection(websocket)
     assert sent[-1] == {"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR, "reason": "internal error"}
     assert len(handler.connections) == 0
+
+
+# -- registration checks -------------------------------------------------------------------------
+
+
+def test_a_sync_hook_is_refused_at_registration_with_the_fix() -> None:
+    handler = WebSocketHandler()
+
+    def on_message(websocket: WebSocket, message: Any) -> None:
+        pass
+
+    def on_connect(websocket: WebSocket) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"define it with 'async def': async def on_message\(websocket, message\)"):
+        handler.on_message(on_message)  # type: ignore[type-var]
+    for register in (handler.on_connect, handler.on_disconnect):
+        with pytest.raises(TypeError, match=r"not a coroutine function.*async def on_connect\(websocket\)"):
+            register(on_connect)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="is not callable"):
+        handler.on_connect("not a function")  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("kind", ["on_connect", "on_disconnect"])
+def test_a_connection_hook_with_the_wrong_signature_is_refused(kind: str) -> None:
+    handler = WebSocketHandler()
+
+    async def two(websocket: WebSocket, message: Any) -> None:
+        pass
+
+    async def none() -> None:
+        pass
+
+    for hook in (two, none):
+        with pytest.raises(TypeError, match=rf"{kind} hook .* calls it with 1 argument \(websocket\)"):
+            getattr(handler, kind)(hook)
+
+
+def test_a_message_hook_with_the_wrong_signature_is_refused() -> None:
+    handler = WebSocketHandler()
+
+    async def one(websocket: WebSocket) -> None:
+        pass
+
+    async def three(websocket: WebSocket, message: Any, extra: int) -> None:
+        pass
+
+    for hook in (one, three):
+        with pytest.raises(TypeError, match=r"calls it with 2 arguments \(websocket, message\).*define it as"):
+            handler.on_message(hook)  # type: ignore[type-var]
+
+
+def test_hooks_that_fit_are_accepted() -> None:
+    import functools
+
+    handler = WebSocketHandler()
+
+    async def flexible(websocket: WebSocket, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def with_default(websocket: WebSocket, message: Any, extra: int = 1) -> None:
+        pass
+
+    async def bound(prefix: str, websocket: WebSocket) -> None:
+        pass
+
+    class Callable:
+        async def __call__(self, websocket: WebSocket) -> None:
+            pass
+
+        async def method(self, websocket: WebSocket, message: Any) -> None:
+            pass
+
+    instance = Callable()
+    handler.on_connect(flexible)
+    handler.on_message(flexible)
+    handler.on_message(with_default)
+    handler.on_connect(functools.partial(bound, "x"))
+    handler.on_disconnect(instance)
+    handler.on_message(instance.method)
+    with pytest.raises(TypeError, match="not a coroutine function"):
+        handler.on_connect(Callable)  # type: ignore[type-var]
+
+
+# -- interceptors -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_interceptor_consumes_what_it_returns_true_for_and_a_failing_one_consumes_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, received = recording_handler()
+    seen: list[Any] = []
+
+    @handler.intercept
+    async def control(websocket: WebSocket, message: Any) -> bool:
+        seen.append(message)
+        if message == "boom":
+            raise ValueError("bad control message")
+        if isinstance(message, dict) and message.get("type") == "control":
+            await websocket.send_text("control ok")
+            return True
+        return False
+
+    client = serve(handler, raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="qakeapi.websockets"):
+        async with client.websocket_connect("/ws") as session:
+            await session.send_json({"type": "control"})
+            assert await session.receive_text() == "control ok"
+            await session.send_text("boom")
+            await session.send_json({"type": "chat"})
+            assert await session.receive_text() == "ack"
+    assert seen == [{"type": "control"}, "boom", {"type": "chat"}]
+    assert received == [{"type": "chat"}]  # neither the consumed nor the failed message reached on_message
+    assert "bad control message" in caplog.text
+
+
+def test_a_sync_interceptor_is_refused() -> None:
+    def sync(websocket: WebSocket, message: Any) -> bool:
+        return False
+
+    with pytest.raises(TypeError, match=r"intercept hook .* not a coroutine function"):
+        WebSocketHandler().intercept(sync)  # type: ignore[arg-type]

@@ -1,13 +1,45 @@
-"""JSON encoding used for every frame QakeAPI sends, so a message is encoded the same way everywhere."""
+"""JSON encoding used for every frame QakeAPI sends, so a message is encoded the same way everywhere.
+
+Decoding is strict JSON (RFC 8259): the ``NaN``, ``Infinity`` and ``-Infinity`` that Python's
+:mod:`json` accepts by default are refused, so whatever QakeAPI decodes it can encode again.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["decode_json", "encode_json"]
+__all__ = ["NonStandardJSONError", "decode_json", "encode_json", "strict_decoder"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class NonStandardJSONError(ValueError):
+    """The text used ``NaN``, ``Infinity`` or ``-Infinity``, which are not JSON (RFC 8259).
+
+    Args:
+        constant: The constant found.
+    """
+
+    def __init__(self, constant: str) -> None:
+        self.constant = constant
+        super().__init__(f"{constant} is not valid JSON (RFC 8259 has no NaN or infinities)")
+
+
+def _reject_constant(constant: str) -> NoReturn:
+    raise NonStandardJSONError(constant)
+
+
+def strict_decoder() -> json.JSONDecoder:
+    """A :class:`json.JSONDecoder` that refuses ``NaN`` and the infinities.
+
+    Returns:
+        The decoder; its ``decode`` raises :class:`NonStandardJSONError` on those constants.
+    """
+    return json.JSONDecoder(parse_constant=_reject_constant)
+
+
+_decoder = strict_decoder()
 
 
 def encode_json(data: Any) -> str:
@@ -36,10 +68,14 @@ def decode_json(data: str | bytes) -> Any:
         The decoded value.
 
     Raises:
-        ValueError: ``data`` is not valid JSON (a :class:`json.JSONDecodeError`), or nests
-            too deeply to decode.
+        ValueError: ``data`` is not valid JSON (a :class:`json.JSONDecodeError`, or
+            :class:`NonStandardJSONError` for ``NaN`` and infinities), or nests too deeply.
     """
     try:
-        return json.loads(data)
+        if isinstance(data, (bytes, bytearray)):
+            data = data.decode("utf-8")
+        return _decoder.decode(data)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"JSON text is not valid UTF-8: {exc}") from None
     except RecursionError:
         raise ValueError("JSON nests too deeply") from None

@@ -1,40 +1,86 @@
 """JWT authentication for WebSocket connections.
 
-The token may come, in this order of precedence, from the ``token`` query parameter, an
-``Authorization: Bearer <token>`` header, or the ``Sec-WebSocket-Protocol`` header as the
-pair of subprotocols ``bearer, <token>`` (what a browser can send:
-``new WebSocket(url, ["bearer", token])``); in the last case the server selects ``bearer``.
-QakeAPI never writes a token to a log line; note that a server's access log (uvicorn's, for
-one) prints the request path with its query string, so prefer the header or the subprotocol in
-production, or turn the access log off (``uvicorn --no-access-log``).
+**Where the token comes from**, in this order of precedence (:func:`extract_token`):
+
+1. the ``token`` query parameter (``query_param``);
+2. an ``Authorization: Bearer <token>`` header;
+3. the subprotocol pair ``bearer, <token>`` (what a browser can send:
+   ``new WebSocket(url, ["bearer", token])``);
+4. a Kubernetes-style subprotocol ``base64url.bearer.authorization.k8s.io.<token>``, the
+   token base64url-encoded without padding (next to the subprotocol the client really speaks).
+
+**Which subprotocol is selected.** With ``subprotocols=("chat", ...)`` the middleware accepts
+the handshake selecting the first of them the client offered (``bearer, <token>, chat``
+selects ``chat``). Otherwise, when the client offered the ``bearer`` pair, it selects
+``bearer`` (a browser drops a connection that selects none of the subprotocols it offered);
+otherwise the handler accepts. Token carriers are never selected.
+
+**Refusal.** With ``required=True`` a handshake without a valid token is refused before the
+upgrade: HTTP 401 with ``WWW-Authenticate: Bearer realm="<realm>"`` (plus
+``error="invalid_token"`` and ``error_description`` when a token was rejected, RFC 6750) where
+the server supports the ASGI WebSocket denial response, and a 403 elsewhere (the close before
+accept). Rejections are logged at WARNING with the reason, never the token.
+
+**Live connections** (:mod:`qakeapi.security.sessions`): expiry after a grace period (4001),
+in-band refresh with ``{"type": "auth", "token": ...}``, :meth:`WebSocketAuthMiddleware.revoke`
+(4003), and, when auth is optional, an ``auth_timeout`` after which a connection that never
+authenticated is closed (4001).
+
+**Logs.** Constructing the middleware installs :func:`~qakeapi.core.redaction.install_log_redaction`
+(covering ``query_param`` too), so the server's own log lines (uvicorn prints the request line
+with its query string at INFO) carry ``token=[redacted]`` instead of the token.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.exceptions import AuthenticationError
+from qakeapi.core.websockets.handler import WebSocketHandler
+from qakeapi.exceptions import AuthenticationError, WebSocketClosedError
+from qakeapi.security.sessions import AuthCloseCode, AuthSessions, RevocationTransport
 from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
-from qakeapi.status import CloseCode
 
 __all__ = [
     "BEARER_SUBPROTOCOL",
+    "K8S_SUBPROTOCOL_PREFIX",
+    "AuthCloseCode",
     "AuthConfig",
+    "AuthSessions",
     "InsecureKeyWarning",
     "JWTAuthenticator",
+    "RevocationTransport",
     "WebSocketAuthMiddleware",
     "extract_token",
+    "is_token_carrier",
 ]
 
 logger = logging.getLogger("qakeapi.security")
 
 BEARER_SUBPROTOCOL = "bearer"
 """The subprotocol that announces a token as the next offered subprotocol."""
+K8S_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
+"""The prefix of a Kubernetes-style token subprotocol; the base64url token follows it."""
 
 ConnectionHandler = Callable[[WebSocket], Awaitable[Any]]
+
+
+def _k8s_token(subprotocol: str) -> str | None:
+    encoded = subprotocol[len(K8S_SUBPROTOCOL_PREFIX) :]
+    if not encoded:
+        return None
+    try:
+        token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return None
+    return token or None
 
 
 def extract_token(
@@ -49,8 +95,9 @@ def extract_token(
         query_param: The query parameter that carries the token.
 
     Returns:
-        ``(token, source)`` where ``source`` is ``"query"``, ``"header"`` or ``"subprotocol"``;
-        ``(None, None)`` when there is no token.
+        ``(token, source)`` where ``source`` is ``"query"``, ``"header"``, ``"subprotocol"``
+        (the ``bearer`` pair) or ``"k8s_subprotocol"``; ``(None, None)`` when there is no
+        token. A Kubernetes-style subprotocol that does not decode is no token.
     """
     token = query.get(query_param)
     if token:
@@ -63,7 +110,29 @@ def extract_token(
         index = subprotocols.index(BEARER_SUBPROTOCOL)
         if index + 1 < len(subprotocols) and subprotocols[index + 1]:
             return subprotocols[index + 1], "subprotocol"
+    for subprotocol in subprotocols:
+        if subprotocol.startswith(K8S_SUBPROTOCOL_PREFIX):
+            k8s = _k8s_token(subprotocol)
+            if k8s is not None:
+                return k8s, "k8s_subprotocol"
     return None, None
+
+
+def is_token_carrier(subprotocols: list[str], index: int) -> bool:
+    """Whether the offered subprotocol at ``index`` carries a token (never to be selected).
+
+    Args:
+        subprotocols: The offered subprotocols.
+        index: The position to test.
+
+    Returns:
+        ``True`` for ``bearer``'s following token and for a Kubernetes-style token subprotocol.
+    """
+    if subprotocols[index].startswith(K8S_SUBPROTOCOL_PREFIX):
+        return True
+    if BEARER_SUBPROTOCOL not in subprotocols:
+        return False
+    return subprotocols.index(BEARER_SUBPROTOCOL) == index - 1
 
 
 def _offers_bearer_token(subprotocols: list[str]) -> bool:
@@ -73,24 +142,66 @@ def _offers_bearer_token(subprotocols: list[str]) -> bool:
     return index + 1 < len(subprotocols) and bool(subprotocols[index + 1])
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class WebSocketAuthMiddleware:
-    """Authenticates a connection, then hands it to a handler.
+    """Authenticates a connection, then hands it to a handler (see the module for the rules).
 
     On success the connection's ``user_id`` and ``claims`` of the
-    :class:`~qakeapi.core.websockets.connection.WebSocket` are set. On failure the connection stays unauthenticated and
-    ``auth_error`` says why (``"missing"`` when no token was given); with ``required=True``
-    the handshake is refused instead (HTTP 403) and the handler is not called.
+    :class:`~qakeapi.core.websockets.connection.WebSocket` are set. On failure the connection
+    stays unauthenticated and ``auth_error`` says why (``"missing"`` when no token was given,
+    ``"revoked"`` for a token issued before a revocation, ``"too_many_connections"`` past the
+    per-user cap); with ``required=True`` the handshake is refused instead (HTTP 401 before the
+    upgrade where the server supports it, else 403) and the handler is not called.
 
     Args:
         authenticator: Verifies tokens.
         required: Refuse connections that do not authenticate.
         query_param: The query parameter that carries the token.
+        subprotocols: The application's own subprotocols, in order of preference; the first
+            one the client offered is selected. Empty: see the module (``bearer`` or none).
+        realm: The ``realm`` of the ``WWW-Authenticate`` challenge.
+        expiry_grace: Seconds a connection may stay open after its token expired, to refresh.
+        auth_timeout: When auth is optional, close a connection that has not authenticated
+            (in band) after this many seconds with 4001; ``None`` keeps it open.
+        max_connections_per_user: At most this many connections per user on this process
+            (``None``: no cap); past it the handshake is refused (429) or, when optional, stays
+            unauthenticated.
+        transport: Carries revocations to the other nodes of a cluster.
     """
 
-    def __init__(self, authenticator: JWTAuthenticator, *, required: bool = False, query_param: str = "token") -> None:
+    def __init__(
+        self,
+        authenticator: JWTAuthenticator,
+        *,
+        required: bool = False,
+        query_param: str = "token",
+        subprotocols: Sequence[str] = (),
+        realm: str = "qakeapi",
+        expiry_grace: float = 10.0,
+        auth_timeout: float | None = 60.0,
+        max_connections_per_user: int | None = 16,
+        transport: RevocationTransport | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.required = required
         self.query_param = query_param
+        self.subprotocols = tuple(subprotocols)
+        self.realm = realm
+        self.auth_timeout = auth_timeout
+        lifetime = (authenticator.config.token_expiry + authenticator.config.leeway).total_seconds()
+        self.sessions = AuthSessions(
+            expiry_grace=expiry_grace,
+            max_connections_per_user=max_connections_per_user,
+            revocation_ttl=lifetime + expiry_grace,
+            transport=transport,
+        )
+        self._attached: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()
+        install_log_redaction(query_params=(query_param,))
+
+    # -- the handshake ---------------------------------------------------------------------
 
     def authenticate(self, websocket: WebSocket) -> str | None:
         """Verify the handshake's token and record the outcome on ``websocket``.
@@ -99,8 +210,8 @@ class WebSocketAuthMiddleware:
             websocket: The connection, not yet accepted.
 
         Returns:
-            The source of a valid token (``"query"``, ``"header"`` or ``"subprotocol"``), or
-            ``None`` when the connection is not authenticated.
+            The source of a valid token (``"query"``, ``"header"``, ``"subprotocol"`` or
+            ``"k8s_subprotocol"``), or ``None`` when the connection is not authenticated.
         """
         token, source = extract_token(
             websocket.query_params, websocket.headers, websocket.subprotocols, self.query_param
@@ -108,23 +219,107 @@ class WebSocketAuthMiddleware:
         if token is None:
             websocket.auth_error = "missing"
             return None
-        try:
-            claims = self.authenticator.verify_token(token)
-        except AuthenticationError as exc:
-            websocket.auth_error = exc.reason
-            logger.info(
-                "WebSocket %s on %s from %s: token from %s rejected (%s)",
-                websocket.id,
-                websocket.path,
-                websocket.client,
-                source,
-                exc.reason,
-            )
+        claims, reason = self.check_token(token, None)
+        if claims is None:
+            websocket.auth_error = reason
+            self._log_rejection(websocket, source or "?", reason)
             return None
         websocket.user_id = claims["sub"]
         websocket.claims = claims
         websocket.auth_error = None
         return source
+
+    def check_token(self, token: str, current_user: str | None) -> tuple[dict[str, Any] | None, str]:
+        """Check ``token`` for a connection of ``current_user`` (``None``: not authenticated yet).
+
+        Args:
+            token: The token.
+            current_user: The connection's user, when it has one: the token must be theirs.
+
+        Returns:
+            ``(claims, "")`` when the token is good, else ``(None, reason)``: a
+            :class:`~qakeapi.exceptions.AuthenticationError` reason, ``"user_mismatch"``,
+            ``"revoked"`` or ``"too_many_connections"``.
+        """
+        try:
+            claims = self.authenticator.verify_token(token)
+        except AuthenticationError as exc:
+            return None, exc.reason
+        user = claims["sub"]
+        if current_user is not None and user != current_user:
+            return None, "user_mismatch"
+        if self.sessions.is_revoked(user, claims):
+            return None, "revoked"
+        if current_user is None and not self.sessions.has_room_for(user):
+            return None, "too_many_connections"
+        return claims, ""
+
+    @staticmethod
+    def _log_rejection(websocket: WebSocket, source: str, reason: str) -> None:
+        logger.warning(
+            "WebSocket %s on %s from %s: token from %s rejected (%s)",
+            websocket.id,
+            websocket.path,
+            websocket.client,
+            source,
+            reason,
+        )
+
+    def challenge(self, reason: str) -> list[tuple[bytes, bytes]]:
+        """The headers of a 401 for ``reason`` (``"missing"`` or a token rejection reason).
+
+        Args:
+            reason: Why authentication failed.
+
+        Returns:
+            ``WWW-Authenticate`` (RFC 6750) and ``Content-Type`` headers.
+        """
+        value = f"Bearer realm={_quoted(self.realm)}"
+        if reason != "missing":
+            value += f', error="invalid_token", error_description={_quoted(reason)}'
+        return [(b"www-authenticate", value.encode("latin-1")), (b"content-type", b"application/json")]
+
+    async def _refuse(self, websocket: WebSocket) -> None:
+        reason = websocket.auth_error or "missing"
+        if reason == "missing":
+            logger.warning(
+                "WebSocket %s on %s from %s: refused, no token", websocket.id, websocket.path, websocket.client
+            )
+        status = 429 if reason == "too_many_connections" else 401
+        headers = self.challenge(reason) if status == 401 else [(b"content-type", b"application/json")]
+        body = b'{"detail":"' + reason.encode() + b'"}'
+        await websocket.deny(status, headers, body)
+
+    def select_subprotocol(self, offered: list[str]) -> str | None:
+        """The subprotocol to accept for ``offered`` (see the module); never a token carrier.
+
+        Args:
+            offered: The client's subprotocols, in its order.
+
+        Returns:
+            The subprotocol, or ``None`` to leave the choice to the handler.
+        """
+        for wanted in self.subprotocols:
+            if wanted in offered and not is_token_carrier(offered, offered.index(wanted)):
+                return wanted
+        if _offers_bearer_token(offered):
+            return BEARER_SUBPROTOCOL
+        return None
+
+    # -- running a connection --------------------------------------------------------------
+
+    def attach(self, handler: WebSocketHandler) -> None:
+        """Route in-band ``{"type": "auth", "token": ...}`` messages of ``handler`` to this middleware.
+
+        Done automatically when the middleware is called with ``handler.handle_connection``.
+        Those messages are consumed: ``on_message`` hooks never see a token.
+
+        Args:
+            handler: The handler whose connections this middleware authenticates.
+        """
+        if handler not in self._attached:
+            handler.intercept(self.handle_auth_message)
+            self._attached.add(handler)
 
     async def __call__(self, websocket: WebSocket, handler: ConnectionHandler) -> None:
         """Authenticate ``websocket``, then ``await handler(websocket)``.
@@ -133,13 +328,75 @@ class WebSocketAuthMiddleware:
             websocket: The connection, not yet accepted.
             handler: Runs the connection, for example ``WebSocketHandler.handle_connection``.
         """
+        owner = getattr(handler, "__self__", None)
+        if isinstance(owner, WebSocketHandler):
+            self.attach(owner)
         source = self.authenticate(websocket)
         if source is None and self.required:
-            await websocket.close(CloseCode.POLICY_VIOLATION, "authentication required")
+            await self._refuse(websocket)
             return
-        offered_bearer = _offers_bearer_token(websocket.subprotocols)
-        if (source == "subprotocol" or offered_bearer) and websocket.application_state is WebSocketState.CONNECTING:
-            # A browser that offered ["bearer", token] drops a connection that selects nothing,
-            # valid token or not: select it, so the client can be told what went wrong.
-            await websocket.accept(subprotocol=BEARER_SUBPROTOCOL)
-        await handler(websocket)
+        subprotocol = self.select_subprotocol(websocket.subprotocols)
+        if subprotocol is not None and websocket.application_state is WebSocketState.CONNECTING:
+            await websocket.accept(subprotocol=subprotocol)
+        if websocket.user_id is not None:
+            self.sessions.add(websocket)
+        elif self.auth_timeout is not None:
+            self.sessions.close_unless_authenticated(websocket, self.auth_timeout)
+        try:
+            await handler(websocket)
+        finally:
+            self.sessions.discard(websocket)
+
+    async def handle_auth_message(self, websocket: WebSocket, message: Any) -> bool:
+        """Handle an in-band ``{"type": "auth", "token": ...}`` message (refresh or late auth).
+
+        A valid token for the connection's user (or, on an unauthenticated connection, for
+        anyone) replaces its claims and expiry; the answer is ``{"type": "auth.ok", "user": ...,
+        "expires_at": ...}``. Otherwise the answer is ``{"type": "auth.error", "reason": ...}``
+        and nothing changes (``"user_mismatch"``: a token for another user).
+
+        Args:
+            websocket: The connection.
+            message: A received message.
+
+        Returns:
+            ``True`` when ``message`` was an auth message (consumed), else ``False``.
+        """
+        if not (isinstance(message, dict) and message.get("type") == "auth"):
+            return False
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            await self._answer(websocket, {"type": "auth.error", "reason": "missing"})
+            return True
+        claims, reason = self.check_token(token, websocket.user_id)
+        if claims is None:
+            self._log_rejection(websocket, "message", reason)
+            if websocket.user_id is None:
+                websocket.auth_error = reason
+            await self._answer(websocket, {"type": "auth.error", "reason": reason})
+            return True
+        websocket.user_id = claims["sub"]
+        websocket.claims = claims
+        websocket.auth_error = None
+        self.sessions.add(websocket)
+        await self._answer(websocket, {"type": "auth.ok", "user": claims["sub"], "expires_at": claims.get("exp")})
+        return True
+
+    @staticmethod
+    async def _answer(websocket: WebSocket, message: dict[str, Any]) -> None:
+        with contextlib.suppress(WebSocketClosedError):  # it may have gone away meanwhile
+            await websocket.send_json(message)
+
+    async def revoke(self, user_id: str, reason: str = "revoked") -> int:
+        """Close every connection of ``user_id`` (here, and on other nodes with a transport) with 4003.
+
+        Tokens of the user issued up to now are refused from now on.
+
+        Args:
+            user_id: The user.
+            reason: The close reason.
+
+        Returns:
+            How many connections of this process are being closed.
+        """
+        return await self.sessions.revoke(user_id, reason)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
-from json import JSONDecoder
 from typing import Any, TypeVar
 
+from qakeapi.core.codec import NonStandardJSONError, strict_decoder
 from qakeapi.core.fanout import broadcast_in_order
+from qakeapi.core.limits import (
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_RATE_LIMIT,
+    ConnectionCounter,
+    RateLimit,
+    RejectionLog,
+    connection_counter,
+)
+from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
-__all__ = ["ConnectionHook", "MessageHook", "WebSocketHandler"]
+__all__ = ["ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -23,12 +34,16 @@ ConnectionHook = Callable[[WebSocket], Awaitable[Any]]
 MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
 """``async def hook(websocket, message)`` — called for every message received."""
 
+MessageInterceptor = Callable[[WebSocket, Any], Awaitable[bool]]
+"""``async def interceptor(websocket, message) -> bool`` — sees a message before the
+``on_message`` hooks; returning ``True`` consumes it."""
+
 _C = TypeVar("_C", bound=ConnectionHook)
 _M = TypeVar("_M", bound=MessageHook)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
-_decode = JSONDecoder().decode  # json.loads without its per-call argument checks
+_decode = strict_decoder().decode  # json.loads without its per-call argument checks; no NaN
 
 
 class _SetView(AbstractSet[WebSocket]):
@@ -55,18 +70,35 @@ class WebSocketHandler:
     ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
     message, in order; ``on_disconnect`` hooks run exactly once when the connection ends, however
     it ends. A text message that is valid JSON reaches ``on_message`` decoded; other text arrives
-    as ``str`` and binary messages as ``bytes``.
+    as ``str`` and binary messages as ``bytes``. Valid means strict JSON (RFC 8259): text using
+    ``NaN`` or ``Infinity`` arrives as ``str`` too (so whatever is decoded can be encoded back),
+    and the first such message of a connection is logged at WARNING, in one line.
 
     An exception escaping a hook is logged with the connection's context; after ``on_message``
     the connection keeps going, after ``on_connect`` it is closed with
     :attr:`~qakeapi.status.CloseCode.INTERNAL_ERROR`.
 
+    Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
+    logged once per kind and client, not per message: a message over ``max_message_size``
+    closes with 1009; messages faster than ``rate_limit`` close with 1008; a handshake from an
+    address that has ``max_connections_per_ip`` connections open is refused (HTTP 429 before
+    the upgrade where the server supports it, else 403; 1013 when already accepted).
+
+    Constructing a handler installs :func:`~qakeapi.core.redaction.install_log_redaction`, so
+    the server's log lines never carry a token from a query string.
+
     Args:
         max_message_size: Messages larger than this many bytes close the connection with
             :attr:`~qakeapi.status.CloseCode.MESSAGE_TOO_BIG`. ``None`` disables the check.
+            Also give the server the limit (``uvicorn --ws-max-size``, 16 MiB by default), so
+            it refuses a large message before assembling it in memory.
         send_policy: The slow-reader policy for this handler's connections (how many
             broadcast frames may wait for one connection, and what happens beyond); the
             default is :data:`~qakeapi.core.websockets.outbox.DEFAULT_SEND_POLICY`.
+        rate_limit: The per-connection message rate limit; ``None`` disables it.
+        max_connections_per_ip: Connections one client address may have open at once (counted
+            in ``connections``); ``None`` disables the cap.
+        connections: The per-address counter; by default one shared by the whole process.
     """
 
     def __init__(
@@ -74,30 +106,82 @@ class WebSocketHandler:
         *,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         send_policy: SendPolicy = DEFAULT_SEND_POLICY,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        connections: ConnectionCounter = connection_counter,
     ) -> None:
+        if max_connections_per_ip is not None and max_connections_per_ip < 1:
+            raise ValueError("max_connections_per_ip must be at least 1 (or None)")
         self.max_message_size = max_message_size
         self.send_policy = send_policy
+        self.rate_limit = rate_limit
+        self.max_connections_per_ip = max_connections_per_ip
+        self.per_ip = connections
+        self.rejections = RejectionLog(logger)
+        """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"connections_per_ip"``."""
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
+        self._interceptors: list[MessageInterceptor] = []
         self._connections: set[WebSocket] = set()
+        install_log_redaction()
 
     # -- registration -------------------------------------------------------------------
 
     def on_connect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run when a connection is accepted."""
+        """Register ``async def hook(websocket)`` to run when a connection is accepted.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                one argument; the message says how to fix it.
+        """
+        _check_hook("on_connect", hook, ("websocket",))
         self._connect_hooks.append(hook)
         return hook
 
     def on_message(self, hook: _M) -> _M:
-        """Register ``async def hook(websocket, message)`` to run for every message."""
+        """Register ``async def hook(websocket, message)`` to run for every message.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                two arguments; the message says how to fix it.
+        """
+        _check_hook("on_message", hook, ("websocket", "message"))
         self._message_hooks.append(hook)
         return hook
 
     def on_disconnect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run once when a connection ends."""
+        """Register ``async def hook(websocket)`` to run once when a connection ends.
+
+        Raises:
+            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
+                one argument; the message says how to fix it.
+        """
+        _check_hook("on_disconnect", hook, ("websocket",))
         self._disconnect_hooks.append(hook)
         return hook
+
+    def intercept(self, interceptor: MessageInterceptor) -> MessageInterceptor:
+        """Register ``async def interceptor(websocket, message) -> bool``, run before ``on_message``.
+
+        Interceptors run in registration order on every (decoded) message; the first that
+        returns ``True`` consumes the message, and the ``on_message`` hooks do not see it. An
+        exception in an interceptor is logged and consumes the message too (it may carry a
+        credential that hooks must not see). The authentication middleware routes its in-band
+        ``{"type": "auth"}`` messages this way.
+
+        Args:
+            interceptor: The coroutine function.
+
+        Returns:
+            ``interceptor``, unchanged.
+
+        Raises:
+            TypeError: ``interceptor`` is not an ``async def`` function taking two arguments.
+        """
+        _check_hook("intercept", interceptor, ("websocket", "message"))
+        self._interceptors.append(interceptor)
+        return interceptor
 
     # -- connections --------------------------------------------------------------------
 
@@ -131,6 +215,34 @@ class WebSocketHandler:
             websocket: The connection, typically the argument of an ``@app.websocket`` endpoint.
         """
         websocket.send_policy = self.send_policy
+        client = websocket.client
+        address = client[0] if client is not None else None
+        if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
+            await self._refuse_address(websocket, address)
+            return
+        try:
+            await self._run(websocket)
+        finally:
+            if address is not None:
+                self.per_ip.release(address)
+
+    async def _refuse_address(self, websocket: WebSocket, address: str) -> None:
+        self.rejections.reject(
+            "connections_per_ip",
+            address,
+            "refusing WebSocket %s (path=%s) from %s: it has %d connections open (max_connections_per_ip)",
+            websocket.id,
+            websocket.path,
+            address,
+            self.per_ip.count(address),
+        )
+        if websocket.application_state is WebSocketState.CONNECTING:
+            await websocket.deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
+            return
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
+
+    async def _run(self, websocket: WebSocket) -> None:
+        non_standard = 0
         if websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept()
         self._connections.add(websocket)
@@ -141,21 +253,32 @@ class WebSocketHandler:
                 limit = self.max_message_size
                 hooks = self._message_hooks
                 receive = websocket.receive_message
+                clock = time.monotonic
+                bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
                 while websocket.application_state is WebSocketState.CONNECTED:
                     data = await receive()
+                    if bucket is not None and not bucket.take(clock()):
+                        await self._too_fast(websocket)
+                        break
                     message: Any = data
                     if isinstance(data, str):
                         # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
                         if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
                             await self._too_big(websocket, len(data.encode()))
                             break
-                        try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
+                        try:
                             message = _decode(data)
+                        except NonStandardJSONError as exc:  # NaN/Infinity: not JSON, the text itself
+                            non_standard += 1
+                            if non_standard == 1:
+                                _log_non_standard(websocket, exc)
                         except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
                             pass
                     elif limit is not None and len(data) > limit:
                         await self._too_big(websocket, len(data))
                         break
+                    if self._interceptors and await self._intercepted(websocket, message):
+                        continue
                     for hook in hooks:
                         try:
                             await hook(websocket, message)
@@ -168,10 +291,27 @@ class WebSocketHandler:
             await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
             raise
         finally:
+            if non_standard > 1:
+                logger.info(
+                    "WebSocket %s (path=%s): %d messages used NaN/Infinity and were delivered as text",
+                    websocket.id,
+                    websocket.path,
+                    non_standard,
+                )
             self._connections.discard(websocket)
             for disconnect_hook in self._disconnect_hooks:
                 await self._call(disconnect_hook, websocket)
             await websocket.close()
+
+    async def _intercepted(self, websocket: WebSocket, message: Any) -> bool:
+        for interceptor in self._interceptors:
+            try:
+                if await interceptor(websocket, message):
+                    return True
+            except Exception as exc:
+                self._hook_failed(interceptor, websocket, exc)
+                return True
+        return False
 
     async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
         for hook in self._connect_hooks:
@@ -180,11 +320,32 @@ class WebSocketHandler:
                 return False
         return True
 
-    async def _too_big(self, websocket: WebSocket, size: int) -> None:
-        logger.warning(
-            "closing WebSocket %s (path=%s): message of %d bytes exceeds the limit of %d",
+    async def _too_fast(self, websocket: WebSocket) -> None:
+        rate = self.rate_limit
+        assert rate is not None
+        client = websocket.client
+        self.rejections.reject(
+            "rate",
+            client[0] if client is not None else str(websocket.id),
+            "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d)",
             websocket.id,
             websocket.path,
+            client,
+            websocket.user_id,
+            rate.rate,
+            rate.burst,
+        )
+        await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    async def _too_big(self, websocket: WebSocket, size: int) -> None:
+        client = websocket.client
+        self.rejections.reject(
+            "size",
+            client[0] if client is not None else str(websocket.id),
+            "closing WebSocket %s (path=%s client=%s): message of %d bytes exceeds the limit of %d",
+            websocket.id,
+            websocket.path,
+            client,
             size,
             self.max_message_size,
         )
@@ -221,3 +382,46 @@ class WebSocketHandler:
             websocket.user_id,
             exc_info=exc,
         )
+
+
+def _log_non_standard(websocket: WebSocket, exc: NonStandardJSONError) -> None:
+    logger.warning(
+        "WebSocket %s (path=%s client=%s): a message used %s, which is not JSON; it is delivered as text "
+        "(further ones on this connection are counted, not logged)",
+        websocket.id,
+        websocket.path,
+        websocket.client,
+        exc.constant,
+    )
+
+
+def _is_async(hook: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(hook):
+        return True
+    call = type(hook).__call__  # an instance with an async __call__
+    return not inspect.isroutine(hook) and not inspect.isclass(hook) and inspect.iscoroutinefunction(call)
+
+
+def _check_hook(kind: str, hook: Callable[..., Any], params: tuple[str, ...]) -> None:
+    """Refuse, at registration, a hook that would fail at its first call."""
+    name = getattr(hook, "__qualname__", None) or repr(hook)
+    wanted = f"async def {getattr(hook, '__name__', 'hook')}({', '.join(params)})"
+    if not callable(hook):
+        raise TypeError(f"{kind} hook {name!r} is not callable; register a function: {wanted}")
+    if not _is_async(hook):
+        raise TypeError(
+            f"{kind} hook {name!r} is not a coroutine function; QakeAPI awaits every hook, so define it "
+            f"with 'async def': {wanted}"
+        )
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):  # no signature to check (some builtins, C callables)
+        return
+    try:
+        signature.bind(*params)
+    except TypeError as exc:
+        raise TypeError(
+            f"{kind} hook {name!r} has the signature {signature}, but QakeAPI calls it with "
+            f"{len(params)} argument{'s' if len(params) > 1 else ''} ({', '.join(params)}): {exc}; "
+            f"define it as {wanted}"
+        ) from None

@@ -1,0 +1,206 @@
+"""Resource limits for WebSocket connections: pure decisions, no I/O.
+
+* :class:`TokenBucket` — the per-connection message rate limit: ``rate`` tokens a second, at
+  most ``burst`` saved up; a message takes one; an empty bucket closes the connection with
+  1008 (:attr:`~qakeapi.status.CloseCode.POLICY_VIOLATION`).
+* :class:`ConnectionCounter` — connections per key (the client's IP address), shared by every
+  handler that uses it (by default one counter for the whole process, so a cap counts
+  connections across paths).
+* :class:`RejectionLog` — counts every rejection by kind and logs the first one of each kind
+  and key once, so a flood writes a line, not a line per message or per handshake.
+
+The defaults (:class:`~qakeapi.core.websockets.handler.WebSocketHandler` uses them):
+:data:`DEFAULT_RATE_LIMIT` (200 messages a second, bursts of 1,000) and
+:data:`DEFAULT_MAX_CONNECTIONS_PER_IP` (1,024). Behind a reverse proxy every client has the
+proxy's address unless the server rewrites it (``uvicorn --proxy-headers
+--forwarded-allow-ips=...``); raise or disable the per-IP cap there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS_PER_IP",
+    "DEFAULT_RATE_LIMIT",
+    "ConnectionCounter",
+    "RateLimit",
+    "RejectionLog",
+    "TokenBucket",
+    "connection_counter",
+]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A message rate limit: ``rate`` messages a second on average, bursts up to ``burst``.
+
+    Args:
+        rate: Messages a second, sustained.
+        burst: Messages that may arrive at once (the bucket's size).
+
+    Raises:
+        ValueError: ``rate`` is not positive or ``burst`` is below 1.
+    """
+
+    rate: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be at least 1, got {self.burst}")
+
+    def bucket(self, now: float) -> TokenBucket:
+        """A full bucket for one connection.
+
+        Args:
+            now: The current time (``time.monotonic()``).
+
+        Returns:
+            The bucket.
+        """
+        return TokenBucket(self.rate, self.burst, now)
+
+
+DEFAULT_RATE_LIMIT = RateLimit(rate=200.0, burst=1000)
+"""The default per-connection message rate limit."""
+DEFAULT_MAX_CONNECTIONS_PER_IP = 1024
+"""The default cap of simultaneous connections from one IP address."""
+
+
+_ONE = 1.0 - 1e-9  # a whole token, forgiving the rounding of float time arithmetic
+
+
+class TokenBucket:
+    """A token bucket: refills ``rate`` tokens a second up to ``burst``; :meth:`take` spends one.
+
+    Args:
+        rate: Tokens a second.
+        burst: The bucket's size (it starts full).
+        now: The current time, in seconds (any monotonic clock).
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token.
+
+        Args:
+            now: The current time, on the clock given at construction.
+
+        Returns:
+            ``True`` when a token was there; ``False`` when the bucket is empty (the limit is
+            exceeded; nothing is spent).
+        """
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) if now > self._last else self._tokens
+        self._last = max(now, self._last)
+        if tokens < _ONE:
+            self._tokens = tokens
+            return False
+        self._tokens = max(0.0, tokens - 1.0)
+        return True
+
+    @property
+    def tokens(self) -> float:
+        """Tokens left at the last :meth:`take`."""
+        return self._tokens
+
+
+class ConnectionCounter:
+    """Counts open connections per key (an IP address, a user id)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def acquire(self, key: str, cap: int | None) -> bool:
+        """Count one more connection for ``key`` unless it already has ``cap``.
+
+        Args:
+            key: The key.
+            cap: The most connections allowed for a key; ``None``: no cap.
+
+        Returns:
+            ``True`` when counted (call :meth:`release` when it ends); ``False`` at the cap.
+        """
+        if cap is not None and self._counts[key] >= cap:
+            return False
+        self._counts[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        """Count one connection of ``key`` less.
+
+        Args:
+            key: The key given to a successful :meth:`acquire`.
+        """
+        left = self._counts[key] - 1
+        if left > 0:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
+
+    def count(self, key: str) -> int:
+        """How many connections ``key`` has.
+
+        Args:
+            key: The key.
+
+        Returns:
+            The count.
+        """
+        return self._counts.get(key, 0)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+connection_counter = ConnectionCounter()
+"""The process-wide per-IP counter the handlers share by default."""
+
+
+class RejectionLog:
+    """Counts rejections by kind; logs the first of each ``(kind, key)`` once.
+
+    Args:
+        logger: Where the lines go.
+        remember: How many ``(kind, key)`` pairs to remember as logged; past it the memory
+            is cleared (so a pair may be logged again, never unboundedly often).
+    """
+
+    def __init__(self, logger: logging.Logger, remember: int = 4096) -> None:
+        self.logger = logger
+        self.remember = remember
+        self.counts: Counter[str] = Counter()
+        """Rejections so far, by kind (``"rate"``, ``"size"``, ``"connections_per_ip"`` ...)."""
+        self._logged: set[tuple[str, str]] = set()
+
+    def reject(self, kind: str, key: str, message: str, *args: object) -> bool:
+        """Count a rejection; log ``message % args`` at WARNING if it is the first for ``(kind, key)``.
+
+        Args:
+            kind: What was exceeded.
+            key: Whose rejection (an IP address, a connection id).
+            message: The log message (``%``-style).
+            *args: Its arguments.
+
+        Returns:
+            Whether it was logged.
+        """
+        self.counts[kind] += 1
+        if (kind, key) in self._logged:
+            return False
+        if len(self._logged) >= self.remember:
+            self._logged.clear()
+        self._logged.add((kind, key))
+        self.logger.warning(message + " (further ones are counted, not logged)", *args)
+        return True

@@ -1,0 +1,189 @@
+"""Tests for qakeapi.core.limits and the limits WebSocketHandler enforces with them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
+from qakeapi.core.limits import (
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_RATE_LIMIT,
+    ConnectionCounter,
+    RateLimit,
+    RejectionLog,
+    TokenBucket,
+)
+from qakeapi.status import CloseCode
+from qakeapi.testing import TestClient
+
+# -- TokenBucket ----------------------------------------------------------------------------------
+
+
+def test_a_bucket_starts_full_and_empties() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_bucket_refills_at_the_rate_up_to_the_burst() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0)
+    for _ in range(3):
+        assert bucket.take(0.0)
+    assert not bucket.take(0.05)  # half a token
+    assert bucket.take(0.1)  # one token after 0.1 s at 10/s
+    assert not bucket.take(0.1)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # never more than the burst
+
+
+def test_a_sustained_rate_at_the_limit_passes_and_above_it_fails() -> None:
+    at_limit = TokenBucket(rate=100, burst=1, now=0.0)
+    assert all(at_limit.take(i / 100) for i in range(1, 1000))
+    above = TokenBucket(rate=100, burst=10, now=0.0)
+    results = [above.take(i / 200) for i in range(1, 1000)]  # 200/s against 100/s
+    assert not all(results)
+    assert results.index(False) == 19  # the burst of 10 plus the refill covered the first ones
+
+
+def test_a_clock_going_backwards_gives_nothing() -> None:
+    bucket = TokenBucket(rate=10, burst=1, now=5.0)
+    assert bucket.take(5.0)
+    assert not bucket.take(1.0)
+    assert not bucket.take(5.05)
+    assert bucket.take(5.1)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
+def test_bad_rate_limits_are_refused(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RateLimit(rate, burst)
+
+
+def test_the_handler_is_limited_by_default() -> None:
+    handler = WebSocketHandler()
+    assert handler.rate_limit is DEFAULT_RATE_LIMIT
+    assert handler.max_connections_per_ip == DEFAULT_MAX_CONNECTIONS_PER_IP
+
+
+# -- ConnectionCounter ----------------------------------------------------------------------------
+
+
+def test_counter_caps_per_key_and_forgets_empty_keys() -> None:
+    counter = ConnectionCounter()
+    assert counter.acquire("a", 2)
+    assert counter.acquire("a", 2)
+    assert not counter.acquire("a", 2)
+    assert counter.acquire("b", 2)
+    assert counter.count("a") == 2
+    counter.release("a")
+    assert counter.acquire("a", 2)
+    for _ in range(2):
+        counter.release("a")
+    counter.release("b")
+    assert len(counter) == 0
+    assert counter.acquire("c", None)
+
+
+# -- RejectionLog ---------------------------------------------------------------------------------
+
+
+def test_rejection_log_counts_everything_and_logs_each_kind_and_key_once(caplog: pytest.LogCaptureFixture) -> None:
+    log = RejectionLog(logging.getLogger("qakeapi.test"), remember=3)
+    with caplog.at_level(logging.WARNING, logger="qakeapi.test"):
+        logged = [log.reject("rate", "1.2.3.4", "too fast: %s", n) for n in range(1000)]
+        logged.append(log.reject("size", "1.2.3.4", "too big"))
+        logged.append(log.reject("rate", "5.6.7.8", "too fast: %s", "x"))
+    assert logged.count(True) == 3
+    assert log.counts == {"rate": 1001, "size": 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        "too fast: 0 (further ones are counted, not logged)",
+        "too big (further ones are counted, not logged)",
+        "too fast: x (further ones are counted, not logged)",
+    ]
+    assert log.reject("other", "k", "m")  # past `remember` the memory is cleared, never unbounded
+    assert log.reject("rate", "1.2.3.4", "again")
+
+
+# -- the handler ----------------------------------------------------------------------------------
+
+
+def serve(handler: WebSocketHandler) -> TestClient:
+    app = Application()
+
+    @handler.on_message
+    async def echo(websocket: WebSocket, message: Any) -> None:
+        await websocket.send_json(message)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    return TestClient(app, timeout=2.0)
+
+
+@pytest.mark.asyncio
+async def test_a_flood_is_closed_with_1008_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    handler = WebSocketHandler(rate_limit=RateLimit(rate=1, burst=5), connections=ConnectionCounter())
+    client = serve(handler)
+    with caplog.at_level(logging.WARNING, logger="qakeapi"):
+        for _ in range(3):
+            async with client.websocket_connect("/ws") as session:
+                for n in range(5):
+                    await session.send_json(n)
+                    assert await session.receive_json() == n
+                await session.send_json("one too many")
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    await session.receive_json()
+                assert (closed.value.code, closed.value.reason) == (CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+    assert handler.rejections.counts["rate"] == 3
+    lines = [r.getMessage() for r in caplog.records if "messages a second" in r.getMessage()]
+    assert len(lines) == 1
+    assert "more than 1 messages a second (bursts of 5)" in lines[0]
+
+
+@pytest.mark.asyncio
+async def test_no_rate_limit_when_disabled() -> None:
+    client = serve(WebSocketHandler(rate_limit=None, connections=ConnectionCounter()))
+    async with client.websocket_connect("/ws") as session:
+        for n in range(2000):
+            await session.send_json(n)
+        for n in range(2000):
+            assert await session.receive_json() == n
+
+
+@pytest.mark.asyncio
+async def test_connections_per_ip_are_capped_and_freed() -> None:
+    counter = ConnectionCounter()
+    handler = WebSocketHandler(max_connections_per_ip=2, connections=counter)
+    client = serve(handler)
+    first = await client.websocket_connect("/ws")
+    second = await client.websocket_connect("/ws")
+    with pytest.raises(WebSocketDisconnect):
+        await client.websocket_connect("/ws")
+    assert handler.rejections.counts["connections_per_ip"] == 1
+    await first.send_json("still served")
+    assert await first.receive_json() == "still served"
+    await first.close()
+    third = await client.websocket_connect("/ws")
+    await third.send_json("room again")
+    assert await third.receive_json() == "room again"
+    await second.close()
+    await third.close()
+    assert len(counter) == 0
+
+
+@pytest.mark.asyncio
+async def test_the_cap_counts_across_handlers_sharing_a_counter() -> None:
+    counter = ConnectionCounter()
+    one = serve(WebSocketHandler(max_connections_per_ip=1, connections=counter))
+    two = serve(WebSocketHandler(max_connections_per_ip=1, connections=counter))
+    session = await one.websocket_connect("/ws")
+    with pytest.raises(WebSocketDisconnect):
+        await two.websocket_connect("/ws")
+    await session.close()
+
+
+def test_bad_cap_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_connections_per_ip"):
+        WebSocketHandler(max_connections_per_ip=0)
