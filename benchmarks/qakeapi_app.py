@@ -16,12 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi.core.limits import RateLimit
 
-__all__ = ["app", "echo_handler", "room_handler"]
+__all__ = ["UNLIMITED", "app", "echo_handler", "room_handler"]
 
 app = Application()
-echo_handler = WebSocketHandler()
-room_handler = WebSocketHandler()
+# The load generator is one client on one IP opening up to 10,000 connections, each sending as
+# fast as it can: above the default per-IP cap and per-connection rate. The rate limit stays on
+# (a bucket far above the load), so its per-message cost is measured; the per-IP cap is off.
+UNLIMITED = RateLimit(rate=1e9, burst=1_000_000_000)
+echo_handler = WebSocketHandler(rate_limit=UNLIMITED, max_connections_per_ip=None)
+room_handler = WebSocketHandler(rate_limit=UNLIMITED, max_connections_per_ip=None)
 
 WELCOME = {"type": "welcome", "message": "Connected!"}
 

@@ -5,8 +5,8 @@ Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``
 Beyond the guide: the middleware's and the handler's options come from the environment
 (:func:`examples_app.settings.auth_options`, :func:`examples_app.settings.handler_options`);
 the app speaks the ``chat`` subprotocol when the client offers it (next to a ``bearer`` token,
-say); handshakes from another site are refused (:class:`~qakeapi.core.origins.OriginPolicy`:
-the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``; until ``Application`` checks origins itself);
+say); handshakes from another site are refused with 403 by the application's origin policy
+(:class:`~qakeapi.core.origins.OriginPolicy`: the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``);
 and ``POST /api/revoke`` with ``Authorization: Bearer <token>`` signs that user out everywhere
 (closes their connections with 4003 and refuses their older tokens).
 """
@@ -21,16 +21,15 @@ from qakeapi import Application, AuthenticationError, HTTPException, Request, Va
 from qakeapi.core.origins import OriginPolicy
 from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
-from qakeapi.status import CloseCode
 
 __all__ = ["app", "auth_middleware", "authenticator", "issue_token", "origin_policy", "ws_handler"]
 
 logger = logging.getLogger("examples_app")
 
-app = Application()
+origin_policy = OriginPolicy(allowed_origins())
+app = Application(origins=origin_policy)
 ws_handler = WebSocketHandler(**handler_options())
 authenticator = JWTAuthenticator(auth_config())
-origin_policy = OriginPolicy(allowed_origins())
 auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), **auth_options())
 
 
@@ -54,11 +53,6 @@ async def handle_message(websocket: WebSocket, message: Any) -> None:
 
 @app.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    decision = origin_policy.check(websocket.scope)
-    if not decision.allowed:
-        logger.warning("WebSocket %s: origin %r refused (%s)", websocket.id, decision.origin, decision.reason.value)
-        await websocket.close(CloseCode.POLICY_VIOLATION, "origin not allowed")  # before accept: HTTP 403
-        return
     await auth_middleware(websocket, ws_handler.handle_connection)
 
 

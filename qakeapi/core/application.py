@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from qakeapi.core.datastructures import State
 from qakeapi.core.middleware import Middleware
+from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginDecision, OriginPolicy
 from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
 from qakeapi.core.responses import JSONResponse, PlainTextResponse, Response
 from qakeapi.core.routing import Endpoint, Route, Router
@@ -70,14 +71,29 @@ class Application:
     HTTP, WebSocket and lifespan -- in the order given, the first one outermost;
     :meth:`add_middleware` adds one around all of them.
 
+    WebSocket handshakes are checked against an origin policy before the endpoint runs
+    (cross-site WebSocket hijacking): by default only pages of the same host and port may
+    connect, clients that send no ``Origin`` (non-browser clients) may, and ``Origin: null``
+    (sandboxed frames, ``file://`` pages) may not. A refused handshake gets HTTP 403 and a
+    WARNING line naming the origin. See :class:`~qakeapi.core.origins.OriginPolicy`.
+
     Args:
         max_body_size: The largest request body accepted, in bytes (413 beyond it).
         middleware: ASGI middleware to wrap the application in, outermost first.
+        origins: The origin policy for WebSocket handshakes; ``None`` turns the check off.
+
+    Attributes:
+        origin_policy: The origin policy in force (``None``: no check).
     """
 
     def __init__(
-        self, *, max_body_size: int = DEFAULT_MAX_BODY_SIZE, middleware: Sequence[Middleware] | None = None
+        self,
+        *,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        middleware: Sequence[Middleware] | None = None,
+        origins: OriginPolicy | None = DEFAULT_ORIGIN_POLICY,
     ) -> None:
+        self.origin_policy = origins
         self.router = Router()
         self.state = State()
         self.max_body_size = max_body_size
@@ -195,6 +211,12 @@ class Application:
                 await self._no_websocket_route(websocket)
                 return
             scope["path_params"] = match.params
+            policy = self.origin_policy
+            if policy is not None:
+                decision = policy.check(scope)
+                if not decision.allowed:
+                    await self._refuse_origin(websocket, decision)
+                    return
             try:
                 await match.route.endpoint(websocket, **match.params)
             except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
@@ -210,6 +232,17 @@ class Application:
             await self._lifespan(receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    async def _refuse_origin(self, websocket: WebSocket, decision: OriginDecision) -> None:
+        logger.warning(
+            "WebSocket %s at %s from %s: origin %r refused (%s); answering 403",
+            websocket.id,
+            websocket.path,
+            websocket.client,
+            decision.origin,
+            decision.reason.value,
+        )
+        await websocket.deny(403, [(b"content-type", b"application/json")], b'{"detail":"origin not allowed"}')
 
     async def _no_websocket_route(self, websocket: WebSocket) -> None:
         path = websocket.path

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Origin", "OriginDecision", "OriginPolicy", "OriginReason"]
+__all__ = ["DEFAULT_ORIGIN_POLICY", "Origin", "OriginDecision", "OriginPolicy", "OriginReason"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -231,3 +231,8 @@ class OriginPolicy:
             return False
         target = _host_and_port(hosts[0], _DEFAULT_PORTS[origin.scheme])
         return target == (origin.host, origin.port)
+
+
+DEFAULT_ORIGIN_POLICY = OriginPolicy()
+"""The policy of an :class:`~qakeapi.Application` nobody configured: same host and port only,
+no ``null``, a missing ``Origin`` allowed."""
