@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import functools
 import os
 import secrets
 from datetime import timedelta
@@ -75,15 +76,19 @@ def handler_options() -> dict[str, Any]:
 def auth_config() -> AuthConfig:
     """The JWT settings: ``QAKEAPI_SECRET_KEY`` (a random per-process key when unset) and
     ``QAKEAPI_TOKEN_EXPIRY`` (seconds, default one hour)."""
-    secret = os.environ.get("QAKEAPI_SECRET_KEY")
-    if not secret:
-        logger.warning(
-            "QAKEAPI_SECRET_KEY is not set: signing tokens with a random key of this process; "
-            "tokens will not verify on other processes or after a restart"
-        )
-        secret = secrets.token_urlsafe(32)
+    secret = os.environ.get("QAKEAPI_SECRET_KEY") or _process_secret()
     expiry = _seconds("QAKEAPI_TOKEN_EXPIRY", 3600.0) or 3600.0
     return AuthConfig(secret_key=secret, token_expiry=timedelta(seconds=expiry))
+
+
+@functools.cache
+def _process_secret() -> str:
+    """One random key for the whole process (every example app shares it), announced once."""
+    logger.warning(
+        "QAKEAPI_SECRET_KEY is not set: signing tokens with a random key of this process; "
+        "tokens will not verify on other processes or after a restart"
+    )
+    return secrets.token_urlsafe(32)
 
 
 def redis_url() -> str:

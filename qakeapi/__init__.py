@@ -1,6 +1,9 @@
 """QakeAPI: an ASGI web framework for real-time WebSocket applications."""
 
 from qakeapi.core.application import Application
+from qakeapi.core.limits import RateLimit
+from qakeapi.core.middleware import Middleware
+from qakeapi.core.origins import OriginPolicy
 from qakeapi.core.requests import Request
 from qakeapi.core.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from qakeapi.core.websockets import WebSocket, WebSocketHandler, WebSocketState
@@ -25,8 +28,11 @@ __all__ = [
     "HTMLResponse",
     "HTTPException",
     "JSONResponse",
+    "Middleware",
+    "OriginPolicy",
     "PlainTextResponse",
     "QakeAPIError",
+    "RateLimit",
     "Request",
     "Response",
     "ValidationError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -295,7 +296,9 @@ def test_auth_config_reads_the_secret_key(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_auth_config_without_secret_key_is_random_and_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QAKEAPI_SECRET_KEY", raising=False)
-    first, second = settings.auth_config(), settings.auth_config()
+    first = settings.auth_config()
+    settings._process_secret.cache_clear()  # as a new process would
+    second = settings.auth_config()
     assert first.secret_key != second.secret_key
     assert len(first.secret_key.encode()) >= 32
     assert not first.short_key
@@ -373,3 +376,20 @@ async def test_revoke_endpoint_needs_a_valid_bearer_token(client: TestClient) ->
         assert (closed.value.code, closed.value.reason) == (4003, "signed out")
     response = await client.post("/api/revoke", headers={"Authorization": f"Bearer {token}"})
     assert (response.status_code, response.json()) == (401, {"detail": "token rejected: revoked"})
+
+
+def test_without_a_secret_every_example_shares_one_key_announced_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from examples_app import settings
+
+    monkeypatch.delenv("QAKEAPI_SECRET_KEY", raising=False)
+    settings._process_secret.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="examples_app"):
+        first, second = settings.auth_config(), settings.auth_config()
+    assert first.secret_key == second.secret_key
+    assert [r.getMessage() for r in caplog.records].count(
+        "QAKEAPI_SECRET_KEY is not set: signing tokens with a random key of this process; "
+        "tokens will not verify on other processes or after a restart"
+    ) == 1
+    settings._process_secret.cache_clear()
