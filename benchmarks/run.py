@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         label = f"{impl or 'default (uvicorn auto)'}" if a.server == "uvicorn" else a.server
         rows = {app: summarise(runs[(impl, app)], p) for app in apps}
         cols = [name for name, _, _ in _metrics(p) if any(r.get(name) is not None for r in rows.values())]
-        print("\n" + _table(f"== medians of {a.rounds} round(s), uvicorn --ws {label}", rows, cols))
+        where = f"uvicorn --ws {label}" if a.server == "uvicorn" else label
+        print("\n" + _table(f"== medians of {a.rounds} round(s), {where}", rows, cols))
         section: dict[str, Any] = {"medians": rows}
         for base in ("raw", "starlette"):
             rat = ratios(rows, base, p)
