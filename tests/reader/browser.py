@@ -21,26 +21,25 @@ import asyncio
 import re
 from pathlib import Path
 
-from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser import TIMEOUT_MS, ChatScenarioError, PageLog, launch
+from tests.e2e.browser import (
+    CHAT_URL,
+    TIMEOUT_MS,
+    ChatScenarioError,
+    PageLog,
+    console_errors,
+    launch,
+    messages_text,
+    open_served_page,
+)
 from tests.e2e.servers import Server
 
-__all__ = ["DOCUMENTED_URL", "SCENARIOS", "console_errors", "open_from_file", "run_guide_chat", "run_login_page"]
+__all__ = ["DOCUMENTED_URL", "SCENARIOS", "open_from_file", "run_guide_chat", "run_login_page"]
 
 JOINED = re.compile(r"^System: User (\d+) joined$")
-DOCUMENTED_URL = "http://localhost:8000/"
-"""Where the guide tells the reader to open the chat page (mapped to the server under test)."""
-DETAIL_TIMEOUT_MS = 2_000  # reading a page's text for a failure report must not hide the failure
-
-
-async def open_served_page(page: Page, url: str, saved: str) -> None:
-    """Load ``url`` in ``page`` and check that the server answered with the saved file, verbatim."""
-    response = await page.goto(url)
-    assert response is not None, f"no response for {url}"
-    assert response.status == 200, f"GET {url}: HTTP {response.status}"
-    assert await response.text() == saved, f"{url} does not serve the saved page"
+DOCUMENTED_URL = CHAT_URL
+"""Where the docs tell the reader to open their pages (mapped to the server under test)."""
 
 
 async def run_guide_chat(page_file: Path, server: Server, out_dir: Path) -> dict[str, Path]:
@@ -116,7 +115,7 @@ async def run_guide_chat(page_file: Path, server: Server, out_dir: Path) -> dict
                 path = out_dir / f"failure-page-{name}.png"
                 await page.screenshot(path=str(path))
                 shots[f"failure-{name}"] = path
-                details.append(f"[page {name}] {page.url}:\n{await _messages(page)}")
+                details.append(f"[page {name}] {page.url}:\n{await messages_text(page)}")
         details += [log.report() for log in logs]
         details.append("screenshots: " + ", ".join(str(path) for path in shots.values()))
         details.append("server log:\n" + server.output()[-3000:])
@@ -124,14 +123,6 @@ async def run_guide_chat(page_file: Path, server: Server, out_dir: Path) -> dict
     finally:
         await browser.close()
         await playwright.stop()
-
-
-async def _messages(page: Page) -> str:
-    """The text of the page's ``#messages``, or why it cannot be read (a page that never loaded)."""
-    try:
-        return await page.inner_text("#messages", timeout=DETAIL_TIMEOUT_MS)
-    except PlaywrightError as exc:
-        return f"(no #messages: {exc.message.splitlines()[0]})"
 
 
 async def open_from_file(page_file: Path, server: Server) -> list[str]:
@@ -199,21 +190,7 @@ async def run_login_page(page_file: Path, server: Server, out_dir: Path) -> dict
         await playwright.stop()
 
 
-_NOT_FOUND = "error: Failed to load resource: the server responded with a status of 404 (Not Found)"
 _WRONG_PASSWORD = "error: Failed to load resource: the server responded with a status of 401 (Unauthorized)"
-
-
-def console_errors(logs: list[PageLog], server: Server, *, expected: tuple[str, ...] = ()) -> list[str]:
-    """The pages' console errors, but the expected ones.
-
-    A page served over HTTP asks for ``/favicon.ico``, which the docs' servers do not have; the
-    console line does not name the URL, so its 404 is let through only when every 404 in the
-    server's log is the favicon's (which this asserts). ``expected`` lines are let through too.
-    """
-    not_found = re.findall(r'"GET (\S+) HTTP/1\.1" 404', server.output())
-    assert set(not_found) <= {"/favicon.ico"}, f"the server answered 404 for {not_found}"
-    allowed = {*expected, _NOT_FOUND} if not_found else set(expected)
-    return [line for log in logs for line in log.console if line.startswith("error") and line not in allowed]
 
 
 SCENARIOS = {"chat/chat.html": run_guide_chat, "login/index.html": run_login_page}
