@@ -177,3 +177,28 @@ async def test_guide_html_client_served_at_index_in_two_browser_pages(serve: Ser
     shots = await run_two_page_chat(html, server, tmp_path)
     assert shots["one"].stat().st_size > 0
     assert shots["two"].stat().st_size > 0
+
+
+async def test_guide_html_client_opened_at_another_host_is_refused(serve: Serve) -> None:
+    """At http://127.0.0.1:<port>/ the page's origin is not ``localhost:8000``, the host it connects to."""
+    from playwright.async_api import expect
+
+    from tests.e2e.browser import TIMEOUT_MS, PageLog, launch
+
+    server = serve("chat_app")
+    browser, playwright = await launch(server)
+    log = PageLog("127.0.0.1 page")
+    try:
+        page = await browser.new_page()
+        log.attach(page)
+        response = await page.goto(f"{server.http_url}/")
+        assert response is not None
+        assert response.status == 200
+        messages = page.locator("#messages")
+        await expect(messages).to_have_text("System: Disconnected from server", timeout=TIMEOUT_MS)
+    finally:
+        await browser.close()
+        await playwright.stop()
+    assert any("WebSocket connection to 'ws://localhost:8000/ws' failed" in line for line in log.console), log.report()
+    output = server.output()
+    assert f"origin 'http://127.0.0.1:{server.port}' refused (not_allowed); answering 403" in output, output
