@@ -20,7 +20,10 @@ block that defines it (``async def`` tests run in the document's loop).
 ``html`` blocks (the guide's chat client, the login page of the authentication how-to) are
 saved with the files the page has told the reader to write so far, the server their section
 documents is started with its documented command (under uvicorn, on a free port), and the page
-goes through its scenario in headless Chromium (``tests.reader.browser.SCENARIOS``).
+goes through its scenario in headless Chromium (``tests.reader.browser.SCENARIOS``). The browser
+loads the page from that server at http://localhost:8000/ (mapped to the server's real port), as
+the docs tell the reader to, and checks that the server serves the saved file: a page opened
+from a ``file://`` URL would send ``Origin: null``, which QakeAPI's default origin policy refuses.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Every connection is welcomed and put in room ``general``; the members already there get
 ``user_joined``. Chat messages reach every member of the room, the sender included, exactly once.
+``GET /`` serves the guide's HTML client, which chats in Chromium loaded from there.
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.conftest import Serve, assert_no_message, recv_json
+from tests.e2e.servers import ROOT
+from tests.reader.page import Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 GENERAL = "general"
+GUIDE = ROOT / "docs" / "guide" / "websockets.rst"
 INVALID = {"type": "error", "message": "Invalid message: expected a JSON object with a 'type'"}
 
 
@@ -162,3 +167,38 @@ async def test_index_serves_the_chat_page(serve: Serve) -> None:
     status, content_type, page = await asyncio.to_thread(fetch)
     assert (status, content_type) == (200, "text/html; charset=utf-8")
     assert "new WebSocket('ws://localhost:8000/ws')" in page
+
+
+async def test_guide_html_client_served_at_index_in_two_browser_pages(serve: Serve, tmp_path: Path) -> None:
+    from tests.e2e.browser import run_two_page_chat  # Playwright: only where the browser tests run
+
+    (html,) = [block.code for block in Page.read(GUIDE).blocks if block.language == "html"]
+    server = serve("chat_app")
+    shots = await run_two_page_chat(html, server, tmp_path)
+    assert shots["one"].stat().st_size > 0
+    assert shots["two"].stat().st_size > 0
+
+
+async def test_guide_html_client_opened_at_another_host_is_refused(serve: Serve) -> None:
+    """At http://127.0.0.1:<port>/ the page's origin is not ``localhost:8000``, the host it connects to."""
+    from playwright.async_api import expect
+
+    from tests.e2e.browser import TIMEOUT_MS, PageLog, launch
+
+    server = serve("chat_app")
+    browser, playwright = await launch(server)
+    log = PageLog("127.0.0.1 page")
+    try:
+        page = await browser.new_page()
+        log.attach(page)
+        response = await page.goto(f"{server.http_url}/")
+        assert response is not None
+        assert response.status == 200
+        messages = page.locator("#messages")
+        await expect(messages).to_have_text("System: Disconnected from server", timeout=TIMEOUT_MS)
+    finally:
+        await browser.close()
+        await playwright.stop()
+    assert any("WebSocket connection to 'ws://localhost:8000/ws' failed" in line for line in log.console), log.report()
+    output = server.output()
+    assert f"origin 'http://127.0.0.1:{server.port}' refused (not_allowed); answering 403" in output, output

@@ -20,6 +20,7 @@ PAGES = [
     "reference/websockets.rst",
     "topics/lifecycle.rst",
     "topics/delivery.rst",
+    "topics/security.rst",
 ]
 
 

@@ -68,7 +68,8 @@ async def test_step_3_names(reader: Reader) -> None:
         assert await recv_json(ann) == {"type": "said", "room": "python", "from": "ann", "text": "hi"}
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"{server.ws_url}/chat")
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.headers["WWW-Authenticate"].startswith("Bearer ")
     (command,) = talk
     printed = await asyncio.to_thread(
         reader.shell.interact,
