@@ -3,7 +3,8 @@
 Every new connection joins room ``general`` (the guide's HTML client sends there without
 joining). ``GET /`` serves the guide's HTML client.
 
-Run: ``uvicorn examples_app.chat_app:app`` and open http://127.0.0.1:8000
+Run: ``uvicorn examples_app.chat_app:app`` and open http://localhost:8000 (the page connects to
+``ws://localhost:8000/ws``; opened as http://127.0.0.1:8000 its origin differs and is refused)
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 page talks JSON over the WebSocket ``/chat``, whose URL it derives from its own location, so the
 demo works on any host and port. ``GET /guide-client`` serves the guide's HTML client verbatim,
 talking to the guide's chat (:mod:`examples_app.chat_app`) on ``/ws`` -- that page hard-codes
-``ws://localhost:8000/ws``, so it works when the demo runs on port 8000.
+``ws://localhost:8000/ws``, so it works when the demo runs on port 8000 and is opened as
+http://localhost:8000/guide-client (another origin is refused by the origin policy).
 
 The protocol of ``/chat`` (every frame a JSON object with a ``type``):
 
