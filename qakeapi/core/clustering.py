@@ -289,7 +289,7 @@ class ClusteredManager:
             How many connections of this node it was sent to.
 
         Raises:
-            ClusterUnavailableError: The other nodes cannot be reached (the backend has been
+            qakeapi.core.cluster.outbox.ClusterUnavailableError: The other nodes cannot be reached (the backend has been
                 down longer than ``buffer_seconds``, or the buffer is full). Local connections
                 got the message.
         """
@@ -308,7 +308,7 @@ class ClusteredManager:
             How many connections of this node it was sent to.
 
         Raises:
-            ClusterUnavailableError: As for :meth:`broadcast`.
+            qakeapi.core.cluster.outbox.ClusterUnavailableError: As for :meth:`broadcast`.
         """
         await self.start()
         frame = as_frame(message)
@@ -324,7 +324,7 @@ class ClusteredManager:
             if it belongs to this node and is not connected (or the id is malformed).
 
         Raises:
-            ClusterUnavailableError: As for :meth:`broadcast`.
+            qakeapi.core.cluster.outbox.ClusterUnavailableError: As for :meth:`broadcast`.
         """
         await self.start()
         owner = instance_of(connection)

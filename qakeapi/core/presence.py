@@ -26,9 +26,9 @@ class PresenceReason(str, enum.Enum):
     SYNC = "sync"
     """A node's full state arrived and differed from what this node knew."""
     NODE_DOWN = "node_down"
-    """A node stopped sending heartbeats: its members left."""
+    """A node stopped sending heartbeats — its members left."""
     NODE_LEFT = "node_left"
-    """A node shut down cleanly: its members left."""
+    """A node shut down cleanly — its members left."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,28 +27,28 @@ class Kind(str, enum.Enum):
     """What an envelope carries (header field ``"k"``)."""
 
     ALL = "all"
-    """A frame for every connection; ``exclude``: a connection id to leave out."""
+    """A frame for every connection; ``exclude`` — a connection id to leave out."""
     ROOM = "room"
-    """A frame for the members of ``room``; ``exclude``: a connection id to leave out."""
+    """A frame for the members of ``room``; ``exclude`` — a connection id to leave out."""
     USER = "user"
     """A frame for every connection of ``user``."""
     CONNECTION = "conn"
     """A frame for the one connection ``connection``."""
     HEARTBEAT = "hb"
-    """I am alive; ``version``: my presence version."""
+    """I am alive; ``version`` — my presence version."""
     PRESENCE = "pres"
-    """My presence changed: ``version``, ``joins`` ``[[room, connection, user], ...]``,
+    """My presence changed — ``version``, ``joins`` ``[[room, connection, user], ...]``,
     ``leaves`` ``[[room, connection], ...]``."""
     SYNC = "sync"
-    """Instance ``to``: please publish your whole presence."""
+    """Instance ``to`` — please publish your whole presence."""
     STATE = "state"
-    """My whole presence: ``version``, ``members`` ``[[room, connection, user], ...]``."""
+    """My whole presence — ``version``, ``members`` ``[[room, connection, user], ...]``."""
     LOST = "lost"
     """I dropped ``count`` messages for ``rooms``, ``users``, ``connections`` (or ``everyone``)."""
     BYE = "bye"
-    """I am shutting down: forget my presence."""
+    """I am shutting down — forget my presence."""
     SKIP = "skip"
-    """The client message with this number was dropped (it waited too long): do not wait for it."""
+    """The client message with this number was dropped (it waited too long) — do not wait for it."""
 
 
 DATA_KINDS = frozenset({Kind.ALL, Kind.ROOM, Kind.USER, Kind.CONNECTION})

@@ -17,6 +17,7 @@ __all__ = ["INSTANCE_ID_LENGTH", "connection_id", "instance_of", "local_of", "ne
 
 
 INSTANCE_ID_LENGTH = 12
+"""How many digits an instance id has (the start of every connection id of that instance)."""
 
 
 def new_instance_id() -> str:
