@@ -153,27 +153,37 @@ class RedisStreamBackend(BroadcastBackend):
     async def publish_many(self, channel: str, payloads: Sequence[str | bytes]) -> None:
         """Append ``payloads`` to the stream ``channel`` in order, in one round trip.
 
-        If the connection breaks after Redis took some of them, a retry appends those again:
-        receivers drop duplicates by the sequence numbers inside the payloads.
+        A broken pooled connection is retried once on a fresh one. If it broke after Redis took
+        some of the payloads, the retry appends those again: receivers drop duplicates by the
+        sequence numbers inside the payloads.
 
         Raises:
             BroadcastError: Not connected, or Redis could not be reached.
         """
         if self._writer is None:
             raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
-        try:
-            async with self._writer.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.xadd(channel, {_FIELD: payload}, maxlen=self.max_len, approximate=True)
-                if self.ttl is not None:
-                    pipe.expire(channel, self.ttl)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+        for attempt in (1, 2):
+            try:
+                async with self._writer.pipeline(transaction=False) as pipe:
+                    for payload in payloads:
+                        pipe.xadd(channel, {_FIELD: payload}, maxlen=self.max_len, approximate=True)
+                    if self.ttl is not None:
+                        pipe.expire(channel, self.ttl)
+                    await pipe.execute()
+                return
+            except RedisConnectionError as exc:
+                # A pooled connection may have been killed or died with a restart: one retry on a fresh one.
+                if attempt == 1:
+                    continue
+                error: Exception = exc
+            except (RedisError, OSError) as exc:
+                error = exc
             raise BroadcastError(
-                f"cannot publish to {channel!r} on {self.safe_url}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
+            ) from error
 
     async def _read(self) -> None:
         """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""

@@ -1,0 +1,126 @@
+"""The cluster over real Redis in-process: the stream backend and managers against a private ``redis-server``.
+
+Each test starts its own ``redis-server`` on a free port, so it can stop it, restart it and
+kill its connections without disturbing anybody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from qakeapi import BroadcastError, WebSocketHandler
+from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
+from qakeapi.core.clustering import ClusteredManager
+from tests.redis_server import RedisServer, wait_until
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path, password="pw-not-in-logs") as redis_server:
+        yield redis_server
+
+
+async def collect(backend: RedisStreamBackend, into: list[bytes]) -> None:
+    async for event in backend.events():
+        into.append(event.payload)
+
+
+@pytest.mark.asyncio
+async def test_a_reader_resumes_after_its_connection_is_killed_and_misses_nothing(server: RedisServer) -> None:
+    writer, reader = RedisStreamBackend(server.url), RedisStreamBackend(server.url, min_backoff=0.01)
+    received: list[bytes] = []
+    await writer.connect()
+    await reader.connect()
+    await reader.subscribe("c")
+    task = asyncio.get_running_loop().create_task(collect(reader, received))
+    admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        await writer.publish("c", b"0")
+        await wait_until(lambda: received == [b"0"], "the first message")
+        assert reader.connected_since is not None
+        killed = admin.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        for n in range(1, 50):  # published while the reader reconnects
+            await writer.publish("c", str(n).encode())
+        await wait_until(lambda: len(received) == 50, "all 50 messages")
+        assert received == [str(n).encode() for n in range(50)]
+        assert reader.reconnects == 1
+    finally:
+        admin.close()
+        task.cancel()
+        await writer.disconnect()
+        await reader.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_publish_while_redis_is_down_raises_broadcast_error_without_the_password(server: RedisServer) -> None:
+    backend = RedisStreamBackend(server.url)
+    await backend.connect()
+    try:
+        server.stop()
+        with pytest.raises(BroadcastError, match=f"cannot publish to 'c' on redis://127.0.0.1:{server.port}") as raised:
+            await backend.publish("c", b"x")
+        assert "pw-not-in-logs" not in str(raised.value)
+    finally:
+        await backend.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_publish_before_connect_raises() -> None:
+    with pytest.raises(BroadcastError, match="not connected"):
+        await RedisStreamBackend("redis://127.0.0.1:1").publish("c", b"x")
+
+
+@pytest.mark.asyncio
+async def test_stream_keys_are_trimmed_and_expire(server: RedisServer) -> None:
+    backend = RedisStreamBackend(server.url, max_len=10, ttl=60)
+    await backend.connect()
+    admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        await backend.publish_many("c", [str(n) for n in range(500)])
+        assert admin.xlen("c") < 500  # approximate trimming keeps about max_len (whole nodes)
+        assert 0 < admin.ttl("c") <= 60
+    finally:
+        admin.close()
+        await backend.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_node_starts_at_once_with_redis_down_and_joins_when_it_appears(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "qakeapi")
+    server.stop()
+    first = ClusteredManager(WebSocketHandler(), RedisStreamBackend(server.url, min_backoff=0.02), "node-1")
+    second = ClusteredManager(WebSocketHandler(), RedisStreamBackend(server.url, min_backoff=0.02), "node-2")
+    try:
+        started = time.monotonic()
+        await first.start()
+        await second.start()
+        assert time.monotonic() - started < 1.0
+        second_got: list[str] = []
+
+        @second.on_presence
+        async def seen(diff: object) -> None:
+            second_got.append(repr(diff))
+
+        assert await first.broadcast("early") == 0  # no local connections; buffered for the others
+        await asyncio.sleep(0.3)  # Redis is still down: the publish waits in the buffer
+        assert len(first.outbox) >= 1
+        await asyncio.to_thread(server.start)
+        await wait_until(lambda: not first.outbox, "the buffer was flushed", timeout=5)
+        await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1", timeout=5)
+        assert first.outbox.dropped == 0
+    finally:
+        await first.close()
+        await second.close()
+    assert "pw-not-in-logs" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) <= 8, lines  # per node: down and up, reader and sender; not one line per attempt
