@@ -370,11 +370,16 @@ class ClusteredManager:
         try:
             self.outbox.put(kind, data, frame, time.monotonic())
         finally:
-            if self._wake is not None:
-                self._wake.set()
+            self._kick()
 
-    def _control(self, kind: Kind, data: dict[str, Any]) -> None:
-        if self.outbox.put_control(kind, data, time.monotonic()) and self._wake is not None:
+    def _control(self, kind: Kind, data: dict[str, Any], *, force: bool = False) -> None:
+        if self.outbox.put_control(kind, data, time.monotonic(), force=force):
+            self._kick()
+
+    def _kick(self) -> None:
+        """Something was buffered: wake the sender (and the buffer is not idle any more)."""
+        if self._wake is not None and self._idle is not None and self.outbox:
+            self._idle.clear()
             self._wake.set()
 
     async def _send(self) -> None:
@@ -388,7 +393,6 @@ class ClusteredManager:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
-                self._idle.clear()
                 continue
             now = time.monotonic()
             outbox.expire(now)
@@ -435,9 +439,7 @@ class ClusteredManager:
             if self.outbox.down_since is None:
                 self._control(Kind.HEARTBEAT, {"version": self._version})
             elif not self.outbox:  # down, nothing waiting: a heartbeat probes for the way back
-                self.outbox.put_control(Kind.HEARTBEAT, {"version": self._version}, time.monotonic(), force=True)
-                if self._wake is not None:
-                    self._wake.set()
+                self._control(Kind.HEARTBEAT, {"version": self._version}, force=True)
             self._expire_peers(time.monotonic())
             await asyncio.sleep(self.heartbeat_interval)
 
