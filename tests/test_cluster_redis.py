@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from qakeapi import BroadcastError, WebSocketHandler
-from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
-from qakeapi.core.clustering import ClusteredManager
-from tests.redis_server import RedisServer, wait_until
+from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, SentinelTarget, parse_sentinel_url
+from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
+from qakeapi.testing import TestClient
+from tests.redis_server import RedisServer, SentinelServer, wait_until
 
 
 @pytest.fixture
@@ -124,3 +125,82 @@ async def test_a_node_starts_at_once_with_redis_down_and_joins_when_it_appears(
     assert "pw-not-in-logs" not in caplog.text
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) <= 8, lines  # per node: down and up, reader and sender; not one line per attempt
+
+
+# -- Sentinel ------------------------------------------------------------------------------------
+
+
+def parse(url: str) -> SentinelTarget:
+    return parse_sentinel_url(url)
+
+
+def test_sentinel_urls_are_parsed() -> None:
+    target = parse("redis+sentinel://u:p%40ss@10.0.0.1:26379,[::1]:26380/mymaster/2?sentinel_auth=1")
+    assert target == SentinelTarget([("10.0.0.1", 26379), ("::1", 26380)], "mymaster", 2, "u", "p@ss", True)
+    assert parse("redis+sentinel://h:1/svc") == SentinelTarget([("h", 1)], "svc")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("redis+sentinel:///svc", "at least one host:port"),
+        ("redis+sentinel://h/svc", "bad Sentinel address"),
+        ("redis+sentinel://h:1", "needs /service"),
+        ("redis+sentinel://h:1/svc/x", "needs /service"),
+    ],
+)
+def test_bad_sentinel_urls_are_refused_when_the_manager_is_created(url: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_clustered_manager(WebSocketHandler(), url, "node-1")
+
+
+def redis_node(url: str, node_id: str) -> tuple[ClusteredManager, TestClient]:
+    handler = WebSocketHandler()
+    manager = ClusteredManager(handler, RedisStreamBackend(url, min_backoff=0.02, max_backoff=0.3), node_id)
+    app = Application()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await manager.handle_connection(websocket)
+
+    return manager, TestClient(app, timeout=10)
+
+
+@pytest.mark.asyncio
+async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    password = "sentinel-pw"
+    with (
+        RedisServer(tmp_path, password=password) as master,
+        RedisServer(tmp_path, password=password, args=("--replicaof", "127.0.0.1", str(master.port))) as replica,
+    ):
+        sentinels = [SentinelServer(tmp_path, master) for _ in range(3)]
+        try:
+            hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+            url = f"redis+sentinel://:{password}@{hosts}/mymaster"
+            first, first_client = redis_node(url, "node-1")
+            second, second_client = redis_node(url, "node-2")
+            async with (
+                first_client.websocket_connect("/ws") as sender_side,
+                second_client.websocket_connect("/ws") as receiver,
+            ):
+                await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+                count = 60
+                for n in range(count):
+                    if n == 20:
+                        master.stop(kill=True)  # the master dies mid-stream
+                    await first.broadcast({"n": n})
+                    assert await sender_side.receive_json() == {"n": n}
+                    await asyncio.sleep(0.02)
+                await wait_until(
+                    lambda: sentinels[0].master_port() == replica.port, "Sentinel promoted the replica", timeout=15
+                )
+                received = [await receiver.receive_json(timeout=15) for _ in range(count)]
+                assert received == [{"n": n} for n in range(count)]
+                with pytest.raises(TimeoutError):
+                    await receiver.receive(timeout=0.3)  # nothing doubled
+                assert first.outbox.dropped == 0
+            await first.close()
+            await second.close()
+        finally:
+            for sentinel in sentinels:
+                sentinel.stop()

@@ -57,6 +57,9 @@ DEFAULT_CHANNEL = "qakeapi:broadcast"
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 DEFAULT_NODE_TIMEOUT = 5.0
 _BATCH = 512
+_REDIS_SCHEMES = frozenset(
+    {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+)
 _SYNC_RETRY = 2.0
 
 PresenceHook = Callable[[PresenceDiff], Awaitable[Any]]
@@ -642,7 +645,8 @@ class ClusteredManager:
 def create_cluster_backend(url: str) -> BroadcastBackend:
     """Create the backend a cluster uses for ``url``, without connecting it.
 
-    ``redis://``, ``rediss://`` and ``unix://`` get a
+    ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://host:port,.../service`` and
+    ``redis+cluster://host:port`` get a
     :class:`~qakeapi.core.broadcast.redis_stream.RedisStreamBackend` (Redis Streams: a node that
     reconnects misses nothing still in the stream); ``memory://[name]`` an in-process
     :class:`~qakeapi.core.broadcast.memory.MemoryBackend` for one process.
@@ -651,15 +655,20 @@ def create_cluster_backend(url: str) -> BroadcastBackend:
         ValueError: The scheme is not supported.
     """
     scheme = url.partition("://")[0]
-    if scheme in ("redis", "rediss", "unix"):
-        from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
+    if scheme in _REDIS_SCHEMES:
+        from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, parse_sentinel_url
 
+        if "sentinel" in scheme:
+            parse_sentinel_url(url)  # a bad URL fails here, not in the reader later
         return RedisStreamBackend(url)
     if scheme == "memory":
         from qakeapi.core.broadcast import create_backend
 
         return create_backend(url)
-    raise ValueError(f"unsupported cluster URL scheme {scheme!r} (use redis://, rediss://, unix:// or memory://)")
+    raise ValueError(
+        f"unsupported cluster URL scheme {scheme!r} (use redis://, rediss://, unix://, redis+sentinel://, "
+        "redis+cluster:// or memory://)"
+    )
 
 
 def create_clustered_manager(

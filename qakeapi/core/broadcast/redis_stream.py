@@ -1,5 +1,9 @@
 """A Redis Streams broadcast backend for clusters: what a reader missed while away is still there.
 
+URLs: ``redis://``, ``rediss://``, ``unix://``; ``redis+sentinel://`` for a master behind
+Sentinel (redis-py asks the Sentinels for the master again after a failover); and
+``redis+cluster://`` for Redis Cluster (each stream is one key, so it lives on one shard).
+
 Each channel is a stream key. :meth:`RedisStreamBackend.publish` appends (``XADD``, trimmed to
 about ``max_len`` entries); a supervised reader task reads every subscribed stream
 (``XREAD BLOCK``) from the last entry it saw. A reader that loses its connection (Redis
@@ -20,7 +24,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.broadcast.redis import redact_url
@@ -29,7 +35,14 @@ from qakeapi.exceptions import BroadcastError, MissingDependencyError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["DEFAULT_MAX_LEN", "RedisStreamBackend"]
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "DEFAULT_MAX_LEN",
+    "SENTINEL_SCHEMES",
+    "RedisStreamBackend",
+    "SentinelTarget",
+    "parse_sentinel_url",
+]
 
 logger = logging.getLogger("qakeapi.broadcast.redis")
 
@@ -37,6 +50,69 @@ DEFAULT_MAX_LEN = 10_000
 """About how many entries a stream keeps (``XADD ... MAXLEN ~``)."""
 
 _FIELD = b"d"
+
+SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
+"""URL schemes of a Redis behind Sentinel: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``."""
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+"""URL schemes of a Redis Cluster: ``redis+cluster://[[user]:password@]host:port`` (any node of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """Where a ``redis+sentinel://`` URL points.
+
+    Attributes:
+        sentinels: The Sentinel addresses.
+        service: The monitored master's name.
+        db: The database number.
+        username: The Redis user, if any.
+        password: The Redis password, if any.
+        sentinel_auth: Whether the Sentinels take the same credentials (``?sentinel_auth=1``).
+    """
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_auth: bool = False
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """Parse ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db][?sentinel_auth=1]``.
+
+    Args:
+        url: The URL.
+
+    Returns:
+        The Sentinel addresses, the service and the credentials.
+
+    Raises:
+        ValueError: No Sentinel address, no service name, or a bad port or database.
+    """
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for item in filter(None, hosts.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad Sentinel address {item!r} in a redis+sentinel:// URL (want host:port)")
+        sentinels.append((host.strip("[]"), int(port)))
+    if not sentinels:
+        raise ValueError("a redis+sentinel:// URL needs at least one host:port")
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a redis+sentinel:// URL needs /service or /service/db after the addresses")
+    query = parse_qs(parts.query)
+    return SentinelTarget(
+        sentinels=sentinels,
+        service=path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_auth=query.get("sentinel_auth", ["0"])[0] in ("1", "true", "yes"),
+    )
 
 
 class RedisStreamBackend(BroadcastBackend):
@@ -84,6 +160,7 @@ class RedisStreamBackend(BroadcastBackend):
         self._writer: Redis | None = None
         self._reader_client: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._sentinel_clients: list[Redis] = []
         self._wake = asyncio.Event()
 
     def _client(self) -> Redis:
@@ -91,11 +168,32 @@ class RedisStreamBackend(BroadcastBackend):
             from redis.asyncio import Redis
         except ImportError:  # pragma: no cover - depends on the environment
             raise MissingDependencyError("redis", "redis") from None
-        return Redis.from_url(
-            self.url,
-            socket_connect_timeout=min(1.0, self.socket_timeout),
-            socket_timeout=self.socket_timeout + self.block,
-        )
+        timeouts: dict[str, Any] = {
+            "socket_connect_timeout": min(1.0, self.socket_timeout),
+            "socket_timeout": self.socket_timeout + self.block,
+        }
+        scheme = self.url.partition("://")[0]
+        if scheme in SENTINEL_SCHEMES:
+            from redis.asyncio.sentinel import Sentinel
+
+            target = parse_sentinel_url(self.url)
+            auth: dict[str, Any] = {"username": target.username, "password": target.password}
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                target.sentinels,
+                sentinel_kwargs={**timeouts, **(auth if target.sentinel_auth else {})},
+                ssl=scheme.startswith("rediss"),
+                **timeouts,
+            )
+            self._sentinel_clients.extend(sentinel.sentinels)
+            master: Redis = sentinel.master_for(target.service, db=target.db, **auth, **timeouts)
+            return master
+        if scheme in CLUSTER_SCHEMES:
+            from redis.asyncio.cluster import RedisCluster
+
+            plain = self.url.replace("+cluster://", "://", 1)
+            cluster: Any = RedisCluster.from_url(plain, **timeouts)
+            return cast("Redis", cluster)
+        return Redis.from_url(self.url, **timeouts)
 
     async def connect(self) -> None:
         """Create the clients and start the reader, without waiting for Redis. Idempotent."""
@@ -127,10 +225,12 @@ class RedisStreamBackend(BroadcastBackend):
         finally:
             self.connected_since = None
             self._end_events()
-            for client in (self._writer, self._reader_client):
+            clients = [self._writer, self._reader_client, *self._sentinel_clients]
+            self._writer = self._reader_client = None
+            self._sentinel_clients = []
+            for client in clients:
                 if client is not None:
                     await client.aclose()
-            self._writer = self._reader_client = None
 
     async def subscribe(self, channel: str) -> None:
         """Read ``channel`` from now on (no network round trip: the reader picks it up)."""
