@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,7 +21,7 @@ from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, SentinelTarget, parse_sentinel_url
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
-from tests.redis_server import RedisServer, SentinelServer, wait_until
+from tests.redis_server import RedisServer, SentinelServer, free_port, wait_until
 
 
 @pytest.fixture
@@ -204,3 +206,85 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> 
         finally:
             for sentinel in sentinels:
                 sentinel.stop()
+
+
+# -- Redis Cluster -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_restart(tmp_path: Path) -> None:
+    password = "cluster-pw"
+    ports = [free_port() for _ in range(3)]
+    shards = []
+    for port in ports:
+        directory = tmp_path / str(port)
+        directory.mkdir()
+        shards.append(
+            RedisServer(
+                directory,
+                password=password,
+                port=port,
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ),
+            )
+        )
+    try:
+        for shard in shards:
+            shard.start()
+        await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-a", password, "--no-auth-warning", "--cluster", "create"]
+            + [f"127.0.0.1:{port}" for port in ports]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        admin = redis.Redis(host="127.0.0.1", port=ports[0], password=password)
+        try:
+            await wait_until(lambda: admin.cluster("info")["cluster_state"] == "ok", "the cluster is up")
+            slot = int(admin.cluster("keyslot", "qakeapi:broadcast"))
+            owner_port = owner_of(admin, slot)
+        finally:
+            admin.close()
+        owner = next(s for s in shards if s.port == owner_port)
+        url = f"redis+cluster://:{password}@127.0.0.1:{ports[0]}"
+        first, first_client = redis_node(url, "node-1")
+        second, second_client = redis_node(url, "node-2")
+        async with (
+            first_client.websocket_connect("/ws") as sender_side,
+            second_client.websocket_connect("/ws") as receiver,
+        ):
+            await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+            await first.broadcast({"n": 0})
+            assert await sender_side.receive_json() == {"n": 0}
+            assert await receiver.receive_json() == {"n": 0}
+            owner.stop()  # the shard holding the stream goes away (and comes back empty)
+            for n in range(1, 11):
+                await first.broadcast({"n": n})
+                assert await sender_side.receive_json() == {"n": n}
+            await asyncio.to_thread(owner.start)
+            received = [await receiver.receive_json(timeout=15) for _ in range(10)]
+            assert received == [{"n": n} for n in range(1, 11)]
+            with pytest.raises(TimeoutError):
+                await receiver.receive(timeout=0.3)
+        await first.close()
+        await second.close()
+    finally:
+        for shard in shards:
+            shard.stop()
+
+
+def owner_of(admin: redis.Redis, slot: int) -> int:
+    """The port of the master serving ``slot`` (from ``CLUSTER SLOTS``: ``[start, end, [host, port, id], ...]``)."""
+    slots: Any = admin.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+    for start, end, primary, *_replicas in slots:
+        if int(start) <= slot <= int(end):
+            return int(primary[1])
+    raise AssertionError(f"nobody serves slot {slot}: {slots}")
