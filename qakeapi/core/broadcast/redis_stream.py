@@ -52,9 +52,9 @@ DEFAULT_MAX_LEN = 10_000
 _FIELD = b"d"
 
 SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
-"""URL schemes of a Redis behind Sentinel: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``."""
+"""URL schemes of a Redis behind Sentinel, as in ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``."""
 CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
-"""URL schemes of a Redis Cluster: ``redis+cluster://[[user]:password@]host:port`` (any node of it)."""
+"""URL schemes of a Redis Cluster, as in ``redis+cluster://[[user]:password@]host:port`` (any node of it)."""
 
 
 @dataclass(frozen=True, slots=True)
