@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -238,6 +239,7 @@ def test_default_limits() -> None:
 def test_a_join_past_the_room_limit_is_refused_logged_once_and_changes_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, "qakeapi.rooms")
     rooms = Rooms(max_rooms_per_connection=2)
     ws = make_ws()
     rooms.join("a", ws)
@@ -249,10 +251,17 @@ def test_a_join_past_the_room_limit_is_refused_logged_once_and_changes_nothing(
     assert isinstance(raised.value, ValueError)
     assert rooms.rooms_of(ws) == {"a", "b"}
     assert "c" not in rooms
-    refusals = [r for r in caplog.records if r.name == "qakeapi.rooms"]
-    assert len(refusals) == 1
-    assert refusals[0].levelname == "WARNING"
+    with pytest.raises(RoomLimitError):
+        rooms.join("d", ws)  # hammering the limit
+    refusals = [r for r in caplog.records if r.name == "qakeapi.rooms" and r.levelname == "WARNING"]
+    assert len(refusals) == 1  # logged once per connection, not once per attempt
     assert f"connection={ws.id}" in refusals[0].getMessage()
+    rooms.leave_all(ws)
+    rooms.join("a", ws)
+    rooms.join("b", ws)
+    with pytest.raises(RoomLimitError):
+        rooms.join("c", ws)
+    assert len([r for r in caplog.records if r.name == "qakeapi.rooms" and r.levelname == "WARNING"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ exactly once, local members first and directly.
 
 Limits protect a node from a client that joins without end: ``max_rooms_per_connection``
 (default 100) and ``max_room_name_length`` (default 200 characters). A join past them raises
-:class:`RoomLimitError` and is logged once, as a warning naming the connection.
+:class:`RoomLimitError`; the first refusal of a connection is logged as a warning naming it,
+later ones of the same connection at debug level (until it leaves all its rooms).
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Rooms:
         self.max_room_name_length = max_room_name_length
         self._rooms: dict[str, Room] = {}
         self._memberships: dict[WebSocket, set[str]] = {}
+        self._refused: set[WebSocket] = set()
 
     def __contains__(self, name: object) -> bool:
         return name in self._rooms
@@ -203,7 +205,11 @@ class Rooms:
         elif joined >= self.max_rooms_per_connection:
             problem = f"connection is already in {joined} rooms, the limit"
         if problem is not None:
-            logger.warning(
+            # Once per connection at WARNING: a client hammering the limit must not flood the log.
+            level = logging.DEBUG if websocket in self._refused else logging.WARNING
+            self._refused.add(websocket)
+            logger.log(
+                level,
                 "refused a join (connection=%s path=%s user=%s): %s",
                 websocket.id,
                 websocket.path,
@@ -239,4 +245,5 @@ class Rooms:
         Returns:
             The rooms it was in.
         """
+        self._refused.discard(websocket)
         return [room for name in sorted(self.rooms_of(websocket)) if (room := self.leave(name, websocket)) is not None]
