@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -214,7 +215,7 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> 
 @pytest.mark.asyncio
 async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_restart(tmp_path: Path) -> None:
     password = "cluster-pw"
-    ports = [free_port() for _ in range(3)]
+    ports = [cluster_port() for _ in range(3)]
     shards = []
     for port in ports:
         directory = tmp_path / str(port)
@@ -279,6 +280,20 @@ async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_rest
     finally:
         for shard in shards:
             shard.stop()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def owner_of(admin: redis.Redis, slot: int) -> int:

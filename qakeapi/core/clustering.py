@@ -25,7 +25,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from qakeapi.core.broadcast import BroadcastBackend
@@ -33,6 +32,7 @@ from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of, new_instance_id, worker_hint
 from qakeapi.core.cluster.inbox import Inbox
 from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER, Outbox
+from qakeapi.core.cluster.peers import Peers
 from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION, Rooms
@@ -60,7 +60,6 @@ _BATCH = 512
 _REDIS_SCHEMES = frozenset(
     {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
 )
-_SYNC_RETRY = 2.0
 
 PresenceHook = Callable[[PresenceDiff], Awaitable[Any]]
 """``async def hook(diff)`` — called for every presence change, local or remote, in order."""
@@ -77,14 +76,6 @@ def lost_event(count: int, node: str) -> dict[str, Any]:
         ``{"type": "cluster_lost", "recovered": False, "lost": count, "node": node}``.
     """
     return {"type": "cluster_lost", "recovered": False, "lost": count, "node": node}
-
-
-@dataclass(slots=True)
-class _Peer:
-    node: str
-    last_seen: float
-    version: int | None = None
-    sync_requested: float | None = None
 
 
 class ClusteredManager:
@@ -114,6 +105,7 @@ class ClusteredManager:
         instance_id: This process's unique id in the cluster.
         rooms: Cluster-wide rooms of this node's connections.
         presence: Who is in which room, on every node.
+        peers: The other instances this node hears (see :class:`~qakeapi.core.cluster.peers.Peers`).
         delivered: How many frames this node wrote for envelopes from other nodes.
     """
 
@@ -152,7 +144,7 @@ class ClusteredManager:
         self.outbox = Outbox(self.instance_id, node_id, max_age=buffer_seconds, max_size=max_buffer)
         self.delivered = 0
         self._version = 0
-        self._peers: dict[str, _Peer] = {}
+        self.peers = Peers(self.presence, node_timeout)
         self._hooks: list[PresenceHook] = []
         self._diffs: asyncio.Queue[PresenceDiff] | None = None
         self._wake: asyncio.Event | None = None
@@ -172,7 +164,7 @@ class ClusteredManager:
     @property
     def nodes(self) -> dict[str, str]:
         """The other live instances this node knows, as ``{instance_id: node_id}``."""
-        return {instance: peer.node for instance, peer in self._peers.items()}
+        return self.peers.nodes()
 
     def connection_id(self, websocket: WebSocket) -> str:
         """The cluster-unique id of ``websocket``: :attr:`instance_id` followed by ``websocket.id``."""
@@ -262,7 +254,7 @@ class ClusteredManager:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.backend.disconnect()
-            self._peers.clear()
+            self.peers.clear()
         finally:
             self._closing = None
             closing.set_result(None)
@@ -447,24 +439,19 @@ class ClusteredManager:
             await asyncio.sleep(self.heartbeat_interval)
 
     def _expire_peers(self, now: float) -> None:
-        receiving_since = self.backend.connected_since
-        if receiving_since is None:  # we hear nobody: that says nothing about them
-            return
-        for instance, peer in list(self._peers.items()):
-            if now - max(peer.last_seen, receiving_since) > self.node_timeout:
-                self._forget(instance, PresenceReason.NODE_DOWN)
-                logger.warning(
-                    "node %s: node %s (instance %s) sent no heartbeat for %.1fs; it counts as down",
-                    self.node_id,
-                    peer.node,
-                    instance,
-                    self.node_timeout,
-                )
+        for instance, peer in self.peers.dead(now, self.backend.connected_since):
+            self._forget(instance, PresenceReason.NODE_DOWN)
+            logger.warning(
+                "node %s: node %s (instance %s) sent no heartbeat for %.1fs; it counts as down",
+                self.node_id,
+                peer.node,
+                instance,
+                self.node_timeout,
+            )
 
     def _forget(self, instance: str, reason: PresenceReason) -> None:
-        self._peers.pop(instance, None)
         self.inbox.forget(instance)
-        self._emit(self.presence.drop_instance(instance, reason))
+        self._emit(self.peers.forget(instance, reason))
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -497,10 +484,8 @@ class ClusteredManager:
 
     def _receive(self, envelope: Envelope, missing: int) -> None:
         now = time.monotonic()
-        peer = self._peers.get(envelope.instance)
-        if peer is None:
-            peer = self._peers[envelope.instance] = _Peer(envelope.node, now)
-        peer.last_seen = now
+        instance = envelope.instance
+        self.peers.heard(instance, envelope.node, now)
         if missing:
             logger.warning(
                 "node %s: %d messages from node %s (instance %s) never arrived",
@@ -510,7 +495,7 @@ class ClusteredManager:
                 envelope.instance,
             )
             self._tell_lost(missing, envelope.node, self.handler.connections)
-            self._request_sync(envelope.instance, peer, now, force=True)
+            self._sync(instance, self.peers.want_sync(instance, now, force=True))
         kind = envelope.kind
         data = envelope.data
         frame = envelope.frame
@@ -529,48 +514,26 @@ class ClusteredManager:
             if websocket is not None:
                 self._count(frame, (websocket,))
         elif kind is Kind.HEARTBEAT:
-            if peer.version != data["version"]:
-                self._request_sync(envelope.instance, peer, now)
+            self._sync(instance, self.peers.heartbeat(instance, data["version"], now))
         elif kind is Kind.PRESENCE:
-            self._apply_diff(envelope, peer, now)
+            diffs, resync = self.peers.diff(instance, data["version"], data["joins"], data["leaves"], now)
+            self._emit(diffs)
+            self._sync(instance, resync)
         elif kind is Kind.SYNC:
             if data.get("to") == self.instance_id:
                 mine = self.presence.of_instance(self.instance_id)
                 members = [[room, m.connection_id, m.user_id] for room, m in mine]
                 self._control(Kind.STATE, {"version": self._version, "members": members})
         elif kind is Kind.STATE:
-            entries = [(room, Member(cid, uid, envelope.node, envelope.instance)) for room, cid, uid in data["members"]]
-            self._emit(self.presence.replace_instance(envelope.instance, entries, PresenceReason.SYNC))
-            peer.version = data["version"]
-            peer.sync_requested = None
+            self._emit(self.peers.state(instance, data["version"], data["members"]))
         elif kind is Kind.LOST:
             self._receive_loss(envelope)
         elif kind is Kind.BYE:
-            self._forget(envelope.instance, PresenceReason.NODE_LEFT)
+            self._forget(instance, PresenceReason.NODE_LEFT)
 
-    def _apply_diff(self, envelope: Envelope, peer: _Peer, now: float) -> None:
-        data = envelope.data
-        if peer.version is None or data["version"] != peer.version + 1:
-            self._request_sync(envelope.instance, peer, now)
-            return
-        peer.version = data["version"]
-        diffs = []
-        for room, cid, uid in data["joins"]:
-            diff = self.presence.add(room, Member(cid, uid, envelope.node, envelope.instance))
-            if diff is not None:
-                diffs.append(diff)
-        for room, cid in data["leaves"]:
-            diff = self.presence.remove(room, cid)
-            if diff is not None:
-                diffs.append(diff)
-        self._emit(diffs)
-
-    def _request_sync(self, instance: str, peer: _Peer, now: float, *, force: bool = False) -> None:
-        if not force and peer.sync_requested is not None and now - peer.sync_requested < _SYNC_RETRY:
-            return
-        peer.sync_requested = now
-        peer.version = None  # diffs are not applied until the state arrives
-        self._control(Kind.SYNC, {"to": instance})
+    def _sync(self, instance: str, wanted: bool) -> None:
+        if wanted:
+            self._control(Kind.SYNC, {"to": instance})
 
     def _receive_loss(self, envelope: Envelope) -> None:
         data = envelope.data

@@ -20,7 +20,6 @@ when it ends (with how long it lasted), never once per attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -161,6 +160,7 @@ class RedisStreamBackend(BroadcastBackend):
         self._reader_client: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sentinel_clients: list[Redis] = []
+        self._stopping = False
         self._wake = asyncio.Event()
 
     def _client(self) -> Redis:
@@ -202,6 +202,7 @@ class RedisStreamBackend(BroadcastBackend):
         self._writer = self._client()
         self._reader_client = self._client()
         self._open_events()
+        self._stopping = False
         self._wake = asyncio.Event()
         self.connected_since = None
         # Read what is published from now on: an id of this wall-clock millisecond (Redis ids
@@ -218,19 +219,31 @@ class RedisStreamBackend(BroadcastBackend):
         reader, self._reader = self._reader, None
         if reader is None:
             return
-        reader.cancel()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        finally:
-            self.connected_since = None
-            self._end_events()
-            clients = [self._writer, self._reader_client, *self._sentinel_clients]
-            self._writer = self._reader_client = None
-            self._sentinel_clients = []
-            for client in clients:
-                if client is not None:
-                    await client.aclose()
+        self._stopping = True
+        self._wake.set()
+        # The reader stops by itself when its XREAD returns (within ``block``); cancelling a
+        # command under redis-py's cluster client can leave its connections half-closed.
+        await asyncio.wait((reader,), timeout=self.block + 0.5)
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait((reader,), timeout=1.0)
+        self.connected_since = None
+        self._end_events()
+        clients = [self._writer, self._reader_client, *self._sentinel_clients]
+        self._writer = self._reader_client = None
+        self._sentinel_clients = []
+        for client in clients:
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.aclose(), 2.0)
+                except Exception as exc:  # already broken: nothing left to close cleanly
+                    logger.debug("closing a Redis client of %s failed: %s", self.safe_url, exc)
+        if not reader.done():
+            await asyncio.wait((reader,), timeout=2.0)
+        if not reader.done():
+            logger.warning("the Redis stream reader on %s did not stop within 3s; left to finish", self.safe_url)
+        elif not reader.cancelled() and reader.exception() is not None:
+            logger.error("the Redis stream reader on %s had failed", self.safe_url, exc_info=reader.exception())
 
     async def subscribe(self, channel: str) -> None:
         """Read ``channel`` from now on (no network round trip: the reader picks it up)."""
@@ -292,17 +305,20 @@ class RedisStreamBackend(BroadcastBackend):
         delay = self.min_backoff
         down_since: float | None = None
         failures = 0
-        while True:
+        while not self._stopping:
             if not self._positions:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             client = self._reader_client
-            assert client is not None
+            if client is None:
+                return
             try:
                 streams: dict[Any, Any] = dict(self._positions)
                 response: Any = await client.xread(streams, count=1000, block=max(1, int(self.block * 1000)))
             except (RedisError, OSError) as exc:
+                if self._stopping:  # disconnect() closed the client under the read
+                    return
                 self.connected_since = None
                 failures += 1
                 if down_since is None:
