@@ -437,7 +437,7 @@ async def test_a_cut_off_node_s_members_leave_elsewhere_within_the_timeout(
         started = asyncio.get_running_loop().time()
         await wait_until(lambda: bool(downs), "node-1 declared node-2 down", timeout=3)
         elapsed = asyncio.get_running_loop().time() - started
-        assert 0.3 <= elapsed <= 0.4 + 0.05 * 4  # node_timeout, plus at most a few heartbeat ticks
+        assert 0.3 <= elapsed <= 0.4 + 0.5  # node_timeout, plus a heartbeat tick and slack for a loaded machine
         assert a.manager.presence.connection_ids("lobby") == {alice_id}
         assert [m.connection_id for m in downs[0].leaves] == [bob_id]
         assert a.manager.nodes == {}
