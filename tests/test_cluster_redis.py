@@ -159,7 +159,10 @@ def test_bad_sentinel_urls_are_refused_when_the_manager_is_created(url: str, mat
 
 def redis_node(url: str, node_id: str) -> tuple[ClusteredManager, TestClient]:
     handler = WebSocketHandler()
-    manager = ClusteredManager(handler, RedisStreamBackend(url, min_backoff=0.02, max_backoff=0.3), node_id)
+    backend = RedisStreamBackend(url, min_backoff=0.02, max_backoff=0.3)
+    # A failover takes down-after-milliseconds plus an election (about 4 s here): the buffer
+    # must outlast it, as the clustering topic says.
+    manager = ClusteredManager(handler, backend, node_id, buffer_seconds=15)
     app = Application()
 
     @app.websocket("/ws")
