@@ -3,20 +3,29 @@
 Every new connection joins room ``general`` (the guide's HTML client sends there without
 joining). ``GET /`` serves the guide's HTML client.
 
+The rooms are cluster-wide: with ``QAKEAPI_REDIS_URL`` set, every process on that Redis (two
+uvicorn processes, or ``uvicorn --workers 2``) shares them, and a member on any node gets every
+message once. Without it the app runs on one process (``memory://chat``; it warns when started
+as one of several workers). When a node dies, its members' room-mates on the other nodes get
+``user_left`` once presence times out. ``QAKEAPI_NODE_ID`` names the node in logs.
+
 Run: ``uvicorn examples_app.chat_app:app`` and open http://localhost:8000 (the page connects to
 ``ws://localhost:8000/ws``; opened as http://127.0.0.1:8000 its origin differs and is refused)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from qakeapi import Application, HTMLResponse, Request, WebSocket
-from qakeapi.core.rooms import Rooms
+from qakeapi.core.clustering import create_clustered_manager
+from qakeapi.core.presence import PresenceDiff, PresenceReason
+from qakeapi.core.rooms import RoomLimitError, Rooms
 from qakeapi.core.websockets import WebSocketHandler
 
-__all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "ws_handler"]
+__all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "manager", "ws_handler"]
 
 DEFAULT_ROOM = "general"
 CHAT_PAGE = Path(__file__).with_name("static") / "chat.html"
@@ -39,11 +48,19 @@ class ChatService:
         self.rooms = rooms if rooms is not None else Rooms()
 
     async def join(self, websocket: WebSocket, room_name: str) -> None:
-        """Put ``websocket`` in ``room_name``: it gets ``room_joined``, the others ``user_joined``."""
-        room = self.rooms.join(room_name, websocket)
+        """Put ``websocket`` in ``room_name``: it gets ``room_joined``, the others ``user_joined``.
+
+        A join past the room limits gets an ``error`` (the limit is logged by the registry).
+        """
+        try:
+            room = self.rooms.join(room_name, websocket)
+        except RoomLimitError as exc:
+            await websocket.send_json(_error(f"Cannot join room: {exc}"))
+            return
         await websocket.send_json({"type": "room_joined", "room": room_name})
         await room.broadcast(
-            {"type": "user_joined", "connection_id": str(websocket.id), "room": room_name}, exclude=websocket
+            {"type": "user_joined", "connection_id": self.rooms.connection_id(websocket), "room": room_name},
+            exclude=websocket,
         )
 
     async def handle(self, websocket: WebSocket, data: dict[str, Any]) -> None:
@@ -61,7 +78,9 @@ class ChatService:
                 await websocket.send_json(_error(f"Not in room {room_name!r}"))
                 return
             await websocket.send_json({"type": "room_left", "room": room_name})
-            await room.broadcast({"type": "user_left", "connection_id": str(websocket.id), "room": room_name})
+            await room.broadcast(
+                {"type": "user_left", "connection_id": self.rooms.connection_id(websocket), "room": room_name}
+            )
         else:
             await self.send_chat(websocket, room_name, data.get("message"))
 
@@ -75,24 +94,49 @@ class ChatService:
             await websocket.send_json(_error("Missing or invalid 'message'"))
             return
         await room.broadcast(
-            {"type": "chat_message", "connection_id": str(websocket.id), "room": room_name, "message": message}
+            {
+                "type": "chat_message",
+                "connection_id": self.rooms.connection_id(websocket),
+                "room": room_name,
+                "message": message,
+            }
         )
 
     async def disconnect(self, websocket: WebSocket) -> None:
         """Remove ``websocket`` from its rooms; the members left get ``user_left``."""
+        connection_id = self.rooms.connection_id(websocket)
         for room in self.rooms.leave_all(websocket):
-            await room.broadcast({"type": "user_left", "connection_id": str(websocket.id), "room": room.name})
+            await room.broadcast({"type": "user_left", "connection_id": connection_id, "room": room.name})
+
+    async def node_down(self, diff: PresenceDiff) -> None:
+        """Members of a dead node left ``diff.room``: tell this node's members of the room.
+
+        Every surviving node runs this for its own members, so each room-mate hears it once.
+        """
+        room = self.rooms.get(diff.room)
+        if diff.reason is not PresenceReason.NODE_DOWN or room is None:
+            return
+        for member in diff.leaves:
+            room.broadcast_local({"type": "user_left", "connection_id": member.connection_id, "room": diff.room})
 
 
 app = Application()
 ws_handler = WebSocketHandler()
-chat = ChatService()
+manager = create_clustered_manager(
+    ws_handler,
+    redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://chat"),
+    node_id=os.environ.get("QAKEAPI_NODE_ID", "chat-1"),
+)
+app.on_startup(manager.start)
+app.on_shutdown(manager.close)
+chat = ChatService(manager.rooms)
+manager.on_presence(chat.node_down)
 
 
 @ws_handler.on_connect
 async def handle_connect(websocket: WebSocket) -> None:
     await websocket.send_json(
-        {"type": "welcome", "connection_id": str(websocket.id), "message": "Welcome to the chat!"}
+        {"type": "welcome", "connection_id": manager.connection_id(websocket), "message": "Welcome to the chat!"}
     )
     await chat.join(websocket, DEFAULT_ROOM)
 
@@ -114,7 +158,7 @@ async def handle_message(websocket: WebSocket, message: Any) -> None:
 
 @app.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    await ws_handler.handle_connection(websocket)
+    await manager.handle_connection(websocket)
 
 
 @app.get("/")

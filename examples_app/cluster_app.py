@@ -4,7 +4,13 @@ Settings: ``QAKEAPI_REDIS_URL`` (default ``redis://localhost:6379``) and ``QAKEA
 (default ``node-1``).
 
 Run two nodes: ``QAKEAPI_NODE_ID=node-1 uvicorn examples_app.cluster_app:app --port 8001`` and
-``QAKEAPI_NODE_ID=node-2 uvicorn examples_app.cluster_app:app --port 8002``.
+``QAKEAPI_NODE_ID=node-2 uvicorn examples_app.cluster_app:app --port 8002`` (or one
+``uvicorn examples_app.cluster_app:app --workers 2``: the workers share the label ``node-1`` but
+each has its own instance id).
+
+A node's own clients get a broadcast at once, whatever Redis does; the other nodes get it
+through Redis, buffered across an outage of up to 5 s. Past that the sender gets
+``{"type": "error", ...}`` and the other nodes' clients get ``cluster_lost`` when Redis is back.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 
 from examples_app.settings import node_id, redis_url
 from qakeapi import Application, WebSocket
+from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.websockets import WebSocketHandler
 
@@ -34,7 +41,10 @@ async def handle_connect(websocket: WebSocket) -> None:
 
 @ws_handler.on_message
 async def handle_message(websocket: WebSocket, message: Any) -> None:
-    await clustered_manager.broadcast({"type": "message", "data": message, "node": NODE_ID})
+    try:
+        await clustered_manager.broadcast({"type": "message", "data": message, "node": NODE_ID})
+    except ClusterUnavailableError as exc:  # this node's clients got it; the others will hear of the loss
+        await websocket.send_json({"type": "error", "message": f"not delivered to the other nodes: {exc}"})
 
 
 @app.websocket("/ws")

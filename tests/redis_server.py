@@ -27,7 +27,7 @@ from types import TracebackType
 
 import redis
 
-__all__ = ["RedisServer", "free_port", "wait_until"]
+__all__ = ["RedisServer", "SentinelServer", "free_port", "wait_until"]
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -70,14 +70,17 @@ class RedisServer:
         password: When set, the server requires it (``--requirepass``) and :attr:`url` carries it.
     """
 
-    def __init__(self, directory: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, password: str | None = None, args: tuple[str, ...] = (), port: int | None = None
+    ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not on PATH; the Redis fault tests need it")
         self.executable = executable
         self.directory = directory
         self.password = password
-        self.port = free_port()
+        self.args = args
+        self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,7 +116,8 @@ class RedisServer:
             str(self.directory),
         ]
         if self.password:
-            command += ["--requirepass", self.password]
+            command += ["--requirepass", self.password, "--masterauth", self.password]
+        command += self.args
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         last_error: Exception | None = None
@@ -140,12 +144,15 @@ class RedisServer:
         finally:
             client.close()
 
-    def stop(self) -> None:
-        """Terminate the server and wait until the process has exited. Idempotent."""
+    def stop(self, *, kill: bool = False) -> None:
+        """Terminate the server (``kill``: SIGKILL, no goodbye) and wait until it has exited. Idempotent."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -161,3 +168,82 @@ class RedisServer:
     ) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+class SentinelServer:
+    """One Redis Sentinel process (``redis-server <conf> --sentinel``) watching ``master``.
+
+    Args:
+        directory: A scratch directory for its config file (Sentinel rewrites it).
+        master: The master to monitor as ``service``.
+        service: The monitored service's name.
+        quorum: How many Sentinels must agree the master is down.
+        down_after_ms: How long the master may be silent before it counts as down.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        master: RedisServer,
+        *,
+        service: str = "mymaster",
+        quorum: int = 2,
+        down_after_ms: int = 500,
+    ) -> None:
+        self.port = free_port()
+        self.service = service
+        config = directory / f"sentinel-{self.port}.conf"
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {directory}",
+            f"sentinel monitor {service} 127.0.0.1 {master.port} {quorum}",
+            f"sentinel down-after-milliseconds {service} {down_after_ms}",
+            f"sentinel failover-timeout {service} 3000",
+            f"sentinel parallel-syncs {service} 1",
+        ]
+        if master.password:
+            lines.append(f"sentinel auth-pass {service} {master.password}")
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError("redis-server is not on PATH; the Sentinel tests need it")
+        self._process = subprocess.Popen(
+            [executable, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis sentinel on port {self.port} exited with code {self._process.returncode}")
+            try:
+                client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis sentinel on port {self.port} did not answer PING within {START_TIMEOUT}s")
+            time.sleep(0.02)
+
+    def master_port(self) -> int | None:
+        """The port of the master this Sentinel believes in now."""
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            address = client.sentinel_get_master_addr_by_name(self.service)
+        finally:
+            client.close()
+        return int(address[1]) if isinstance(address, tuple) else None
+
+    def stop(self) -> None:
+        """Terminate the Sentinel. Idempotent."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(STOP_TIMEOUT)

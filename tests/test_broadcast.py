@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from qakeapi.core.broadcast import BroadcastBackend, Event, create_backend
 from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis import RedisBackend, redact_url
+from qakeapi.core.clustering import create_cluster_backend
 from qakeapi.exceptions import BroadcastError, QakeAPIError
 from tests.redis_server import RedisServer, free_port, wait_until
 
@@ -74,11 +75,12 @@ class Receiver:
         raise AssertionError(f"expected the end of events, got {event}")
 
 
-@pytest_asyncio.fixture(params=["memory", "redis"])
+@pytest_asyncio.fixture(params=["memory", "redis", "redis-stream"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[BroadcastBackend, BroadcastBackend]]:
     """Two connected backends that see each other: two nodes of one cluster."""
     url = f"memory://{unique('hub')}" if request.param == "memory" else SHARED_REDIS
-    first, second = create_backend(url), create_backend(url)
+    factory = create_cluster_backend if request.param == "redis-stream" else create_backend
+    first, second = factory(url), factory(url)
     await first.connect()
     await second.connect()
     try:

@@ -97,7 +97,7 @@ async def test_new_connection_gets_welcome_then_joins_general(client: TestClient
         await assert_silent(ws)
         room = chat.rooms.get(DEFAULT_ROOM)
         assert room is not None
-        assert {str(member.id) for member in room.members} >= {connection_id}
+        assert {chat.rooms.connection_id(member) for member in room.members} >= {connection_id}
 
 
 @pytest.mark.asyncio
@@ -390,7 +390,7 @@ async def test_disconnect_tells_the_others_user_left(client: TestClient) -> None
             assert await ws.receive_json() == said(bob_id, "bye alice")
         room = chat.rooms.get(DEFAULT_ROOM)
         assert room is not None
-        assert alice_id not in {str(member.id) for member in room.members}
+        assert alice_id not in {chat.rooms.connection_id(member) for member in room.members}
 
 
 @pytest.mark.asyncio
@@ -423,7 +423,7 @@ async def test_disconnect_reports_every_room_the_leaver_was_in(client: TestClien
 def _member(connection_id: str) -> WebSocket:
     for room in chat.rooms:
         for member in room.members:
-            if str(member.id) == connection_id:
+            if chat.rooms.connection_id(member) == connection_id:
                 return member
     raise AssertionError(f"connection {connection_id} is in no room")
 

@@ -25,8 +25,9 @@ from redis.asyncio import Redis
 
 from examples_app import settings
 from examples_app.cluster_app import NODE_ID, app, clustered_manager, ws_handler
-from qakeapi.core.clustering import decode_envelope, encode_envelope
+from qakeapi.core.cluster.envelope import Envelope, Kind, decode_envelope, encode_envelope
 from qakeapi.testing import TestClient, WebSocketTestSession
+from tests.redis_server import wait_until
 
 WELCOME = {"type": "welcome", "node": NODE_ID}
 
@@ -113,24 +114,25 @@ async def test_a_closed_client_no_longer_receives(client: TestClient) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_broadcast_is_published_on_redis(client: TestClient, redis: Redis) -> None:
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(clustered_manager.channel)
-    try:
-        confirmation = await pubsub.get_message(timeout=1)
-        assert confirmation is not None
-        assert confirmation["type"] == "subscribe"
-        async with client.websocket_connect("/ws") as ws:
-            assert await ws.receive_json() == WELCOME
-            await ws.send_json({"text": "over redis"})
-            assert await ws.receive_json() == broadcast({"text": "over redis"})
-            published = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-            assert published is not None
-            node, frame = decode_envelope(published["data"])
-            assert node == NODE_ID
-            assert frame == '{"type":"message","data":{"text":"over redis"},"node":"' + NODE_ID + '"}'
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+async def test_broadcast_is_published_on_the_redis_stream(client: TestClient, redis: Redis) -> None:
+    async with client.websocket_connect("/ws") as ws:
+        assert await ws.receive_json() == WELCOME
+        await ws.send_json({"text": "over redis"})
+        assert await ws.receive_json() == broadcast({"text": "over redis"})
+
+        async def published() -> list[Envelope]:
+            entries: Any = await redis.xrange(clustered_manager.channel)
+            envelopes = [decode_envelope(fields[b"d"]) for _id, fields in entries]
+            return [e for e in envelopes if e.kind is Kind.ALL]
+
+        async def arrived() -> bool:
+            return bool(await published())
+
+        await wait_until(arrived, "the broadcast reached the stream")
+        (envelope,) = await published()
+        assert (envelope.node, envelope.instance) == (NODE_ID, clustered_manager.instance_id)
+        assert envelope.seq == clustered_manager.outbox.last_seq
+        assert envelope.frame == '{"type":"message","data":{"text":"over redis"},"node":"' + NODE_ID + '"}'
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -139,8 +141,8 @@ async def test_broadcast_from_another_node_reaches_local_clients(client: TestCli
         assert await first.receive_json() == WELCOME
         assert await second.receive_json() == WELCOME
         frame = '{"type":"message","data":"from afar","node":"node-2"}'
-        receivers = await redis.publish(clustered_manager.channel, encode_envelope("node-2", frame))
-        assert receivers >= 1
+        envelope = Envelope(Kind.ALL, "0123456789ab", "node-2", 1, {}, frame)
+        await redis.xadd(clustered_manager.channel, {"d": encode_envelope(envelope)})
         for ws in (first, second):
             assert await ws.receive_json() == broadcast("from afar", node="node-2")
         await assert_silent(first, second)
@@ -151,11 +153,16 @@ async def test_lifespan_starts_and_stops_the_manager(monkeypatch: pytest.MonkeyP
     channel = f"qakeapi-test-examples-cluster:{uuid.uuid4().hex}"
     monkeypatch.setattr(clustered_manager, "channel", channel)
     async with TestClient(app) as client:
-        # startup subscribed the node before any connection was made
-        assert (await redis.pubsub_numsub(channel)) == [(channel.encode(), 1)]
+        # startup started the node before any connection was made: its heartbeats reach the stream
+        async def exists() -> bool:
+            return bool(await redis.exists(channel))
+
+        await wait_until(exists, "the node's first heartbeat")
         async with client.websocket_connect("/ws") as ws:
             assert await ws.receive_json() == WELCOME
-    assert (await redis.pubsub_numsub(channel)) == [(channel.encode(), 0)]
+    entries: Any = await redis.xrevrange(channel, count=1)
+    last = decode_envelope(entries[0][1][b"d"])
+    assert (last.kind, last.instance) == (Kind.BYE, clustered_manager.instance_id)  # shutdown said goodbye
     assert len(ws_handler.connections) == 0
 
 

@@ -182,7 +182,7 @@ async def test_no_room_is_joined_on_connect(client: TestClient) -> None:
         connection_id = await welcomed(ws)
         await ws.send_json({"type": "chat_message", "room": "general", "message": "hi"})
         assert await ws.receive_json() == {"type": "error", "message": "Not in room 'general'; join it first"}
-        member_ids = {str(member.id) for room in chat.rooms for member in room.members}
+        member_ids = {chat.rooms.connection_id(member) for room in chat.rooms for member in room.members}
         assert connection_id not in member_ids
 
 

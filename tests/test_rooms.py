@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 
 from qakeapi.core.codec import encode_json
-from qakeapi.core.rooms import Room, Rooms
+from qakeapi.core.rooms import Room, RoomLimitError, Rooms
 from qakeapi.core.websockets import WebSocket
+from qakeapi.exceptions import QakeAPIError
 from qakeapi.types import Message
 
 
@@ -224,3 +226,112 @@ def test_room_repr_names_the_room_and_its_size() -> None:
     room = Room("lobby")
     room.members.add(make_ws())
     assert repr(room) == "<Room 'lobby' members=1>"
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+
+def test_default_limits() -> None:
+    rooms = Rooms()
+    assert (rooms.max_rooms_per_connection, rooms.max_room_name_length) == (100, 200)
+
+
+def test_a_join_past_the_room_limit_is_refused_logged_once_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "qakeapi.rooms")
+    rooms = Rooms(max_rooms_per_connection=2)
+    ws = make_ws()
+    rooms.join("a", ws)
+    rooms.join("b", ws)
+    rooms.join("a", ws)  # already in it: not a new room
+    with pytest.raises(RoomLimitError, match="already in 2 rooms, the limit") as raised:
+        rooms.join("c", ws)
+    assert isinstance(raised.value, QakeAPIError)
+    assert isinstance(raised.value, ValueError)
+    assert rooms.rooms_of(ws) == {"a", "b"}
+    assert "c" not in rooms
+    with pytest.raises(RoomLimitError):
+        rooms.join("d", ws)  # hammering the limit
+    refusals = [r for r in caplog.records if r.name == "qakeapi.rooms" and r.levelname == "WARNING"]
+    assert len(refusals) == 1  # logged once per connection, not once per attempt
+    assert f"connection={ws.id}" in refusals[0].getMessage()
+    rooms.leave_all(ws)
+    rooms.join("a", ws)
+    rooms.join("b", ws)
+    with pytest.raises(RoomLimitError):
+        rooms.join("c", ws)
+    assert len([r for r in caplog.records if r.name == "qakeapi.rooms" and r.levelname == "WARNING"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "match"), [("", "must not be empty"), ("x" * 11, "11 characters exceeds the limit of 10")]
+)
+def test_bad_room_names_are_refused(name: str, match: str) -> None:
+    rooms = Rooms(max_room_name_length=10)
+    with pytest.raises(RoomLimitError, match=match):
+        rooms.join(name, make_ws())
+    assert len(rooms) == 0
+    rooms.join("x" * 10, make_ws())  # exactly the limit is fine
+
+
+# -- a relay to other nodes ------------------------------------------------------------------------
+
+
+class RecordingRelay:
+    """A :class:`~qakeapi.core.rooms.RoomRelay` that records what it is told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def connection_id(self, websocket: WebSocket) -> str:
+        return f"node-x/{websocket.id}"
+
+    def room_joined(self, room: str, websocket: WebSocket) -> None:
+        self.calls.append(("joined", room, websocket))
+
+    def room_left(self, room: str, websocket: WebSocket) -> None:
+        self.calls.append(("left", room, websocket))
+
+    def room_broadcast(self, room: str, frame: str | bytes, exclude: WebSocket | None) -> None:
+        self.calls.append(("broadcast", room, frame, exclude))
+
+
+@pytest.mark.asyncio
+async def test_the_relay_hears_every_membership_change_once_and_every_broadcast() -> None:
+    relay = RecordingRelay()
+    rooms = Rooms(relay)
+    one, two = await open_peers(2)
+    rooms.join("r", one.websocket)
+    rooms.join("r", one.websocket)  # no change, no call
+    room = rooms.join("r", two.websocket)
+    assert await room.broadcast({"a": 1}, exclude=one.websocket) == 1
+    assert two.frames == ['{"a":1}']
+    rooms.leave("r", two.websocket)
+    rooms.leave("r", two.websocket)  # no change, no call
+    rooms.leave_all(one.websocket)
+    assert relay.calls == [
+        ("joined", "r", one.websocket),
+        ("joined", "r", two.websocket),
+        ("broadcast", "r", '{"a":1}', one.websocket),
+        ("left", "r", two.websocket),
+        ("left", "r", one.websocket),
+    ]
+    assert rooms.connection_id(one.websocket) == f"node-x/{one.websocket.id}"
+    assert Rooms().connection_id(one.websocket) == str(one.websocket.id)
+
+
+@pytest.mark.asyncio
+async def test_broadcast_local_does_not_go_to_the_relay() -> None:
+    relay = RecordingRelay()
+    rooms = Rooms(relay)
+    one, two = await open_peers(2)
+    room = rooms.join("r", one.websocket)
+    rooms.join("r", two.websocket)
+    relay.calls.clear()
+    assert room.broadcast_local("here only", exclude=two.websocket) == 1
+    for _ in range(5):  # on Python < 3.12 the delivery's task runs at the next turn of the loop
+        await asyncio.sleep(0)
+    assert one.frames == ["here only"]
+    assert two.frames == []
+    assert relay.calls == []

@@ -11,7 +11,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_MAX_QUEUE", "BroadcastBackend", "Event"]
@@ -45,6 +45,11 @@ class BroadcastBackend(abc.ABC):
 
     Args:
         max_queue: How many received events may wait to be consumed.
+
+    Attributes:
+        connected_since: When (:func:`time.monotonic`) the receiving side last came up, or
+            ``None`` while it is down: a cluster only declares other nodes dead after it has
+            itself been receiving for a while.
     """
 
     def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
@@ -52,6 +57,7 @@ class BroadcastBackend(abc.ABC):
         self._queue: asyncio.Queue[Event | object] = asyncio.Queue(max_queue)
         self._closed = False
         self.dropped = 0
+        self.connected_since: float | None = None
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -76,6 +82,15 @@ class BroadcastBackend(abc.ABC):
         Raises:
             BroadcastError: The backend cannot publish now.
         """
+
+    async def publish_many(self, channel: str, payloads: Sequence[str | bytes]) -> None:
+        """Publish ``payloads`` on ``channel`` in order (backends may batch them in one round trip).
+
+        Raises:
+            BroadcastError: The backend cannot publish now; some of ``payloads`` may have been published.
+        """
+        for payload in payloads:
+            await self.publish(channel, payload)
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield received events until :meth:`~BroadcastBackend.disconnect` is called (at once if it was)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 
 __all__ = ["MemoryBackend"]
@@ -33,6 +35,7 @@ class MemoryBackend(BroadcastBackend):
         if not self._connected:
             self._connected = True
             self._open_events()
+            self.connected_since = time.monotonic()
 
     async def disconnect(self) -> None:
         """Drop every subscription and end :meth:`~qakeapi.core.broadcast.base.BroadcastBackend.events`. Idempotent."""
@@ -40,6 +43,7 @@ class MemoryBackend(BroadcastBackend):
             await self.unsubscribe(channel)
         if self._connected:
             self._connected = False
+            self.connected_since = None
             self._end_events()
 
     async def subscribe(self, channel: str) -> None:

@@ -247,6 +247,7 @@ class RedisBackend(BroadcastBackend):
     def _lost(self, pubsub: PubSub) -> None:
         if self._pubsub is pubsub:
             self._pubsub = None
+        self.connected_since = None
         for ready in self._channels.values():
             ready.clear()
 
@@ -268,6 +269,8 @@ class RedisBackend(BroadcastBackend):
                 ready = self._channels.get(_text(message["channel"]))
                 if ready is not None:
                     ready.set()
+                if self.connected_since is None:
+                    self.connected_since = time.monotonic()
             elif kind == "unsubscribe" and not self._channels:
                 return
 

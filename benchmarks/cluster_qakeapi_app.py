@@ -1,0 +1,39 @@
+"""Cluster fan-out benchmark app, QakeAPI: every text message is broadcast to every client of every node.
+
+Settings: ``QAKEAPI_REDIS_URL`` and ``QAKEAPI_NODE_ID``. Each client gets ``w`` on connect (it is
+registered), then every broadcast as the text that was sent.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qakeapi import Application, WebSocket
+from qakeapi.core.clustering import create_clustered_manager
+from qakeapi.core.websockets import WebSocketHandler
+
+__all__ = ["app"]
+
+app = Application()
+handler = WebSocketHandler()
+manager = create_clustered_manager(
+    handler, redis_url=os.environ["QAKEAPI_REDIS_URL"], node_id=os.environ.get("QAKEAPI_NODE_ID", "node-1")
+)
+app.on_startup(manager.start)
+app.on_shutdown(manager.close)
+
+
+@handler.on_connect
+async def welcome(websocket: WebSocket) -> None:
+    await websocket.send_text("w")
+
+
+@handler.on_message
+async def relay(websocket: WebSocket, message: Any) -> None:
+    await manager.broadcast(message)
+
+
+@app.websocket("/ws")
+async def endpoint(websocket: WebSocket) -> None:
+    await manager.handle_connection(websocket)

@@ -1,0 +1,363 @@
+"""A Redis Streams broadcast backend for clusters: what a reader missed while away is still there.
+
+URLs: ``redis://``, ``rediss://``, ``unix://``; ``redis+sentinel://`` for a master behind
+Sentinel (redis-py asks the Sentinels for the master again after a failover); and
+``redis+cluster://`` for Redis Cluster (each stream is one key, so it lives on one shard).
+
+Each channel is a stream key. :meth:`RedisStreamBackend.publish` appends (``XADD``, trimmed to
+about ``max_len`` entries); a supervised reader task reads every subscribed stream
+(``XREAD BLOCK``) from the last entry it saw. A reader that loses its connection (Redis
+restarted, ``CLIENT KILL``, a network blip) reconnects with backoff and goes on from that
+entry, so it misses nothing that is still in the stream. A reader starts at the moment
+:meth:`~RedisStreamBackend.connect` was called, so a node gets what was published from then on
+even if Redis was down when it started.
+
+Creating and connecting the backend touch no network: a node starts at once with Redis down,
+and the reader joins as soon as Redis answers. An outage is logged once when it starts and once
+when it ends (with how long it lasted), never once per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
+from qakeapi.core.broadcast.redis import redact_url
+from qakeapi.exceptions import BroadcastError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "DEFAULT_MAX_LEN",
+    "SENTINEL_SCHEMES",
+    "RedisStreamBackend",
+    "SentinelTarget",
+    "parse_sentinel_url",
+]
+
+logger = logging.getLogger("qakeapi.broadcast.redis")
+
+DEFAULT_MAX_LEN = 10_000
+"""About how many entries a stream keeps (``XADD ... MAXLEN ~``)."""
+
+_FIELD = b"d"
+
+SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
+"""URL schemes of a Redis behind Sentinel, as in ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``."""
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+"""URL schemes of a Redis Cluster, as in ``redis+cluster://[[user]:password@]host:port`` (any node of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """Where a ``redis+sentinel://`` URL points.
+
+    Attributes:
+        sentinels: The Sentinel addresses.
+        service: The monitored master's name.
+        db: The database number.
+        username: The Redis user, if any.
+        password: The Redis password, if any.
+        sentinel_auth: Whether the Sentinels take the same credentials (``?sentinel_auth=1``).
+    """
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_auth: bool = False
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """Parse ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db][?sentinel_auth=1]``.
+
+    Args:
+        url: The URL.
+
+    Returns:
+        The Sentinel addresses, the service and the credentials.
+
+    Raises:
+        ValueError: No Sentinel address, no service name, or a bad port or database.
+    """
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for item in filter(None, hosts.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad Sentinel address {item!r} in a redis+sentinel:// URL (want host:port)")
+        sentinels.append((host.strip("[]"), int(port)))
+    if not sentinels:
+        raise ValueError("a redis+sentinel:// URL needs at least one host:port")
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a redis+sentinel:// URL needs /service or /service/db after the addresses")
+    query = parse_qs(parts.query)
+    return SentinelTarget(
+        sentinels=sentinels,
+        service=path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_auth=query.get("sentinel_auth", ["0"])[0] in ("1", "true", "yes"),
+    )
+
+
+class RedisStreamBackend(BroadcastBackend):
+    """Broadcast through Redis Streams, resuming from the last entry read after a reconnect.
+
+    Received events wait in a bounded queue; when it is full the reader waits (the stream keeps
+    the rest), so nothing is dropped on this side.
+
+    Args:
+        url: The Redis URL (``redis://``, ``rediss://`` or ``unix://``).
+        max_queue: How many received events may wait to be consumed.
+        max_len: About how many entries each stream keeps.
+        min_backoff: The first reconnect delay, in seconds.
+        max_backoff: The largest reconnect delay, in seconds.
+        block: How long one ``XREAD`` waits for new entries, in seconds.
+        socket_timeout: How long a command may take before the connection counts as dead.
+        ttl: Seconds a stream key lives after its last publish (so the keys of a cluster that
+            is gone do not stay in Redis forever); ``None`` keeps them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_len: int = DEFAULT_MAX_LEN,
+        min_backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        block: float = 1.0,
+        socket_timeout: float = 3.0,
+        ttl: int | None = 86_400,
+    ) -> None:
+        super().__init__(max_queue=max_queue)
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.max_len = max_len
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.block = block
+        self.socket_timeout = socket_timeout
+        self.ttl = ttl
+        self.reconnects = 0
+        self._positions: dict[str, str] = {}
+        self._start_id = "0-0"
+        self._writer: Redis | None = None
+        self._reader_client: Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._sentinel_clients: list[Redis] = []
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    def _client(self) -> Redis:
+        try:
+            from redis.asyncio import Redis
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise MissingDependencyError("redis", "redis") from None
+        timeouts: dict[str, Any] = {
+            "socket_connect_timeout": min(1.0, self.socket_timeout),
+            "socket_timeout": self.socket_timeout + self.block,
+        }
+        scheme = self.url.partition("://")[0]
+        if scheme in SENTINEL_SCHEMES:
+            from redis.asyncio.sentinel import Sentinel
+
+            target = parse_sentinel_url(self.url)
+            auth: dict[str, Any] = {"username": target.username, "password": target.password}
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                target.sentinels,
+                sentinel_kwargs={**timeouts, **(auth if target.sentinel_auth else {})},
+                ssl=scheme.startswith("rediss"),
+                **timeouts,
+            )
+            self._sentinel_clients.extend(sentinel.sentinels)
+            master: Redis = sentinel.master_for(target.service, db=target.db, **auth, **timeouts)
+            return master
+        if scheme in CLUSTER_SCHEMES:
+            from redis.asyncio.cluster import RedisCluster
+
+            plain = self.url.replace("+cluster://", "://", 1)
+            cluster: Any = RedisCluster.from_url(plain, **timeouts)
+            return cast("Redis", cluster)
+        return Redis.from_url(self.url, **timeouts)
+
+    async def connect(self) -> None:
+        """Create the clients and start the reader, without waiting for Redis. Idempotent."""
+        if self._reader is not None:
+            return
+        self._writer = self._client()
+        self._reader_client = self._client()
+        self._open_events()
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self.connected_since = None
+        # Read what is published from now on: an id of this wall-clock millisecond (Redis ids
+        # are its server's clock in ms; on one host or NTP-synced hosts that is the same time).
+        self._start_id = f"{int(time.time() * 1000) - 1}-0"
+        for channel in self._positions:
+            self._positions[channel] = self._start_id
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(), name=f"qakeapi stream reader {self.safe_url}"
+        )
+
+    async def disconnect(self) -> None:
+        """Stop the reader, close the clients and end the event stream. Idempotent."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        # The reader stops by itself when its XREAD returns (within ``block``); cancelling a
+        # command under redis-py's cluster client can leave its connections half-closed.
+        await asyncio.wait((reader,), timeout=self.block + 0.5)
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait((reader,), timeout=1.0)
+        self.connected_since = None
+        self._end_events()
+        clients = [self._writer, self._reader_client, *self._sentinel_clients]
+        self._writer = self._reader_client = None
+        self._sentinel_clients = []
+        for client in clients:
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.aclose(), 2.0)
+                except Exception as exc:  # already broken: nothing left to close cleanly
+                    logger.debug("closing a Redis client of %s failed: %s", self.safe_url, exc)
+        if not reader.done():
+            await asyncio.wait((reader,), timeout=2.0)
+        if not reader.done():
+            logger.warning("the Redis stream reader on %s did not stop within 3s; left to finish", self.safe_url)
+        elif not reader.cancelled() and reader.exception() is not None:
+            logger.error("the Redis stream reader on %s had failed", self.safe_url, exc_info=reader.exception())
+
+    async def subscribe(self, channel: str) -> None:
+        """Read ``channel`` from now on (no network round trip: the reader picks it up)."""
+        if channel not in self._positions:
+            self._positions[channel] = self._start_id if self._reader is not None else "0-0"
+            self._wake.set()
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop reading ``channel``."""
+        self._positions.pop(channel, None)
+
+    async def publish(self, channel: str, payload: str | bytes) -> None:
+        """Append ``payload`` to the stream ``channel``.
+
+        Raises:
+            BroadcastError: Not connected, or Redis could not be reached.
+        """
+        await self.publish_many(channel, (payload,))
+
+    async def publish_many(self, channel: str, payloads: Sequence[str | bytes]) -> None:
+        """Append ``payloads`` to the stream ``channel`` in order, in one round trip.
+
+        A broken pooled connection is retried once on a fresh one. If it broke after Redis took
+        some of the payloads, the retry appends those again: receivers drop duplicates by the
+        sequence numbers inside the payloads.
+
+        Raises:
+            BroadcastError: Not connected, or Redis could not be reached.
+        """
+        if self._writer is None:
+            raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+
+        for attempt in (1, 2):
+            try:
+                async with self._writer.pipeline(transaction=False) as pipe:
+                    for payload in payloads:
+                        pipe.xadd(channel, {_FIELD: payload}, maxlen=self.max_len, approximate=True)
+                    if self.ttl is not None:
+                        pipe.expire(channel, self.ttl)
+                    await pipe.execute()
+                return
+            except RedisConnectionError as exc:
+                # A pooled connection may have been killed or died with a restart: one retry on a fresh one.
+                if attempt == 1:
+                    continue
+                error: Exception = exc
+            except (RedisError, OSError) as exc:
+                error = exc
+            raise BroadcastError(
+                f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
+            ) from error
+
+    async def _read(self) -> None:
+        """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""
+        from redis.exceptions import RedisError
+
+        delay = self.min_backoff
+        down_since: float | None = None
+        failures = 0
+        while not self._stopping:
+            if not self._positions:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            client = self._reader_client
+            if client is None:
+                return
+            try:
+                streams: dict[Any, Any] = dict(self._positions)
+                response: Any = await client.xread(streams, count=1000, block=max(1, int(self.block * 1000)))
+            except (RedisError, OSError) as exc:
+                if self._stopping:  # disconnect() closed the client under the read
+                    return
+                self.connected_since = None
+                failures += 1
+                if down_since is None:
+                    down_since = time.monotonic()
+                    self.reconnects += 1
+                    logger.warning(
+                        "Redis stream reader on %s lost its connection (%s: %s); reconnecting",
+                        self.safe_url,
+                        type(exc).__name__,
+                        exc,
+                    )
+                else:
+                    logger.debug("Redis stream reader on %s: attempt %d failed: %s", self.safe_url, failures, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            if self.connected_since is None:
+                self.connected_since = time.monotonic()
+                if down_since is not None:
+                    logger.warning(
+                        "Redis stream reader on %s reconnected after %.1fs (%d failed attempts)",
+                        self.safe_url,
+                        time.monotonic() - down_since,
+                        failures,
+                    )
+                down_since = None
+                failures = 0
+                delay = self.min_backoff
+            for key, entries in response or ():
+                channel = _text(key)
+                for entry_id, fields in entries:
+                    if channel in self._positions:
+                        self._positions[channel] = _text(entry_id)
+                    payload = fields.get(_FIELD)
+                    if payload is None:
+                        logger.warning("ignoring an entry without a payload on stream %r", channel)
+                        continue
+                    await self._queue.put(Event(channel, bytes(payload)))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,250 @@
+"""The publish buffer of one instance: ordered, numbered, bounded in age and size, and counted.
+
+Every envelope an instance publishes waits here until the backend takes it, so a backend
+outage shorter than ``max_age`` loses nothing: the buffered envelopes go out, in order, when it
+comes back. An envelope gets its sequence number when it is first handed to the backend and
+keeps it through retries, so a retry after an ambiguous failure is a duplicate receivers can
+drop. Only client messages are numbered (1, 2, 3 ...); a control envelope carries the number of
+the last client message before it, so a receiver notices missing client messages even when no
+further client message follows.
+
+Past the bound: envelopes older than ``max_age`` are dropped, and while the backend has been
+down for longer than ``max_age`` (or the buffer is full) new ones are refused with
+:class:`ClusterUnavailableError`. Either way what was lost, and for whom, is recorded in a
+:class:`Loss` that is published once the backend is back, so the affected clients are told.
+Pure: the clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from qakeapi.core.cluster.envelope import DATA_KINDS, Envelope, Kind
+from qakeapi.exceptions import BroadcastError
+
+__all__ = [
+    "DEFAULT_BUFFER_SECONDS",
+    "DEFAULT_MAX_BUFFER",
+    "ClusterUnavailableError",
+    "Loss",
+    "Outbox",
+    "Pending",
+]
+
+DEFAULT_BUFFER_SECONDS = 5.0
+DEFAULT_MAX_BUFFER = 100_000
+_MAX_NAMED_TARGETS = 1000
+
+
+class ClusterUnavailableError(BroadcastError):
+    """A message could not be buffered for the other nodes (the backend has been down too long,
+    or the buffer is full). Local connections already got it; the other nodes' did not, and they
+    will be told when the backend is back."""
+
+
+@dataclass(slots=True)
+class Loss:
+    """What was dropped, and whose clients it was meant for.
+
+    Attributes:
+        count: How many messages.
+        everyone: Whether any of them was for every connection (or too many targets to name).
+        rooms: The rooms they were for.
+        users: The users they were for.
+        connections: The connection ids they were for.
+    """
+
+    count: int = 0
+    everyone: bool = False
+    rooms: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    connections: set[str] = field(default_factory=set)
+
+    def add(self, kind: Kind, data: dict[str, Any]) -> None:
+        """Record one dropped envelope (control envelopes are not anybody's messages)."""
+        if kind is Kind.ALL:
+            self.everyone = True
+        elif kind is Kind.ROOM:
+            self.rooms.add(data["room"])
+        elif kind is Kind.USER:
+            self.users.add(data["user"])
+        elif kind is Kind.CONNECTION:
+            self.connections.add(data["connection"])
+        else:
+            return
+        self.count += 1
+        if len(self.rooms) + len(self.users) + len(self.connections) > _MAX_NAMED_TARGETS:
+            self.everyone = True
+            self.rooms.clear()
+            self.users.clear()
+            self.connections.clear()
+
+    def as_data(self) -> dict[str, Any]:
+        """The fields of a :attr:`~qakeapi.core.cluster.envelope.Kind.LOST` envelope."""
+        return {
+            "count": self.count,
+            "everyone": self.everyone,
+            "rooms": sorted(self.rooms),
+            "users": sorted(self.users),
+            "connections": sorted(self.connections),
+        }
+
+
+@dataclass(slots=True)
+class Pending:
+    """An envelope waiting to be published.
+
+    Attributes:
+        kind: What it carries.
+        data: The kind's fields.
+        frame: The frame, if any.
+        enqueued_at: When it was buffered (the outbox's clock).
+        seq: Its sequence number, once it was first handed to the backend (``-1`` before).
+    """
+
+    kind: Kind
+    data: dict[str, Any]
+    frame: str | bytes | None
+    enqueued_at: float
+    seq: int = -1
+
+
+class Outbox:
+    """An ordered, bounded buffer of envelopes to publish, with the backend's up/down state.
+
+    Args:
+        instance: The publishing instance id.
+        node: The publishing node's label.
+        max_age: How long an envelope may wait for the backend, in seconds.
+        max_size: How many envelopes may wait.
+    """
+
+    def __init__(
+        self,
+        instance: str,
+        node: str,
+        *,
+        max_age: float = DEFAULT_BUFFER_SECONDS,
+        max_size: int = DEFAULT_MAX_BUFFER,
+    ) -> None:
+        if max_age <= 0 or max_size < 1:
+            raise ValueError("max_age must be positive and max_size at least 1")
+        self.instance = instance
+        self.node = node
+        self.max_age = max_age
+        self.max_size = max_size
+        self.down_since: float | None = None
+        self.published = 0
+        self.dropped = 0
+        self.loss = Loss()
+        self._items: deque[Pending] = deque()
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def last_seq(self) -> int:
+        """The number given to the latest client message (``0`` before the first)."""
+        return self._seq
+
+    def put(self, kind: Kind, data: dict[str, Any], frame: str | bytes | None, now: float) -> None:
+        """Buffer an envelope that carries a client message.
+
+        Raises:
+            ClusterUnavailableError: The backend has been down longer than ``max_age``, or the
+                buffer is full; the loss is recorded.
+        """
+        reason = self.refusal(now)
+        if reason is not None:
+            self.dropped += 1
+            self.loss.add(kind, data)
+            raise ClusterUnavailableError(reason)
+        self._items.append(Pending(kind, data, frame, now))
+
+    def put_control(self, kind: Kind, data: dict[str, Any], now: float, *, force: bool = False) -> bool:
+        """Buffer a control envelope (heartbeat, presence); returns ``False`` if it was refused.
+
+        Refused control envelopes are not counted as losses: presence recovers through
+        heartbeats and sync. ``force`` buffers it anyway (a heartbeat probing a backend that is
+        down, when nothing else is waiting).
+        """
+        if not force and self.refusal(now) is not None:
+            return False
+        self._items.append(Pending(kind, data, None, now))
+        return True
+
+    def refusal(self, now: float) -> str | None:
+        """Why a new envelope would be refused now, or ``None`` if it would be buffered."""
+        if self.down_since is not None and now - self.down_since > self.max_age:
+            down = now - self.down_since
+            return f"the broadcast backend has been unreachable for {down:.1f}s (bound {self.max_age}s)"
+        if len(self._items) >= self.max_size:
+            return f"the cluster publish buffer is full ({self.max_size} messages waiting)"
+        return None
+
+    def expire(self, now: float) -> int:
+        """Drop the client messages that waited longer than ``max_age``; return how many.
+
+        One that already had a number (a publish of it was attempted) leaves a
+        :attr:`~qakeapi.core.cluster.envelope.Kind.SKIP` in its place, so receivers do not take
+        the missing number for a loss of their own.
+        """
+        expired = 0
+        kept: list[Pending] = []
+        while self._items and now - self._items[0].enqueued_at > self.max_age:
+            item = self._items.popleft()
+            if item.kind is Kind.SKIP:
+                kept.append(item)
+                continue
+            self.loss.add(item.kind, item.data)
+            if item.kind in DATA_KINDS:
+                self.dropped += 1
+                if item.seq >= 0:
+                    kept.append(Pending(Kind.SKIP, {}, None, item.enqueued_at, item.seq))
+            expired += 1
+        self._items.extendleft(reversed(kept))
+        return expired
+
+    def batch(self, limit: int) -> list[Envelope]:
+        """The next (up to) ``limit`` envelopes to publish, numbered; they stay until :meth:`sent`."""
+        envelopes = []
+        for index, item in enumerate(self._items):
+            if index >= limit:
+                break
+            if item.seq < 0:
+                if item.kind in DATA_KINDS:
+                    self._seq += 1
+                item.seq = self._seq
+            envelopes.append(Envelope(item.kind, self.instance, self.node, item.seq, item.data, item.frame))
+        return envelopes
+
+    def sent(self, count: int) -> None:
+        """The first ``count`` envelopes of the last :meth:`batch` were published."""
+        for _ in range(count):
+            self._items.popleft()
+        self.published += count
+
+    def failed(self, now: float) -> bool:
+        """Publishing failed; return ``True`` if the backend was up until now."""
+        if self.down_since is None:
+            self.down_since = now
+            return True
+        return False
+
+    def recovered(self) -> Loss | None:
+        """Publishing works again: return what was lost since the last report (if anything) and forget it."""
+        self.down_since = None
+        if not self.loss.count:
+            return None
+        loss, self.loss = self.loss, Loss()
+        return loss
+
+    def take_loss(self) -> Loss | None:
+        """Return and forget what was lost, if anything (for losses while the backend was up)."""
+        if not self.loss.count:
+            return None
+        loss, self.loss = self.loss, Loss()
+        return loss

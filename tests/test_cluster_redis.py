@@ -1,0 +1,308 @@
+"""The cluster over real Redis in-process: the stream backend and managers against a private ``redis-server``.
+
+Each test starts its own ``redis-server`` on a free port, so it can stop it, restart it and
+kill its connections without disturbing anybody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, SentinelTarget, parse_sentinel_url
+from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
+from qakeapi.testing import TestClient
+from tests.redis_server import RedisServer, SentinelServer, free_port, wait_until
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path, password="pw-not-in-logs") as redis_server:
+        yield redis_server
+
+
+async def collect(backend: RedisStreamBackend, into: list[bytes]) -> None:
+    async for event in backend.events():
+        into.append(event.payload)
+
+
+@pytest.mark.asyncio
+async def test_a_reader_resumes_after_its_connection_is_killed_and_misses_nothing(server: RedisServer) -> None:
+    writer, reader = RedisStreamBackend(server.url), RedisStreamBackend(server.url, min_backoff=0.01)
+    received: list[bytes] = []
+    await writer.connect()
+    await reader.connect()
+    await reader.subscribe("c")
+    task = asyncio.get_running_loop().create_task(collect(reader, received))
+    admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        await writer.publish("c", b"0")
+        await wait_until(lambda: received == [b"0"], "the first message")
+        assert reader.connected_since is not None
+        killed = admin.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        for n in range(1, 50):  # published while the reader reconnects
+            await writer.publish("c", str(n).encode())
+        await wait_until(lambda: len(received) == 50, "all 50 messages")
+        assert received == [str(n).encode() for n in range(50)]
+        assert reader.reconnects == 1
+    finally:
+        admin.close()
+        task.cancel()
+        await writer.disconnect()
+        await reader.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_publish_while_redis_is_down_raises_broadcast_error_without_the_password(server: RedisServer) -> None:
+    backend = RedisStreamBackend(server.url)
+    await backend.connect()
+    try:
+        server.stop()
+        with pytest.raises(BroadcastError, match=f"cannot publish to 'c' on redis://127.0.0.1:{server.port}") as raised:
+            await backend.publish("c", b"x")
+        assert "pw-not-in-logs" not in str(raised.value)
+    finally:
+        await backend.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_publish_before_connect_raises() -> None:
+    with pytest.raises(BroadcastError, match="not connected"):
+        await RedisStreamBackend("redis://127.0.0.1:1").publish("c", b"x")
+
+
+@pytest.mark.asyncio
+async def test_stream_keys_are_trimmed_and_expire(server: RedisServer) -> None:
+    backend = RedisStreamBackend(server.url, max_len=10, ttl=60)
+    await backend.connect()
+    admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        await backend.publish_many("c", [str(n) for n in range(500)])
+        assert admin.xlen("c") < 500  # approximate trimming keeps about max_len (whole nodes)
+        assert 0 < admin.ttl("c") <= 60
+    finally:
+        admin.close()
+        await backend.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_node_starts_at_once_with_redis_down_and_joins_when_it_appears(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "qakeapi")
+    server.stop()
+    first = ClusteredManager(WebSocketHandler(), RedisStreamBackend(server.url, min_backoff=0.02), "node-1")
+    second = ClusteredManager(WebSocketHandler(), RedisStreamBackend(server.url, min_backoff=0.02), "node-2")
+    try:
+        started = time.monotonic()
+        await first.start()
+        await second.start()
+        assert time.monotonic() - started < 1.0
+        second_got: list[str] = []
+
+        @second.on_presence
+        async def seen(diff: object) -> None:
+            second_got.append(repr(diff))
+
+        assert await first.broadcast("early") == 0  # no local connections; buffered for the others
+        await asyncio.sleep(0.3)  # Redis is still down: the publish waits in the buffer
+        assert len(first.outbox) >= 1
+        await asyncio.to_thread(server.start)
+        await wait_until(lambda: not first.outbox, "the buffer was flushed", timeout=5)
+        await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1", timeout=5)
+        assert first.outbox.dropped == 0
+    finally:
+        await first.close()
+        await second.close()
+    assert "pw-not-in-logs" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) <= 8, lines  # per node: down and up, reader and sender; not one line per attempt
+
+
+# -- Sentinel ------------------------------------------------------------------------------------
+
+
+def parse(url: str) -> SentinelTarget:
+    return parse_sentinel_url(url)
+
+
+def test_sentinel_urls_are_parsed() -> None:
+    target = parse("redis+sentinel://u:p%40ss@10.0.0.1:26379,[::1]:26380/mymaster/2?sentinel_auth=1")
+    assert target == SentinelTarget([("10.0.0.1", 26379), ("::1", 26380)], "mymaster", 2, "u", "p@ss", True)
+    assert parse("redis+sentinel://h:1/svc") == SentinelTarget([("h", 1)], "svc")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("redis+sentinel:///svc", "at least one host:port"),
+        ("redis+sentinel://h/svc", "bad Sentinel address"),
+        ("redis+sentinel://h:1", "needs /service"),
+        ("redis+sentinel://h:1/svc/x", "needs /service"),
+    ],
+)
+def test_bad_sentinel_urls_are_refused_when_the_manager_is_created(url: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_clustered_manager(WebSocketHandler(), url, "node-1")
+
+
+def redis_node(url: str, node_id: str) -> tuple[ClusteredManager, TestClient]:
+    handler = WebSocketHandler()
+    backend = RedisStreamBackend(url, min_backoff=0.02, max_backoff=0.3)
+    # A failover takes down-after-milliseconds plus an election (about 4 s here): the buffer
+    # must outlast it, as the clustering topic says.
+    manager = ClusteredManager(handler, backend, node_id, buffer_seconds=15)
+    app = Application()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await manager.handle_connection(websocket)
+
+    return manager, TestClient(app, timeout=10)
+
+
+@pytest.mark.asyncio
+async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    password = "sentinel-pw"
+    with (
+        RedisServer(tmp_path, password=password) as master,
+        RedisServer(tmp_path, password=password, args=("--replicaof", "127.0.0.1", str(master.port))) as replica,
+    ):
+        sentinels = [SentinelServer(tmp_path, master) for _ in range(3)]
+        try:
+            hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+            url = f"redis+sentinel://:{password}@{hosts}/mymaster"
+            first, first_client = redis_node(url, "node-1")
+            second, second_client = redis_node(url, "node-2")
+            async with (
+                first_client.websocket_connect("/ws") as sender_side,
+                second_client.websocket_connect("/ws") as receiver,
+            ):
+                await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+                count = 60
+                for n in range(count):
+                    if n == 20:
+                        master.stop(kill=True)  # the master dies mid-stream
+                    await first.broadcast({"n": n})
+                    assert await sender_side.receive_json() == {"n": n}
+                    await asyncio.sleep(0.02)
+                await wait_until(
+                    lambda: sentinels[0].master_port() == replica.port, "Sentinel promoted the replica", timeout=15
+                )
+                received = [await receiver.receive_json(timeout=15) for _ in range(count)]
+                assert received == [{"n": n} for n in range(count)]
+                with pytest.raises(TimeoutError):
+                    await receiver.receive(timeout=0.3)  # nothing doubled
+                assert first.outbox.dropped == 0
+            await first.close()
+            await second.close()
+        finally:
+            for sentinel in sentinels:
+                sentinel.stop()
+
+
+# -- Redis Cluster -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_restart(tmp_path: Path) -> None:
+    password = "cluster-pw"
+    ports = [cluster_port() for _ in range(3)]
+    shards = []
+    for port in ports:
+        directory = tmp_path / str(port)
+        directory.mkdir()
+        shards.append(
+            RedisServer(
+                directory,
+                password=password,
+                port=port,
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ),
+            )
+        )
+    try:
+        for shard in shards:
+            shard.start()
+        await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-a", password, "--no-auth-warning", "--cluster", "create"]
+            + [f"127.0.0.1:{port}" for port in ports]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        admin = redis.Redis(host="127.0.0.1", port=ports[0], password=password)
+        try:
+            await wait_until(lambda: admin.cluster("info")["cluster_state"] == "ok", "the cluster is up")
+            slot = int(admin.cluster("keyslot", "qakeapi:broadcast"))
+            owner_port = owner_of(admin, slot)
+        finally:
+            admin.close()
+        owner = next(s for s in shards if s.port == owner_port)
+        url = f"redis+cluster://:{password}@127.0.0.1:{ports[0]}"
+        first, first_client = redis_node(url, "node-1")
+        second, second_client = redis_node(url, "node-2")
+        async with (
+            first_client.websocket_connect("/ws") as sender_side,
+            second_client.websocket_connect("/ws") as receiver,
+        ):
+            await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+            await first.broadcast({"n": 0})
+            assert await sender_side.receive_json() == {"n": 0}
+            assert await receiver.receive_json() == {"n": 0}
+            owner.stop()  # the shard holding the stream goes away (and comes back empty)
+            for n in range(1, 11):
+                await first.broadcast({"n": n})
+                assert await sender_side.receive_json() == {"n": n}
+            await asyncio.to_thread(owner.start)
+            received = [await receiver.receive_json(timeout=15) for _ in range(10)]
+            assert received == [{"n": n} for n in range(1, 11)]
+            with pytest.raises(TimeoutError):
+                await receiver.receive(timeout=0.3)
+        await first.close()
+        await second.close()
+    finally:
+        for shard in shards:
+            shard.stop()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def owner_of(admin: redis.Redis, slot: int) -> int:
+    """The port of the master serving ``slot`` (from ``CLUSTER SLOTS``: ``[start, end, [host, port, id], ...]``)."""
+    slots: Any = admin.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+    for start, end, primary, *_replicas in slots:
+        if int(start) <= slot <= int(end):
+            return int(primary[1])
+    raise AssertionError(f"nobody serves slot {slot}: {slots}")
