@@ -353,6 +353,8 @@ async def test_presence_hooks_see_remote_joins_and_leaves_in_order(make_cluster:
     async with AsyncExitStack() as stack:
         await a.manager.start()
         bob, _ = await b.join(stack, user="bob")
+        # Until node-1 has node-2's state, node-2's first news reaches it as a full-state sync.
+        await wait_until(lambda: a.manager.peers.synced(b.manager.instance_id), "node-1 has node-2's state")
         await request(bob, {"join": "x"})
         await request(bob, {"leave": "x"})
         await wait_until(lambda: len(seen) >= 2, "both diffs reached node-1's hook")

@@ -61,6 +61,11 @@ class Peers:
         """The live instances, as ``{instance_id: node_id}``."""
         return {instance: peer.node for instance, peer in self._peers.items()}
 
+    def synced(self, instance: str) -> bool:
+        """Whether ``instance``'s presence is known here (its diffs now apply one by one)."""
+        peer = self._peers.get(instance)
+        return peer is not None and peer.version is not None
+
     def heard(self, instance: str, node: str, now: float) -> Peer:
         """``instance`` said something: note it (a new instance starts unknown)."""
         peer = self._peers.get(instance)
