@@ -220,8 +220,67 @@ class WebSocketHandler:
         if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
             await self._refuse_address(websocket, address)
             return
+        non_standard = 0
         try:
-            await self._run(websocket)
+            if websocket.application_state is WebSocketState.CONNECTING:
+                await websocket.accept()
+            self._connections.add(websocket)
+            try:
+                if await self._run_connect_hooks(websocket):
+                    # The receive loop, inline: this frame is suspended in every receive, and each
+                    # level of nesting between the task and the server's receive costs twice a message.
+                    limit = self.max_message_size
+                    hooks = self._message_hooks
+                    receive = websocket.receive_message
+                    clock = time.monotonic
+                    bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
+                    while websocket.application_state is WebSocketState.CONNECTED:
+                        data = await receive()
+                        if bucket is not None and not bucket.take(clock()):
+                            await self._too_fast(websocket)
+                            break
+                        message: Any = data
+                        if isinstance(data, str):
+                            # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
+                            if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
+                                await self._too_big(websocket, len(data.encode()))
+                                break
+                            try:
+                                message = _decode(data)
+                            except NonStandardJSONError as exc:  # NaN/Infinity: not JSON, the text itself
+                                non_standard += 1
+                                if non_standard == 1:
+                                    _log_non_standard(websocket, exc)
+                            except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
+                                pass
+                        elif limit is not None and len(data) > limit:
+                            await self._too_big(websocket, len(data))
+                            break
+                        if self._interceptors and await self._intercepted(websocket, message):
+                            continue
+                        for hook in hooks:
+                            try:
+                                await hook(websocket, message)
+                            except Exception as exc:
+                                self._hook_failed(hook, websocket, exc)
+            except WebSocketDisconnect as exc:
+                logger.debug("WebSocket %s disconnected with code %s", websocket.id, exc.code)
+            except Exception:
+                # Not a peer's doing: tell the peer it was an internal error, let the app log it.
+                await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
+                raise
+            finally:
+                if non_standard > 1:
+                    logger.info(
+                        "WebSocket %s (path=%s): %d messages used NaN/Infinity and were delivered as text",
+                        websocket.id,
+                        websocket.path,
+                        non_standard,
+                    )
+                self._connections.discard(websocket)
+                for disconnect_hook in self._disconnect_hooks:
+                    await self._call(disconnect_hook, websocket)
+                await websocket.close()
         finally:
             if address is not None:
                 self.per_ip.release(address)
@@ -240,68 +299,6 @@ class WebSocketHandler:
             await websocket.deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
             return
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
-
-    async def _run(self, websocket: WebSocket) -> None:
-        non_standard = 0
-        if websocket.application_state is WebSocketState.CONNECTING:
-            await websocket.accept()
-        self._connections.add(websocket)
-        try:
-            if await self._run_connect_hooks(websocket):
-                # The receive loop, inline: this frame is suspended in every receive, and each
-                # level of nesting between the task and the server's receive costs twice a message.
-                limit = self.max_message_size
-                hooks = self._message_hooks
-                receive = websocket.receive_message
-                clock = time.monotonic
-                bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
-                while websocket.application_state is WebSocketState.CONNECTED:
-                    data = await receive()
-                    if bucket is not None and not bucket.take(clock()):
-                        await self._too_fast(websocket)
-                        break
-                    message: Any = data
-                    if isinstance(data, str):
-                        # UTF-8 takes at most 4 bytes a character: only long text needs encoding to measure.
-                        if limit is not None and len(data) * 4 > limit and len(data.encode()) > limit:
-                            await self._too_big(websocket, len(data.encode()))
-                            break
-                        try:
-                            message = _decode(data)
-                        except NonStandardJSONError as exc:  # NaN/Infinity: not JSON, the text itself
-                            non_standard += 1
-                            if non_standard == 1:
-                                _log_non_standard(websocket, exc)
-                        except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
-                            pass
-                    elif limit is not None and len(data) > limit:
-                        await self._too_big(websocket, len(data))
-                        break
-                    if self._interceptors and await self._intercepted(websocket, message):
-                        continue
-                    for hook in hooks:
-                        try:
-                            await hook(websocket, message)
-                        except Exception as exc:
-                            self._hook_failed(hook, websocket, exc)
-        except WebSocketDisconnect as exc:
-            logger.debug("WebSocket %s disconnected with code %s", websocket.id, exc.code)
-        except Exception:
-            # Not a peer's doing: tell the peer it was an internal error, let the app log it.
-            await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
-            raise
-        finally:
-            if non_standard > 1:
-                logger.info(
-                    "WebSocket %s (path=%s): %d messages used NaN/Infinity and were delivered as text",
-                    websocket.id,
-                    websocket.path,
-                    non_standard,
-                )
-            self._connections.discard(websocket)
-            for disconnect_hook in self._disconnect_hooks:
-                await self._call(disconnect_hook, websocket)
-            await websocket.close()
 
     async def _intercepted(self, websocket: WebSocket, message: Any) -> bool:
         for interceptor in self._interceptors:
