@@ -78,6 +78,10 @@ def lost_event(count: int, node: str) -> dict[str, Any]:
     return {"type": "cluster_lost", "recovered": False, "lost": count, "node": node}
 
 
+_STOP_TIMEOUT = 5.0
+"""Seconds :meth:`ClusteredManager.close` waits for a start, and for its tasks to stop, before it goes on."""
+
+
 class ClusteredManager:
     """Runs a handler's connections and addresses them across nodes.
 
@@ -239,8 +243,11 @@ class ClusteredManager:
             return
         self._closing = closing = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait((starting,))
-            if not starting.cancelled() and starting.exception() is None:
+            await asyncio.wait((starting,), timeout=_STOP_TIMEOUT)
+            if not starting.done():  # a start that hangs must not hang the close too
+                starting.cancel()
+                await asyncio.wait((starting,), timeout=_STOP_TIMEOUT)
+            if starting.done() and not starting.cancelled() and starting.exception() is None:
                 self._control(Kind.BYE, {})
                 if self.outbox.down_since is None and self._idle is not None:
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -252,7 +259,20 @@ class ClusteredManager:
             tasks, self._tasks = self._tasks, []
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _done, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
+                for task in pending:
+                    logger.warning(
+                        "node %s: task %r did not stop within %.0fs of being cancelled; left to finish",
+                        self.node_id,
+                        task.get_name(),
+                        _STOP_TIMEOUT,
+                    )
+                for task in _done:
+                    if not task.cancelled() and task.exception() is not None:
+                        logger.error(
+                            "node %s: task %r had failed", self.node_id, task.get_name(), exc_info=task.exception()
+                        )
             await self.backend.disconnect()
             self.peers.clear()
         finally:

@@ -102,12 +102,18 @@ class TokenBucket:
             ``True`` when a token was there; ``False`` when the bucket is empty (the limit is
             exceeded; nothing is spent).
         """
-        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) if now > self._last else self._tokens
-        self._last = max(now, self._last)
+        # Plain comparisons rather than min()/max(): this runs for every message received.
+        tokens = self._tokens
+        if now > self._last:
+            tokens += (now - self._last) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+            self._last = now
         if tokens < _ONE:
             self._tokens = tokens
             return False
-        self._tokens = max(0.0, tokens - 1.0)
+        tokens -= 1.0
+        self._tokens = tokens if tokens > 0.0 else 0.0
         return True
 
     @property
