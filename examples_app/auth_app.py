@@ -9,28 +9,40 @@ say); handshakes from another site are refused with 403 by the application's ori
 (:class:`~qakeapi.core.origins.OriginPolicy`: the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``);
 and ``POST /api/revoke`` with ``Authorization: Bearer <token>`` signs that user out everywhere
 (closes their connections with 4003 and refuses their older tokens).
+
+Several nodes: with ``QAKEAPI_REDIS_URL`` set (and the same ``QAKEAPI_SECRET_KEY`` everywhere),
+each process joins the cluster on that Redis and a revocation on any node closes the user's
+connections on every node. Without it the app is one node (``memory://``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options
+from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options, node_id
 from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
+from qakeapi.core.cluster.outbox import ClusterUnavailableError
+from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.origins import OriginPolicy
 from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
 
-__all__ = ["app", "auth_middleware", "authenticator", "issue_token", "origin_policy", "ws_handler"]
+__all__ = ["app", "auth_middleware", "authenticator", "cluster", "issue_token", "origin_policy", "ws_handler"]
 
 logger = logging.getLogger("examples_app")
 
 origin_policy = OriginPolicy(allowed_origins())
 app = Application(origins=origin_policy)
 ws_handler = WebSocketHandler(**handler_options())
+cluster = create_clustered_manager(
+    ws_handler, redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://auth_app"), node_id=node_id()
+)
+app.on_startup(cluster.start)
+app.on_shutdown(cluster.close)
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), **auth_options())
+auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), transport=cluster, **auth_options())
 
 
 @ws_handler.on_connect
@@ -53,7 +65,7 @@ async def handle_message(websocket: WebSocket, message: Any) -> None:
 
 @app.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    await auth_middleware(websocket, ws_handler.handle_connection)
+    await auth_middleware(websocket, cluster.handle_connection)
 
 
 async def issue_token(request: Request, authenticator: JWTAuthenticator) -> dict[str, str]:
@@ -88,4 +100,8 @@ async def revoke(request: Request) -> dict[str, object]:
     if auth_middleware.sessions.is_revoked(claims["sub"], claims):
         raise HTTPException(401, "token rejected: revoked", challenge)
     user = claims["sub"]
-    return {"user_id": user, "closed": await auth_middleware.revoke(user, "signed out")}
+    try:
+        closed = await auth_middleware.revoke(user, "signed out")
+    except ClusterUnavailableError as exc:  # this node's connections are closed; the others' are not
+        raise HTTPException(503, f"revoked on this node only: {exc}") from None
+    return {"user_id": user, "closed": closed}

@@ -282,9 +282,13 @@ def test_a_token_issued_after_the_revocation_is_accepted() -> None:
 class RecordingTransport:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, float]] = []
+        self.subscribers: list[Any] = []
 
     async def publish_revocation(self, user_id: str, reason: str, revoked_at: float) -> None:
         self.sent.append((user_id, reason, revoked_at))
+
+    def subscribe_revocations(self, apply: Any) -> None:
+        self.subscribers.append(apply)
 
 
 @pytest.mark.asyncio
@@ -292,6 +296,7 @@ async def test_revoke_publishes_through_the_transport_and_revoke_local_applies_i
     transport = RecordingTransport()
     node_a = AuthSessions(transport=transport)
     node_b = AuthSessions()
+    assert transport.subscribers == [node_a.revoke_local]  # what the transport calls on arrival
     assert await node_a.revoke("alice", "bye") == 0
     [(user, reason, revoked_at)] = transport.sent
     assert (user, reason) == ("alice", "bye")

@@ -161,3 +161,14 @@ def test_inbox_check_notices_missing_messages_before_a_control_envelope() -> Non
     inbox.forget("A")
     assert "A" not in inbox
     assert inbox.accept("A", 99) == 0
+
+
+def test_revocations_never_expire_while_messages_around_them_do() -> None:
+    outbox = Outbox("i", "n", max_age=1.0)
+    outbox.put(Kind.ROOM, {"room": "r"}, "old", now=0.0)
+    assert outbox.put_control(Kind.REVOKE, {"user": "alice", "reason": "x", "at": 1.0}, now=0.0, force=True)
+    outbox.put(Kind.ALL, {}, "old too", now=0.5)
+    assert outbox.expire(now=100.0) == 2
+    [revocation] = outbox.batch(10)
+    assert (revocation.kind, revocation.data["user"], revocation.seq) == (Kind.REVOKE, "alice", 0)
+    assert outbox.loss.count == 2

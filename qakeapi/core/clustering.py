@@ -31,7 +31,7 @@ from qakeapi.core.broadcast import BroadcastBackend
 from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode_envelope, encode_envelope
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of, new_instance_id, worker_hint
 from qakeapi.core.cluster.inbox import Inbox
-from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER, Outbox
+from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER, ClusterUnavailableError, Outbox
 from qakeapi.core.cluster.peers import Peers
 from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_NODE_TIMEOUT",
     "ClusteredManager",
     "PresenceHook",
+    "RevocationHook",
     "create_cluster_backend",
     "create_clustered_manager",
     "lost_event",
@@ -63,6 +64,9 @@ _REDIS_SCHEMES = frozenset(
 
 PresenceHook = Callable[[PresenceDiff], Awaitable[Any]]
 """``async def hook(diff)`` — called for every presence change, local or remote, in order."""
+
+RevocationHook = Callable[[str, str, float], object]
+"""``hook(user_id, reason, revoked_at)`` — applies a revocation from another node."""
 
 
 def lost_event(count: int, node: str) -> dict[str, Any]:
@@ -150,6 +154,7 @@ class ClusteredManager:
         self._version = 0
         self.peers = Peers(self.presence, node_timeout)
         self._hooks: list[PresenceHook] = []
+        self._revocation_hooks: list[RevocationHook] = []
         self._diffs: asyncio.Queue[PresenceDiff] | None = None
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -352,6 +357,48 @@ class ClusteredManager:
         self._publish(Kind.CONNECTION, {"connection": connection}, frame)
         return True
 
+    # -- revocations (a RevocationTransport for qakeapi.security.sessions.AuthSessions) --
+
+    async def publish_revocation(self, user_id: str, reason: str, revoked_at: float) -> None:
+        """Send a revocation to every other node (:class:`~qakeapi.security.sessions.RevocationTransport`).
+
+        Revocations wait in the publish buffer like client messages, but are never dropped for
+        their age: they go out, in order, whenever the backend takes them.
+
+        Args:
+            user_id: The user whose connections close.
+            reason: The close reason.
+            revoked_at: The revocation time (Unix seconds).
+
+        Raises:
+            qakeapi.core.cluster.outbox.ClusterUnavailableError: The backend has been down
+                longer than ``buffer_seconds`` (or the buffer is full): the other nodes will not
+                get this revocation, and the caller has to retry it.
+        """
+        await self.start()
+        refusal = self.outbox.refusal(time.monotonic())
+        if refusal is not None:
+            raise ClusterUnavailableError(f"revocation not sent to the other nodes: {refusal}")
+        self._control(Kind.REVOKE, {"user": user_id, "reason": reason, "at": revoked_at}, force=True)
+
+    def subscribe_revocations(self, apply: RevocationHook) -> None:
+        """Call ``apply(user_id, reason, revoked_at)`` for each revocation from another node.
+
+        Args:
+            apply: Typically :meth:`AuthSessions.revoke_local <qakeapi.security.sessions.AuthSessions.revoke_local>`
+                (``WebSocketAuthMiddleware(..., transport=manager)`` registers it).
+        """
+        self._revocation_hooks.append(apply)
+
+    def _receive_revocation(self, envelope: Envelope) -> None:
+        data = envelope.data
+        user, reason, revoked_at = data.get("user"), data.get("reason"), data.get("at")
+        if not isinstance(user, str) or not isinstance(reason, str) or not isinstance(revoked_at, (int, float)):
+            raise ValueError("malformed revocation: expected a string user and reason and a numeric time")
+        logger.info("node %s: node %s revoked user %s", self.node_id, envelope.node, user)
+        for apply in self._revocation_hooks:
+            apply(user, reason, float(revoked_at))
+
     # -- the room relay (called by self.rooms) ------------------------------------------
 
     def room_joined(self, room: str, websocket: WebSocket) -> None:
@@ -548,6 +595,8 @@ class ClusteredManager:
             self._emit(self.peers.state(instance, data["version"], data["members"]))
         elif kind is Kind.LOST:
             self._receive_loss(envelope)
+        elif kind is Kind.REVOKE:
+            self._receive_revocation(envelope)
         elif kind is Kind.BYE:
             self._forget(instance, PresenceReason.NODE_LEFT)
 

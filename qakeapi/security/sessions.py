@@ -26,7 +26,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
@@ -48,11 +48,13 @@ class AuthCloseCode(enum.IntEnum):
 
 
 class RevocationTransport(Protocol):
-    """Carries revocations to the other nodes of a cluster.
+    """Carries revocations between the nodes of a cluster.
 
-    An implementation publishes with :meth:`publish_revocation`; on every node (this one
-    included or not, either is fine: applying twice is harmless) it calls
-    :meth:`AuthSessions.revoke_local` with what it received.
+    :class:`AuthSessions` registers its :meth:`~AuthSessions.revoke_local` with
+    :meth:`subscribe_revocations` when it is created, and hands each of its own revocations to
+    :meth:`publish_revocation`. The transport calls every subscriber with each revocation it
+    receives from another node (applying one twice is harmless).
+    :class:`~qakeapi.core.clustering.ClusteredManager` is one.
     """
 
     async def publish_revocation(self, user_id: str, reason: str, revoked_at: float) -> None:
@@ -62,6 +64,13 @@ class RevocationTransport(Protocol):
             user_id: The user whose connections close.
             reason: The close reason.
             revoked_at: The revocation time (Unix seconds): tokens issued up to it are refused.
+        """
+
+    def subscribe_revocations(self, apply: Callable[[str, str, float], object]) -> None:
+        """Call ``apply(user_id, reason, revoked_at)`` for every revocation from another node.
+
+        Args:
+            apply: What applies a revocation on this node (:meth:`AuthSessions.revoke_local`).
         """
 
 
@@ -101,6 +110,8 @@ class AuthSessions:
         self.max_connections_per_user = max_connections_per_user
         self.revocation_ttl = revocation_ttl
         self.transport = transport
+        if transport is not None:
+            transport.subscribe_revocations(self.revoke_local)
         self._sessions: dict[WebSocket, _Session] = {}
         self._by_user: dict[str, set[WebSocket]] = {}
         self._revoked: dict[str, float] = {}
@@ -307,6 +318,12 @@ class AuthSessions:
 
         Returns:
             How many connections of this process are being closed.
+
+        Raises:
+            ValueError: ``reason`` is longer than a close frame allows.
+            qakeapi.exceptions.BroadcastError: The transport could not take the revocation
+                (for a cluster, :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`);
+                this node's connections are closed all the same.
         """
         if len(reason.encode()) > 123:
             raise ValueError("a close reason is at most 123 bytes of UTF-8")

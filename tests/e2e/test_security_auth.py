@@ -2,7 +2,8 @@
 
 Refusal before the upgrade (401 + ``WWW-Authenticate``) on each uvicorn WebSocket
 implementation, the Kubernetes-style and ``bearer, <token>, chat`` subprotocols, expiry with a
-grace period (4001), in-band refresh, revocation (4003 within 2 s) and the auth timeout.
+grace period (4001), in-band refresh, revocation (4003 within 2 s, on one node and across two
+nodes on a private Redis) and the auth timeout.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ from websockets.typing import Origin, Subprotocol
 
 from tests.e2e.conftest import Serve, generate_token, recv_json
 from tests.e2e.servers import Server
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -167,6 +170,40 @@ async def test_revoke_closes_every_socket_of_the_user_within_2s(serve: Serve) ->
             "reason": "revoked",
         }
     assert (await post_revoke(server, alice))[0] == 401
+
+
+async def test_revoke_on_one_node_closes_the_user_on_every_node_within_2s(
+    serve: Serve, redis_server: RedisServer
+) -> None:
+    env = {"QAKEAPI_REDIS_URL": redis_server.url, "QAKEAPI_SECRET_KEY": secrets.token_urlsafe(32)}
+    node1, node2 = (serve("auth_app", env={**env, "QAKEAPI_NODE_ID": f"auth-{n}"}) for n in (1, 2))
+    alice = await generate_token(node1, "alice")
+    bob = await generate_token(node2, "bob")
+    async with (
+        connect(f"{node1.ws_url}/ws?token={alice}") as alice1,
+        connect(f"{node2.ws_url}/ws?token={alice}") as alice2,
+        connect(f"{node2.ws_url}/ws", subprotocols=[Subprotocol("bearer"), Subprotocol(alice)]) as alice3,
+        connect(f"{node2.ws_url}/ws?token={bob}") as bob2,
+    ):
+        for ws, user in ((alice1, "alice"), (alice2, "alice"), (alice3, "alice"), (bob2, "bob")):
+            assert await recv_json(ws) == welcome(user)
+        started = time.monotonic()
+        status, body = await post_revoke(node1, alice)
+        assert (status, body) == (200, {"user_id": "alice", "closed": 1})  # node 1's own; node 2 closes its two
+        for ws in (alice1, alice2, alice3):
+            assert await closed_by_server(ws, timeout=2) == (4003, "signed out")
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0
+        await bob2.send(json.dumps("still here"))
+        assert await recv_json(bob2) == {"type": "message", "data": "still here", "user": "bob"}
+    async with connect(f"{node2.ws_url}/ws?token={alice}") as again:  # the old token is dead on node 2 too
+        assert (await recv_json(again))["reason"] == "revoked"
+    assert (await post_revoke(node2, alice))[0] == 401
+    print(f"revoked on 2 nodes in {elapsed * 1000:.0f} ms")
+    for node in (node1, node2):
+        assert alice[-20:] not in node.output()
+        assert "Traceback" not in node.output()
+    assert "node auth-1 revoked user alice" in node2.output()
 
 
 async def test_a_socket_that_never_authenticates_is_closed(serve: Serve) -> None:

@@ -49,6 +49,9 @@ class Kind(str, enum.Enum):
     """I am shutting down — forget my presence."""
     SKIP = "skip"
     """The client message with this number was dropped (it waited too long) — do not wait for it."""
+    REVOKE = "revoke"
+    """Close every connection of ``user`` with ``reason``, and refuse its tokens issued up to
+    ``at`` (Unix seconds)."""
 
 
 DATA_KINDS = frozenset({Kind.ALL, Kind.ROOM, Kind.USER, Kind.CONNECTION})

@@ -188,7 +188,9 @@ class Outbox:
     def expire(self, now: float) -> int:
         """Drop the client messages that waited longer than ``max_age``; return how many.
 
-        One that already had a number (a publish of it was attempted) leaves a
+        Revocations are never dropped for their age (a node that misses one would keep a
+        revoked user's connections open): they wait until the backend takes them. A client
+        message that already had a number (a publish of it was attempted) leaves a
         :attr:`~qakeapi.core.cluster.envelope.Kind.SKIP` in its place, so receivers do not take
         the missing number for a loss of their own.
         """
@@ -196,7 +198,7 @@ class Outbox:
         kept: list[Pending] = []
         while self._items and now - self._items[0].enqueued_at > self.max_age:
             item = self._items.popleft()
-            if item.kind is Kind.SKIP:
+            if item.kind is Kind.SKIP or item.kind is Kind.REVOKE:
                 kept.append(item)
                 continue
             self.loss.add(item.kind, item.data)
