@@ -24,10 +24,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
-__all__ = ["RedisServer", "SentinelServer", "free_port", "wait_until"]
+__all__ = ["RedisClusterServers", "RedisServer", "SentinelServer", "cluster_port", "free_port", "wait_until"]
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -247,3 +248,82 @@ class SentinelServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(STOP_TIMEOUT)
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` private ``redis-server`` processes, no replicas.
+
+    Args:
+        directory: A scratch directory (one folder per shard is made in it).
+        password: The password of every shard.
+        masters: How many masters.
+    """
+
+    def __init__(self, directory: Path, *, password: str, masters: int = 3) -> None:
+        self.password = password
+        self.shards: list[RedisServer] = []
+        for port in (cluster_port() for _ in range(masters)):
+            shard_dir = directory / str(port)
+            shard_dir.mkdir()
+            args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+            self.shards.append(RedisServer(shard_dir, password=password, port=port, args=args))
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL of the first shard (the client discovers the others)."""
+        return f"redis+cluster://:{self.password}@127.0.0.1:{self.shards[0].port}"
+
+    async def start(self) -> None:
+        """Start the shards, create the cluster and wait until it is ``ok``."""
+        for shard in self.shards:
+            shard.start()
+        await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-a", self.password, "--no-auth-warning", "--cluster", "create"]
+            + [f"127.0.0.1:{shard.port}" for shard in self.shards]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        admin = self.admin()
+        try:
+            await wait_until(lambda: admin.cluster("info")["cluster_state"] == "ok", "the cluster is up")
+        finally:
+            admin.close()
+
+    def admin(self) -> redis.Redis:
+        """A plain client of the first shard (for ``CLUSTER`` commands)."""
+        return redis.Redis(host="127.0.0.1", port=self.shards[0].port, password=self.password)
+
+    def owner_of(self, key: str) -> RedisServer:
+        """The shard serving ``key``'s slot (from ``CLUSTER SLOTS``: ``[start, end, [host, port, id], ...]``)."""
+        admin = self.admin()
+        try:
+            slot = int(admin.cluster("keyslot", key))
+            slots: Any = admin.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        finally:
+            admin.close()
+        for start, end, primary, *_replicas in slots:
+            if int(start) <= slot <= int(end):
+                return next(shard for shard in self.shards if shard.port == int(primary[1]))
+        raise AssertionError(f"nobody serves slot {slot}: {slots}")
+
+    def stop(self) -> None:
+        """Stop every shard. Idempotent."""
+        for shard in self.shards:
+            shard.stop()

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -22,7 +19,7 @@ from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, SentinelTarget, parse_sentinel_url
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
-from tests.redis_server import RedisServer, SentinelServer, free_port, wait_until
+from tests.redis_server import RedisClusterServers, RedisServer, SentinelServer, wait_until
 
 
 @pytest.fixture
@@ -217,48 +214,11 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> 
 
 @pytest.mark.asyncio
 async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_restart(tmp_path: Path) -> None:
-    password = "cluster-pw"
-    ports = [cluster_port() for _ in range(3)]
-    shards = []
-    for port in ports:
-        directory = tmp_path / str(port)
-        directory.mkdir()
-        shards.append(
-            RedisServer(
-                directory,
-                password=password,
-                port=port,
-                args=(
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ),
-            )
-        )
+    servers = RedisClusterServers(tmp_path, password="cluster-pw")
     try:
-        for shard in shards:
-            shard.start()
-        await asyncio.to_thread(
-            subprocess.run,
-            ["redis-cli", "-a", password, "--no-auth-warning", "--cluster", "create"]
-            + [f"127.0.0.1:{port}" for port in ports]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-        admin = redis.Redis(host="127.0.0.1", port=ports[0], password=password)
-        try:
-            await wait_until(lambda: admin.cluster("info")["cluster_state"] == "ok", "the cluster is up")
-            slot = int(admin.cluster("keyslot", "qakeapi:broadcast"))
-            owner_port = owner_of(admin, slot)
-        finally:
-            admin.close()
-        owner = next(s for s in shards if s.port == owner_port)
-        url = f"redis+cluster://:{password}@127.0.0.1:{ports[0]}"
+        await servers.start()
+        owner = servers.owner_of("qakeapi:broadcast")
+        url = servers.url
         first, first_client = redis_node(url, "node-1")
         second, second_client = redis_node(url, "node-2")
         async with (
@@ -281,28 +241,4 @@ async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_rest
         await first.close()
         await second.close()
     finally:
-        for shard in shards:
-            shard.stop()
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
-    while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def owner_of(admin: redis.Redis, slot: int) -> int:
-    """The port of the master serving ``slot`` (from ``CLUSTER SLOTS``: ``[start, end, [host, port, id], ...]``)."""
-    slots: Any = admin.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
-    for start, end, primary, *_replicas in slots:
-        if int(start) <= slot <= int(end):
-            return int(primary[1])
-    raise AssertionError(f"nobody serves slot {slot}: {slots}")
+        servers.stop()

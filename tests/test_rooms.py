@@ -296,6 +296,13 @@ class RecordingRelay:
     def room_broadcast(self, room: str, frame: str | bytes, exclude: WebSocket | None) -> None:
         self.calls.append(("broadcast", room, frame, exclude))
 
+    def sequenced(self, room: str) -> bool:
+        return room.startswith("history:")
+
+    async def room_publish(self, room: str, message: Any, exclude: WebSocket | None) -> int:
+        self.calls.append(("publish", room, message, exclude))
+        return 0
+
 
 @pytest.mark.asyncio
 async def test_the_relay_hears_every_membership_change_once_and_every_broadcast() -> None:
@@ -319,6 +326,18 @@ async def test_the_relay_hears_every_membership_change_once_and_every_broadcast(
     ]
     assert rooms.connection_id(one.websocket) == f"node-x/{one.websocket.id}"
     assert Rooms().connection_id(one.websocket) == str(one.websocket.id)
+
+
+@pytest.mark.asyncio
+async def test_a_sequenced_room_s_broadcast_goes_to_the_relay_only() -> None:
+    relay = RecordingRelay()
+    rooms = Rooms(relay)
+    (one,) = await open_peers(1)
+    room = rooms.join("history:r", one.websocket)
+    relay.calls.clear()
+    assert await room.broadcast({"a": 1}) == 0  # the relay numbers it and delivers it, here too
+    assert relay.calls == [("publish", "history:r", {"a": 1}, None)]
+    assert one.frames == []
 
 
 @pytest.mark.asyncio

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from qakeapi.core.broadcast import BroadcastBackend
-from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode_envelope, encode_envelope
+from qakeapi.core.cluster.envelope import NUMBERED_KINDS, PROTOCOL, Envelope, Kind, decode_envelope, encode_envelope
+from qakeapi.core.cluster.history import HistoryPolicy, Position, Recovery, history_keys, new_epoch, publication_frame
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of, new_instance_id, worker_hint
 from qakeapi.core.cluster.inbox import Inbox
 from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER, ClusterUnavailableError, Outbox
 from qakeapi.core.cluster.peers import Peers
-from qakeapi.core.fanout import as_frame, deliver
+from qakeapi.core.codec import encode_json
+from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION, Rooms
 from qakeapi.core.websockets.connection import WebSocket
@@ -86,6 +89,17 @@ _STOP_TIMEOUT = 5.0
 """Seconds :meth:`ClusteredManager.close` waits for a start, and for its tasks to stop, before it goes on."""
 
 
+class _CatchUp:
+    """A member joining a history room with a position: live publications wait in ``buffer``
+    while the history is read; after the replay, those up to ``floor`` are dropped as replayed."""
+
+    __slots__ = ("buffer", "floor")
+
+    def __init__(self) -> None:
+        self.buffer: list[tuple[int, str]] | None = []
+        self.floor = 0
+
+
 class ClusteredManager:
     """Runs a handler's connections and addresses them across nodes.
 
@@ -108,6 +122,11 @@ class ClusteredManager:
         max_room_name_length: See :class:`~qakeapi.core.rooms.Rooms`.
         on_lost: Makes the message sent to clients whose messages were lost
             (:func:`lost_event` by default; ``None`` sends nothing).
+        history: Which rooms keep a history their members can recover from, and how much
+            (see :mod:`qakeapi.core.cluster.history`); ``None``: no room does.
+
+    Raises:
+        ValueError: A bad setting, or ``history`` with a backend that keeps none.
 
     Attributes:
         instance_id: This process's unique id in the cluster.
@@ -131,13 +150,20 @@ class ClusteredManager:
         max_rooms_per_connection: int = DEFAULT_MAX_ROOMS_PER_CONNECTION,
         max_room_name_length: int = DEFAULT_MAX_ROOM_NAME_LENGTH,
         on_lost: Callable[[int, str], Any] | None = lost_event,
+        history: HistoryPolicy | None = None,
     ) -> None:
         if not node_id or "\n" in node_id:
             raise ValueError("node_id must be a non-empty string without newlines")
         if heartbeat_interval <= 0 or node_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_interval must be positive and node_timeout larger than it")
+        if history is not None and not backend.supports_history:
+            raise ValueError(f"{type(backend).__name__} keeps no room history; use redis:// (streams) or memory://")
         self.handler = handler
         self.backend = backend
+        self.history = history
+        self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
+        self._unnumbered: set[str] = set()
+        self._room_offsets: dict[str, tuple[str, int]] = {}
         self.node_id = node_id
         self.channel = channel
         self.instance_id = new_instance_id()
@@ -410,9 +436,167 @@ class ClusteredManager:
 
     def room_left(self, room: str, websocket: WebSocket) -> None:
         """Record and announce that ``websocket`` left ``room``."""
+        if self._catchup:
+            self._catchup.pop((room, websocket), None)
+        if room not in self.rooms:
+            self._room_offsets.pop(room, None)
         diff = self.presence.remove(room, self.connection_id(websocket))
         if diff is not None:
             self._local_change(diff, joins=[], leaves=[[room, diff.leaves[0].connection_id]])
+
+    def sequenced(self, room: str) -> bool:
+        """Whether ``room`` keeps a history (its publications are numbered by the backend)."""
+        return self.history is not None and self.history.rooms(room)
+
+    async def room_publish(self, room: str, message: Any, exclude: WebSocket | None) -> int:
+        """Publish ``message`` to a room with history (what :meth:`Room.broadcast
+        <qakeapi.core.rooms.Room.broadcast>` does for one).
+
+        The backend numbers it and appends it to the room's history and the cluster channel in
+        one step; every node, this one included, delivers it to its members as a
+        :func:`~qakeapi.core.cluster.history.publication_frame` when it reads it back, in offset
+        order. When the backend cannot be reached it is delivered at once here, unnumbered
+        (``"offset": null``), and through the publish buffer to the other nodes; the history then
+        records a gap, so a recovery across it answers ``recovered: false``.
+
+        Returns:
+            How many members of this node it is for.
+
+        Raises:
+            TypeError: ``message`` is bytes (a history keeps JSON).
+            qakeapi.core.cluster.outbox.ClusterUnavailableError: As for :meth:`broadcast`, when it
+                had to go unnumbered.
+        """
+        if isinstance(message, bytes):
+            raise TypeError("a room with history takes JSON messages, not bytes")
+        await self.start()
+        assert self.history is not None
+        data = encode_json(message)
+        header: dict[str, Any] = {
+            "q": PROTOCOL,
+            "k": Kind.HISTORY.value,
+            "i": self.instance_id,
+            "n": self.node_id,
+            "s": 0,
+            "f": "t",
+            "room": room,
+        }
+        if exclude is not None:
+            header["exclude"] = self.connection_id(exclude)
+        local = self.rooms.get(room)
+        members = 0 if local is None else len(local.members) - (exclude in local.members)
+        gap = room in self._unnumbered
+        try:
+            await self.backend.append_history(
+                self.channel,
+                history_keys(self.channel, room),
+                json.dumps(header, separators=(",", ":"))[:-1],
+                data,
+                epoch=new_epoch(),
+                size=self.history.size,
+                ttl=self.history.ttl,
+                gap=gap,
+            )
+        except BroadcastError as exc:
+            return self._publish_unnumbered(room, data, exclude, exc)
+        if gap:
+            self._unnumbered.discard(room)
+        return members
+
+    def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError) -> int:
+        if not self._unnumbered:
+            logger.warning(
+                "node %s: cannot number publications of rooms with history (%s); delivering them unnumbered "
+                "until the backend answers (a recovery across them answers recovered: false)",
+                self.node_id,
+                error,
+            )
+        self._unnumbered.add(room)
+        frame = publication_frame(room, None, None, data)
+        local = self.rooms.get(room)
+        sent = local.broadcast_local(frame, exclude=exclude) if local is not None else 0
+        self.room_broadcast(room, frame, exclude)
+        return sent
+
+    async def _mark_gaps(self) -> None:
+        """Record in each history that unnumbered publications happened (once the backend answers)."""
+        assert self.history is not None
+        for room in sorted(self._unnumbered):
+            try:
+                await self.backend.mark_history_gap(
+                    history_keys(self.channel, room), size=self.history.size, ttl=self.history.ttl
+                )
+            except BroadcastError:
+                return  # still unreachable: the next heartbeat tries again
+            self._unnumbered.discard(room)
+        logger.warning("node %s: rooms with history are numbered again (gaps recorded)", self.node_id)
+
+    async def join(self, room: str, websocket: WebSocket, *, since: Position | None = None) -> Recovery | None:
+        """Add ``websocket`` to ``room``; given its last ``since`` position, replay what it missed first.
+
+        With a position, the room's history is read and either every publication after it is
+        sent to ``websocket`` (in order, before any live one), or none is. Live publications
+        that arrive meanwhile wait and follow the replay, without duplicates.
+
+        Args:
+            room: The room.
+            websocket: The connection.
+            since: The last position the client saw (``None``: just join).
+
+        Returns:
+            ``None`` without a position; else the :class:`~qakeapi.core.cluster.history.Recovery`
+            (tell the client: :meth:`Recovery.as_message
+            <qakeapi.core.cluster.history.Recovery.as_message>`).
+
+        Raises:
+            qakeapi.core.rooms.RoomLimitError: The join was refused.
+        """
+        await self.start()
+        self.rooms.join(room, websocket)
+        if since is None:
+            return None
+        if self.history is None or not self.history.rooms(room):
+            return Recovery(False, 0, None, "the room keeps no history")
+        key = (room, websocket)
+        state = self._catchup[key] = _CatchUp()
+        try:
+            read = await self.backend.read_history(history_keys(self.channel, room), since.offset, self.history.size)
+        except BroadcastError as exc:
+            logger.warning("node %s: cannot read the history of room %r: %s", self.node_id, room, exc)
+            read = None
+        if self._catchup.get(key) is not state:  # it left the room meanwhile
+            return Recovery(False, 0, None, "left the room during the recovery")
+        floor = 0
+        replay: list[str] = []
+        if read is None:
+            recovery = Recovery(False, 0, None, "the history could not be read")
+        else:
+            position = Position(read.epoch, read.top) if read.epoch is not None else None
+            recovered, reason = read.recovery_from(since)
+            if recovered and read.epoch is not None:
+                replay = [publication_frame(room, read.epoch, e.offset, e.data or "null") for e in read.entries]
+                floor = read.top
+                recovery = Recovery(True, len(replay), position)
+            else:
+                recovery = Recovery(False, 0, position, reason)
+        # The replay, then what arrived meanwhile (without what the replay had): in order, and
+        # before the caller's own answer. Live publications keep arriving in the buffer until
+        # it is empty and switched off, with no await in between.
+        reached = 0
+        for frame in replay:
+            await deliver_in_order(frame, (websocket,))
+        while state.buffer:
+            offset, frame = state.buffer.pop(0)
+            reached = max(reached, offset)
+            if offset > floor:
+                await deliver_in_order(frame, (websocket,))
+        if self._catchup.get(key) is not state:  # it left the room meanwhile
+            return recovery
+        if floor and reached <= floor:
+            state.buffer, state.floor = None, floor  # this node's stream has not reached the top yet
+        else:
+            del self._catchup[key]
+        return recovery
 
     def room_broadcast(self, room: str, frame: str | bytes, exclude: WebSocket | None) -> None:
         """Publish ``frame`` for the members of ``room`` on the other nodes."""
@@ -503,6 +687,8 @@ class ClusteredManager:
             elif not self.outbox:  # down, nothing waiting: a heartbeat probes for the way back
                 self._control(Kind.HEARTBEAT, {"version": self._version}, force=True)
             self._expire_peers(time.monotonic())
+            if self._unnumbered and self.outbox.down_since is None:
+                await self._mark_gaps()
             await asyncio.sleep(self.heartbeat_interval)
 
     def _expire_peers(self, now: float) -> None:
@@ -530,6 +716,9 @@ class ClusteredManager:
                 envelope = decode_envelope(event.payload)
             except ValueError as exc:
                 logger.warning("node %s: ignoring a malformed message on %r: %s", self.node_id, event.channel, exc)
+                continue
+            if envelope.kind is Kind.HISTORY:  # numbered by the backend: every node delivers it, this one too
+                self._receive_publication(envelope)
                 continue
             if envelope.instance == self.instance_id:
                 continue
@@ -599,6 +788,51 @@ class ClusteredManager:
             self._receive_revocation(envelope)
         elif kind is Kind.BYE:
             self._forget(instance, PresenceReason.NODE_LEFT)
+
+    def _receive_publication(self, envelope: Envelope) -> None:
+        fields = envelope.data
+        name, offset, epoch, data = fields.get("room"), fields.get("o"), fields.get("e"), envelope.frame
+        if not (isinstance(name, str) and isinstance(offset, int) and isinstance(epoch, str) and isinstance(data, str)):
+            logger.warning("node %s: ignoring a malformed publication from node %s", self.node_id, envelope.node)
+            return
+        if envelope.instance != self.instance_id:
+            self.peers.heard(envelope.instance, envelope.node, time.monotonic())
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        last = self._room_offsets.get(name)
+        self._room_offsets[name] = (epoch, offset)
+        frame = publication_frame(name, epoch, offset, data)
+        exclude = self._local(fields.get("exclude"))
+        recipients = [ws for ws in room.members if ws is not exclude]
+        if last is not None and last[0] == epoch and offset > last[1] + 1:
+            missed = offset - last[1] - 1
+            logger.warning(
+                "node %s: %d publications of room %r never reached this node (offsets %d-%d)",
+                self.node_id,
+                missed,
+                name,
+                last[1] + 1,
+                offset - 1,
+            )
+            self._tell_lost(missed, envelope.node, recipients)
+        if self._catchup:
+            recipients = self._catching_up(name, offset, frame, recipients)
+        self._count(frame, recipients)
+
+    def _catching_up(self, room: str, offset: int, frame: str, recipients: list[WebSocket]) -> list[WebSocket]:
+        """The recipients that get ``frame`` now; members still recovering buffer or skip it."""
+        now = []
+        for websocket in recipients:
+            state = self._catchup.get((room, websocket))
+            if state is None:
+                now.append(websocket)
+            elif state.buffer is not None:
+                state.buffer.append((offset, frame))
+            elif offset > state.floor:
+                del self._catchup[(room, websocket)]
+                now.append(websocket)
+        return now
 
     def _sync(self, instance: str, wanted: bool) -> None:
         if wanted:

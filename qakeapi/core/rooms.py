@@ -60,6 +60,16 @@ class RoomRelay(Protocol):
             BroadcastError: The other nodes cannot be reached (local members already got it).
         """
 
+    def sequenced(self, room: str) -> bool:
+        """Whether ``room`` keeps a history: its broadcasts go through :meth:`room_publish`."""
+
+    async def room_publish(self, room: str, message: Any, exclude: WebSocket | None) -> int:
+        """Publish ``message`` to ``room`` through its history, on every node this one included.
+
+        Returns:
+            How many members of this node it is for.
+        """
+
 
 class Room:
     """A named set of connections (on a cluster: this node's members of the room).
@@ -89,7 +99,10 @@ class Room:
         """Send ``message`` to every member (but ``exclude``) on every node, encoding it once.
 
         Local members get it directly, before anything goes to the other nodes. Closed
-        members are removed from the room (and from its :class:`Rooms` registry).
+        members are removed from the room (and from its :class:`Rooms` registry). A room that
+        keeps a history on a cluster (:meth:`RoomRelay.sequenced`) is the exception: its
+        messages are numbered by the backend first and every member, local ones included, gets
+        them as publications in offset order (see :mod:`qakeapi.core.cluster.history`).
 
         Args:
             message: ``str`` or ``bytes`` are sent as they are; anything else as JSON text.
@@ -103,10 +116,12 @@ class Room:
                 :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`); local members
                 got the message.
         """
+        relay = self._registry.relay if self._registry is not None else None
+        if relay is not None and relay.sequenced(self.name):
+            return await relay.room_publish(self.name, message, exclude)
         frame = as_frame(message)
         recipients = [ws for ws in self.members if ws is not exclude]
         sent = self._forget(recipients, await deliver_in_order(frame, recipients))
-        relay = self._registry.relay if self._registry is not None else None
         if relay is not None:
             relay.room_broadcast(self.name, frame, exclude)
         return sent

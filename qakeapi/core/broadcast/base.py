@@ -13,6 +13,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
+
+from qakeapi.core.cluster.history import HistoryRead
+from qakeapi.exceptions import BroadcastError
 
 __all__ = ["DEFAULT_MAX_QUEUE", "BroadcastBackend", "Event"]
 
@@ -91,6 +95,62 @@ class BroadcastBackend(abc.ABC):
         """
         for payload in payloads:
             await self.publish(channel, payload)
+
+    # -- room history (see qakeapi.core.cluster.history) --------------------------------------
+
+    supports_history: ClassVar[bool] = False
+    """Whether this backend numbers and keeps room histories (the methods below)."""
+
+    async def append_history(
+        self,
+        channel: str,
+        keys: tuple[str, str],
+        header: str,
+        data: str,
+        *,
+        epoch: str,
+        size: int,
+        ttl: float,
+        gap: bool = False,
+    ) -> tuple[str, int]:
+        """Number a publication, append it to a room's history and publish it on ``channel``, atomically.
+
+        What is published is ``header`` (a JSON object without its closing brace) completed with
+        ``,"o":<offset>,"e":"<epoch>"}``, a newline, then ``data``.
+
+        Args:
+            channel: The cluster channel.
+            keys: The history's keys (:func:`~qakeapi.core.cluster.history.history_keys`).
+            header: The envelope header, open.
+            data: The publication's data, JSON text.
+            epoch: The epoch to give the history if it has none.
+            size: How many entries the history keeps.
+            ttl: Seconds the history lives after this append.
+            gap: Record first that publications the backend could not number happened.
+
+        Returns:
+            The history's epoch and the publication's offset.
+
+        Raises:
+            BroadcastError: The backend cannot be reached, or keeps no history.
+        """
+        raise BroadcastError(f"{type(self).__name__} keeps no room history")
+
+    async def mark_history_gap(self, keys: tuple[str, str], *, size: int, ttl: float) -> None:
+        """Record in a room's history that publications the backend could not number happened.
+
+        Raises:
+            BroadcastError: The backend cannot be reached, or keeps no history.
+        """
+        raise BroadcastError(f"{type(self).__name__} keeps no room history")
+
+    async def read_history(self, keys: tuple[str, str], since: int, limit: int) -> HistoryRead:
+        """Read a room's history after offset ``since`` (at most ``limit`` entries), atomically.
+
+        Raises:
+            BroadcastError: The backend cannot be reached, or keeps no history.
+        """
+        raise BroadcastError(f"{type(self).__name__} keeps no room history")
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield received events until :meth:`~BroadcastBackend.disconnect` is called (at once if it was)."""

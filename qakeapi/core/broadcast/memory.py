@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import time
+from collections import deque
+from typing import ClassVar
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
+from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
 
 __all__ = ["MemoryBackend"]
 
 _hubs: dict[str, dict[str, set[MemoryBackend]]] = {}
+
+
+class _History:
+    __slots__ = ("entries", "epoch", "expires_at", "top")
+
+    def __init__(self, epoch: str) -> None:
+        self.epoch = epoch
+        self.top = 0
+        self.entries: deque[HistoryEntry] = deque()
+        self.expires_at = 0.0
+
+    def add(self, entry: HistoryEntry, size: int, ttl: float) -> None:
+        self.entries.append(entry)
+        while len(self.entries) > size:
+            self.entries.popleft()
+        self.expires_at = time.monotonic() + ttl
+
+
+_histories: dict[tuple[str, str], _History] = {}
 
 
 class MemoryBackend(BroadcastBackend):
@@ -19,6 +41,8 @@ class MemoryBackend(BroadcastBackend):
             (``memory://chat`` has the name ``chat``).
         max_queue: How many received events may wait to be consumed.
     """
+
+    supports_history: ClassVar[bool] = True
 
     def __init__(self, name: str = "", *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         super().__init__(max_queue=max_queue)
@@ -65,3 +89,54 @@ class MemoryBackend(BroadcastBackend):
         data = payload.encode() if isinstance(payload, str) else payload
         for backend in tuple(self._hub.get(channel, ())):
             backend._received(Event(channel, data))
+
+    # -- room history: kept per hub, in this process ------------------------------------------
+
+    def _history(self, keys: tuple[str, str]) -> _History | None:
+        history = _histories.get((self.name, keys[0]))
+        if history is not None and history.expires_at <= time.monotonic():
+            del _histories[(self.name, keys[0])]
+            return None
+        return history
+
+    async def append_history(
+        self,
+        channel: str,
+        keys: tuple[str, str],
+        header: str,
+        data: str,
+        *,
+        epoch: str,
+        size: int,
+        ttl: float,
+        gap: bool = False,
+    ) -> tuple[str, int]:
+        """Number, keep and publish a publication (see the base class)."""
+        history = self._history(keys) or _History(epoch)
+        offset = history.top + 1
+        # Publish first: if it raises, nothing changed.
+        await self.publish(channel, f'{header},"o":{offset},"e":"{history.epoch}"}}\n{data}')
+        _histories[(self.name, keys[0])] = history
+        if gap:
+            history.add(HistoryEntry(history.top, None), size, ttl)
+        history.top = offset
+        history.add(HistoryEntry(offset, data), size, ttl)
+        return history.epoch, offset
+
+    async def mark_history_gap(self, keys: tuple[str, str], *, size: int, ttl: float) -> None:
+        """Record a stretch of unnumbered publications (see the base class)."""
+        history = self._history(keys)
+        if history is not None:
+            history.add(HistoryEntry(history.top, None), size, ttl)
+
+    async def read_history(self, keys: tuple[str, str], since: int, limit: int) -> HistoryRead:
+        """Read a room's history after ``since`` (see the base class)."""
+        history = self._history(keys)
+        if history is None:
+            return HistoryRead(None, 0, None, [])
+        entries = list(history.entries)
+        first = None
+        if entries:
+            first = entries[0].offset if entries[0].data is not None else entries[0].offset + 1
+        after = [e for e in entries if e.offset > since or (e.data is None and e.offset >= since)]
+        return HistoryRead(history.epoch, history.top, first, after[:limit])

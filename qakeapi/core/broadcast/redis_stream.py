@@ -24,11 +24,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.broadcast.redis import redact_url
+from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -49,6 +50,44 @@ DEFAULT_MAX_LEN = 10_000
 """About how many entries a stream keeps (``XADD ... MAXLEN ~``)."""
 
 _FIELD = b"d"
+
+# Room history (qakeapi.core.cluster.history). A history is a stream whose entry ids are
+# "<offset>-0" (a publication, field d) or "<offset>-<n>" (a gap marker after <offset>, field
+# gap), trimmed to exactly ``size`` entries, and a hash {epoch, top}; both expire ``ttl`` after
+# the last append. The keys share the cluster channel's hash slot (Redis Cluster runs the scripts).
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[3], 'epoch')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[3], 'epoch', epoch, 'top', 0)
+end
+if ARGV[8] == '1' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], redis.call('HGET', KEYS[3], 'top') .. '-*', 'gap', '1')
+end
+local offset = redis.call('HINCRBY', KEYS[3], 'top', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'd',
+  ARGV[1] .. ',"o":' .. offset .. ',"e":"' .. epoch .. '"}' .. string.char(10) .. ARGV[2])
+if ARGV[7] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+return {epoch, offset}
+"""
+_MARK_GAP = """
+local top = redis.call('HGET', KEYS[2], 'top')
+if not top then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], top .. '-*', 'gap', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+_READ = """
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'top')
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+return {meta[1], meta[2], first, entries}
+"""
 
 SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
 """URL schemes of a Redis behind Sentinel, as in ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``."""
@@ -118,7 +157,9 @@ class RedisStreamBackend(BroadcastBackend):
     """Broadcast through Redis Streams, resuming from the last entry read after a reconnect.
 
     Received events wait in a bounded queue; when it is full the reader waits (the stream keeps
-    the rest), so nothing is dropped on this side.
+    the rest), so nothing is dropped on this side. Room histories are kept too (Redis 6.2 or
+    later): each history publish is one Lua script that numbers the publication, appends it to
+    the room's history and to the channel's stream.
 
     Args:
         url: The Redis URL (``redis://``, ``rediss://`` or ``unix://``).
@@ -157,11 +198,14 @@ class RedisStreamBackend(BroadcastBackend):
         self._positions: dict[str, str] = {}
         self._start_id = "0-0"
         self._writer: Redis | None = None
+        self._scripts: dict[str, Any] = {}
         self._reader_client: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sentinel_clients: list[Redis] = []
         self._stopping = False
         self._wake = asyncio.Event()
+
+    supports_history: ClassVar[bool] = True
 
     def _client(self) -> Redis:
         try:
@@ -200,6 +244,7 @@ class RedisStreamBackend(BroadcastBackend):
         if self._reader is not None:
             return
         self._writer = self._client()
+        self._scripts = {}
         self._reader_client = self._client()
         self._open_events()
         self._stopping = False
@@ -297,6 +342,59 @@ class RedisStreamBackend(BroadcastBackend):
             raise BroadcastError(
                 f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
             ) from error
+
+    async def _script(self, source: str, keys: list[str], args: list[Any], what: str) -> Any:
+        if self._writer is None:
+            raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import RedisError
+
+        try:
+            script = self._scripts.get(source)
+            if script is None:
+                script = self._scripts[source] = self._writer.register_script(source)
+            return await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise BroadcastError(f"cannot {what} on {self.safe_url}: {type(exc).__name__}: {exc}") from exc
+
+    async def append_history(
+        self,
+        channel: str,
+        keys: tuple[str, str],
+        header: str,
+        data: str,
+        *,
+        epoch: str,
+        size: int,
+        ttl: float,
+        gap: bool = False,
+    ) -> tuple[str, int]:
+        """Number, keep and publish a publication in one script (see the base class)."""
+        args = [header, data, epoch, size, max(1, int(ttl * 1000)), self.max_len, self.ttl or "", "1" if gap else "0"]
+        result = await self._script(_APPEND, [channel, *keys], args, f"append to the history {keys[0]!r}")
+        return _text(result[0]), int(result[1])
+
+    async def mark_history_gap(self, keys: tuple[str, str], *, size: int, ttl: float) -> None:
+        """Record a stretch of unnumbered publications (see the base class)."""
+        await self._script(_MARK_GAP, list(keys), [size, max(1, int(ttl * 1000))], f"mark a gap in {keys[0]!r}")
+
+    async def read_history(self, keys: tuple[str, str], since: int, limit: int) -> HistoryRead:
+        """Read a room's history after ``since`` in one script (see the base class)."""
+        epoch, top, first, entries = await self._script(
+            _READ, list(keys), [since, limit], f"read the history {keys[0]!r}"
+        )
+        if epoch is None:
+            return HistoryRead(None, 0, None, [])
+        first_offset = None
+        if first:
+            offset, _, n = _text(first[0][0]).partition("-")
+            first_offset = int(offset) + (n != "0")  # a gap marker first: its publication was trimmed
+        read = []
+        for entry_id, fields in entries:
+            offset, _, n = _text(entry_id).partition("-")
+            values = dict(zip(fields[::2], fields[1::2], strict=False))
+            data = values.get(b"d")
+            read.append(HistoryEntry(int(offset), None if n != "0" or data is None else _text(data)))
+        return HistoryRead(_text(epoch), int(top), first_offset, read)
 
     async def _read(self) -> None:
         """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""

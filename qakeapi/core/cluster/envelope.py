@@ -49,6 +49,10 @@ class Kind(str, enum.Enum):
     """I am shutting down — forget my presence."""
     SKIP = "skip"
     """The client message with this number was dropped (it waited too long) — do not wait for it."""
+    HISTORY = "hist"
+    """A numbered publication for the members of ``room`` — ``o`` its offset, ``e`` the history's
+    epoch, ``exclude`` a connection id to leave out; the backend wrote it (see
+    :mod:`qakeapi.core.cluster.history`), and every node delivers it, its publisher's included."""
     REVOKE = "revoke"
     """Close every connection of ``user`` with ``reason``, and refuse its tokens issued up to
     ``at`` (Unix seconds)."""
