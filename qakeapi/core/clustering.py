@@ -91,12 +91,14 @@ _STOP_TIMEOUT = 5.0
 
 class _CatchUp:
     """A member joining a history room with a position: live publications wait in ``buffer``
-    while the history is read; after the replay, those up to ``floor`` are dropped as replayed."""
+    while the history is read; after the replay, those of ``epoch`` up to ``floor`` are dropped
+    as replayed."""
 
-    __slots__ = ("buffer", "floor")
+    __slots__ = ("buffer", "epoch", "floor")
 
     def __init__(self) -> None:
-        self.buffer: list[tuple[int, str]] | None = []
+        self.buffer: list[tuple[str, int, str]] | None = []
+        self.epoch = ""
         self.floor = 0
 
 
@@ -582,18 +584,21 @@ class ClusteredManager:
         # The replay, then what arrived meanwhile (without what the replay had): in order, and
         # before the caller's own answer. Live publications keep arriving in the buffer until
         # it is empty and switched off, with no await in between.
+        epoch = read.epoch if read is not None and read.epoch is not None else ""
         reached = 0
         for frame in replay:
             await deliver_in_order(frame, (websocket,))
         while state.buffer:
-            offset, frame = state.buffer.pop(0)
+            live_epoch, offset, frame = state.buffer.pop(0)
+            if live_epoch != epoch:  # the history was reset meanwhile: nothing of it was replayed
+                floor = 0
             reached = max(reached, offset)
             if offset > floor:
                 await deliver_in_order(frame, (websocket,))
         if self._catchup.get(key) is not state:  # it left the room meanwhile
             return recovery
         if floor and reached <= floor:
-            state.buffer, state.floor = None, floor  # this node's stream has not reached the top yet
+            state.buffer, state.epoch, state.floor = None, epoch, floor  # this node's stream is not at the top yet
         else:
             del self._catchup[key]
         return recovery
@@ -817,10 +822,12 @@ class ClusteredManager:
             )
             self._tell_lost(missed, envelope.node, recipients)
         if self._catchup:
-            recipients = self._catching_up(name, offset, frame, recipients)
+            recipients = self._catching_up(name, epoch, offset, frame, recipients)
         self._count(frame, recipients)
 
-    def _catching_up(self, room: str, offset: int, frame: str, recipients: list[WebSocket]) -> list[WebSocket]:
+    def _catching_up(
+        self, room: str, epoch: str, offset: int, frame: str, recipients: list[WebSocket]
+    ) -> list[WebSocket]:
         """The recipients that get ``frame`` now; members still recovering buffer or skip it."""
         now = []
         for websocket in recipients:
@@ -828,8 +835,8 @@ class ClusteredManager:
             if state is None:
                 now.append(websocket)
             elif state.buffer is not None:
-                state.buffer.append((offset, frame))
-            elif offset > state.floor:
+                state.buffer.append((epoch, offset, frame))
+            elif offset > state.floor or epoch != state.epoch:
                 del self._catchup[(room, websocket)]
                 now.append(websocket)
         return now

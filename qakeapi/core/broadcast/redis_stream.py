@@ -344,17 +344,27 @@ class RedisStreamBackend(BroadcastBackend):
             ) from error
 
     async def _script(self, source: str, keys: list[str], args: list[Any], what: str) -> Any:
+        """Run a Lua script; a broken pooled connection is retried once on a fresh one (as
+        :meth:`publish_many` does: a connection Redis closed, by a restart say, ran nothing)."""
         if self._writer is None:
             raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
-        try:
-            script = self._scripts.get(source)
-            if script is None:
-                script = self._scripts[source] = self._writer.register_script(source)
-            return await script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise BroadcastError(f"cannot {what} on {self.safe_url}: {type(exc).__name__}: {exc}") from exc
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._writer.register_script(source)
+        for attempt in (1, 2):
+            try:
+                return await script(keys=keys, args=args)
+            except RedisConnectionError as exc:
+                if attempt == 1:
+                    continue
+                error: Exception = exc
+            except (RedisError, OSError) as exc:
+                error = exc
+            raise BroadcastError(f"cannot {what} on {self.safe_url}: {type(error).__name__}: {error}") from error
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def append_history(
         self,
