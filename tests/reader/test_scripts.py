@@ -19,6 +19,7 @@ PAGES = [
     "reference/testing.rst",
     "reference/websockets.rst",
     "topics/lifecycle.rst",
+    "topics/clustering.rst",
     "topics/delivery.rst",
     "topics/security.rst",
 ]

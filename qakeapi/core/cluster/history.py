@@ -129,8 +129,8 @@ class Recovery:
         """The outcome as a message for the client.
 
         Returns:
-            ``{"type": "recovery", "room": ..., "recovered": ..., "replayed": ..., "epoch": ...,
-            "offset": ..., "reason": ...}``.
+            ``{"type": "recovery", "room", "recovered", "replayed", "epoch", "offset", "reason"}``
+            with this outcome's values.
         """
         return {
             "type": "recovery",
