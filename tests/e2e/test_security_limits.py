@@ -119,7 +119,25 @@ bystander's p99 where it was (~0.5 ms), two of them raise it to ~4.6 ms: once mo
 to run than there are cores, a woken server or client waits for a time slice, whatever the
 server does. A flood keeps the flooder, the server (refusing it) and the bystander busy at once,
 so a p99 below 1 ms unloaded cannot be expected to stay below 2 ms for reasons that are the
-kernel's, not the server's."""
+kernel's, not the server's. With several flooders the floor is measured instead (see
+:func:`scheduling_noise`), never below this."""
+
+SPINNER = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass"
+"""A process that only burns a core for ``seconds``: the CPU contention of a flooder, without the flood."""
+
+
+async def scheduling_noise(server: Server, processes: int, seconds: float) -> float:
+    """The bystander's p99 while ``processes`` processes spin on the CPU, not talking to the server."""
+    spinners = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", SPINNER, str(seconds)) for _ in range(processes)
+    ]
+    async with connect(f"{server.ws_url}/ws") as bystander:
+        assert await recv_json(bystander) == AUTH_REQUIRED
+        await asyncio.sleep(0.2)  # they are spinning
+        noise = p99(await round_trips(bystander, 300))
+    for spinner in spinners:
+        assert await asyncio.wait_for(spinner.wait(), seconds + 10) == 0
+    return noise
 
 
 async def flood(server: Server, addresses: list[str], seconds: float) -> tuple[list[float], list[str]]:
@@ -151,24 +169,27 @@ async def unloaded_p99(server: Server) -> float:
 @pytest.mark.parametrize("flooders", [1, 3])
 async def test_a_flood_is_closed_with_1008_then_refused_and_others_keep_their_p99(serve: Serve, flooders: int) -> None:
     """A flooder gets one burst: 1008, then its address is refused (429, Retry-After) for the
-    penalty, so reconnecting buys nothing; the bystander's p99 stays within 2x its unloaded one.
+    penalty, so reconnecting buys nothing; the bystander's p99 stays within 2x its unloaded one
+    (or of the floor: 2 ms, or with three flooder processes on this 2-core machine, the p99 while
+    three processes merely spin, whichever is larger).
 
     Figures (10 runs, 1 flooder): see docs/topics/security.rst; without the penalty the p99 was
     44 ms with one flooder and 80 ms with three.
     """
     server = serve("auth_app", env={"QAKEAPI_AUTH_TIMEOUT": "none"})
     unloaded = await unloaded_p99(server)
+    floor = FLOOR if flooders == 1 else max(FLOOR, await scheduling_noise(server, flooders, 1.5))
     addresses = [f"127.0.0.{2 + n}" for n in range(flooders)]
     samples, lines = await flood(server, addresses, seconds=4.0)
     loaded = p99(samples)
     print(
         f"bystander p99: {unloaded * 1000:.2f} ms unloaded, {loaded * 1000:.2f} ms while {flooders} client(s) flood "
-        f"(max {max(samples) * 1000:.1f} ms); {lines.count('status 429')} handshakes refused"
+        f"(max {max(samples) * 1000:.1f} ms; floor {floor * 1000:.2f} ms); {lines.count('status 429')} refused"
     )
     assert lines.count("1008 rate limit exceeded") == flooders  # one burst each: the penalty (10 s) outlasts the flood
     assert set(lines) == {"1008 rate limit exceeded", "status 429"}
     assert lines.count("status 429") > 100 * flooders  # they did keep trying
-    assert loaded <= 2 * max(unloaded, FLOOR), f"p99 {loaded * 1000:.2f} ms loaded, {unloaded * 1000:.2f} ms unloaded"
+    assert loaded <= 2 * max(unloaded, floor), f"p99 {loaded * 1000:.2f} ms loaded, {unloaded * 1000:.2f} ms unloaded"
 
     with pytest.raises(InvalidStatus) as refused:  # any client from a penalized address, for the rest of it
         async with connect(f"{server.ws_url}/ws", local_addr=(addresses[0], 0)):
