@@ -83,8 +83,8 @@ class WebSocketHandler:
     Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
     logged once per kind and client, not per message: a message over ``max_message_size``
     closes with 1009; messages faster than ``rate_limit`` close with 1008, and the client's
-    address is then refused new handshakes for the limit's
-    :attr:`~qakeapi.core.limits.RateLimit.penalty` (HTTP 429 with ``Retry-After``), so a
+    address is then refused new handshakes for the limit's ``penalty``
+    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``), so a
     flooding client cannot reconnect for a fresh burst; a handshake from an address that has
     ``max_connections_per_ip`` connections open is refused. Refusals are HTTP 429 before the
     upgrade where the server supports it, else 403; 1013 when already accepted (by a
