@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
     ConnectionCounter,
+    PenaltyBox,
     RateLimit,
     RejectionLog,
     TokenBucket,
@@ -52,6 +54,41 @@ def test_a_clock_going_backwards_gives_nothing() -> None:
     assert not bucket.take(1.0)
     assert not bucket.take(5.05)
     assert bucket.take(5.1)
+
+
+def test_a_penalty_refuses_its_key_until_it_ends() -> None:
+    box = PenaltyBox()
+    assert not box
+    box.penalize("1.2.3.4", now=100.0, seconds=10.0)
+    assert box.retry_after("1.2.3.4", 100.0) == 10.0
+    assert box.retry_after("1.2.3.4", 109.5) == 0.5
+    assert box.retry_after("5.6.7.8", 100.0) == 0.0
+    assert box.retry_after("1.2.3.4", 110.0) == 0.0  # over: forgotten
+    assert len(box) == 0
+
+
+def test_a_later_penalty_extends_an_earlier_one_never_shortens_it() -> None:
+    box = PenaltyBox()
+    box.penalize("a", now=0.0, seconds=10.0)
+    box.penalize("a", now=5.0, seconds=10.0)
+    assert box.retry_after("a", 5.0) == 10.0
+    box.penalize("a", now=6.0, seconds=1.0)
+    assert box.retry_after("a", 6.0) == 9.0
+
+
+def test_a_full_penalty_box_forgets_expired_then_oldest_keys() -> None:
+    box = PenaltyBox(max_keys=3)
+    for n, key in enumerate("abc"):
+        box.penalize(key, now=float(n), seconds=10.0)
+    box.penalize("d", now=10.5, seconds=10.0)  # "a" expired at 10: it goes
+    assert (box.retry_after("a", 10.5), len(box)) == (0.0, 3)
+    box.penalize("e", now=10.5, seconds=10.0)  # nothing expired: the oldest ("b") goes
+    assert box.retry_after("b", 10.5) == 0.0
+    assert box.retry_after("c", 10.5) > 0
+    assert box.retry_after("e", 10.5) > 0
+    assert len(box) == 3
+    with pytest.raises(ValueError, match="max_keys"):
+        PenaltyBox(max_keys=0)
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
@@ -124,7 +161,8 @@ def serve(handler: WebSocketHandler) -> TestClient:
 
 @pytest.mark.asyncio
 async def test_a_flood_is_closed_with_1008_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    handler = WebSocketHandler(rate_limit=RateLimit(rate=1, burst=5), connections=ConnectionCounter())
+    no_penalty = RateLimit(rate=1, burst=5, penalty=0)  # every connection is from the test client's address
+    handler = WebSocketHandler(rate_limit=no_penalty, connections=ConnectionCounter())
     client = serve(handler)
     with caplog.at_level(logging.WARNING, logger="qakeapi"):
         for _ in range(3):
@@ -140,6 +178,40 @@ async def test_a_flood_is_closed_with_1008_and_logged_once(caplog: pytest.LogCap
     lines = [r.getMessage() for r in caplog.records if "messages a second" in r.getMessage()]
     assert len(lines) == 1
     assert "more than 1 messages a second (bursts of 5)" in lines[0]
+
+
+@pytest.mark.asyncio
+async def test_after_a_rate_limit_close_the_address_is_refused_for_the_penalty(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler = WebSocketHandler(rate_limit=RateLimit(rate=1, burst=2, penalty=10), connections=ConnectionCounter())
+    client = serve(handler)
+    with caplog.at_level(logging.WARNING, logger="qakeapi"):
+        async with client.websocket_connect("/ws") as flooder:
+            for n in range(3):
+                await flooder.send_json(n)
+            assert [await flooder.receive_json() for _ in range(2)] == [0, 1]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                await flooder.receive_json()
+            assert closed.value.code == CloseCode.POLICY_VIOLATION
+        for _ in range(3):  # refused before the upgrade (the test client has no HTTP extension: a close)
+            with pytest.raises(WebSocketDisconnect):
+                await client.websocket_connect("/ws")
+    assert 9.0 < handler.penalties.retry_after("testclient", time.monotonic()) <= 10.0
+    assert handler.rejections.counts == {"rate": 1, "rate_penalty": 3}
+    refusals = [r.getMessage() for r in caplog.records if "exceeded the rate limit" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "from testclient for 10s more" in refusals[0]
+
+
+def test_a_shared_penalty_box_refuses_on_every_handler_that_has_it() -> None:
+    box = PenaltyBox()
+    first, second = WebSocketHandler(penalties=box), WebSocketHandler(penalties=box)
+    assert first.penalties is second.penalties is box
+    assert WebSocketHandler().penalties is not WebSocketHandler().penalties
+    assert DEFAULT_RATE_LIMIT.penalty == 10.0
+    with pytest.raises(ValueError, match="penalty"):
+        RateLimit(1, 1, penalty=-1)
 
 
 @pytest.mark.asyncio

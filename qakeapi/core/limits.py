@@ -3,6 +3,9 @@
 * :class:`TokenBucket` — the per-connection message rate limit: ``rate`` tokens a second, at
   most ``burst`` saved up; a message takes one; an empty bucket closes the connection with
   1008 (:attr:`~qakeapi.status.CloseCode.POLICY_VIOLATION`).
+* :class:`PenaltyBox` — addresses whose connection was closed for flooding, refused new
+  handshakes until their penalty (:attr:`RateLimit.penalty`) is over, so that reconnecting
+  does not buy a fresh burst.
 * :class:`ConnectionCounter` — connections per key (the client's IP address), shared by every
   handler that uses it (by default one counter for the whole process, so a cap counts
   connections across paths).
@@ -10,7 +13,8 @@
   and key once, so a flood writes a line, not a line per message or per handshake.
 
 The defaults (:class:`~qakeapi.core.websockets.handler.WebSocketHandler` uses them):
-:data:`DEFAULT_RATE_LIMIT` (200 messages a second, bursts of 1,000) and
+:data:`DEFAULT_RATE_LIMIT` (200 messages a second, bursts of 1,000, then the address is refused
+for 10 seconds) and
 :data:`DEFAULT_MAX_CONNECTIONS_PER_IP` (1,024). Behind a reverse proxy every client has the
 proxy's address unless the server rewrites it (``uvicorn --proxy-headers
 --forwarded-allow-ips=...``); raise or disable the per-IP cap there.
@@ -26,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS_PER_IP",
     "DEFAULT_RATE_LIMIT",
     "ConnectionCounter",
+    "PenaltyBox",
     "RateLimit",
     "RejectionLog",
     "TokenBucket",
@@ -40,19 +45,26 @@ class RateLimit:
     Args:
         rate: Messages a second, sustained.
         burst: Messages that may arrive at once (the bucket's size).
+        penalty: Seconds during which the client address of a connection closed for
+            exceeding the limit is refused new handshakes (HTTP 429 with ``Retry-After``);
+            without it a flooding client reconnects at once and gets a fresh burst. ``0``:
+            no penalty.
 
     Raises:
-        ValueError: ``rate`` is not positive or ``burst`` is below 1.
+        ValueError: ``rate`` is not positive, ``burst`` is below 1 or ``penalty`` is negative.
     """
 
     rate: float
     burst: int
+    penalty: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.burst < 1:
             raise ValueError(f"burst must be at least 1, got {self.burst}")
+        if not self.penalty >= 0:
+            raise ValueError(f"penalty must be 0 or more seconds, got {self.penalty}")
 
     def bucket(self, now: float) -> TokenBucket:
         """A full bucket for one connection.
@@ -172,6 +184,69 @@ class ConnectionCounter:
 
 connection_counter = ConnectionCounter()
 """The process-wide per-IP counter the handlers share by default."""
+
+
+class PenaltyBox:
+    """Keys (client addresses) refused until a deadline; bounded in memory.
+
+    Args:
+        max_keys: How many keys it holds at most. When full, expired entries are dropped, then
+            the oldest ones, so a flood of addresses costs bounded memory (an address dropped
+            that way is served again before its penalty ends).
+
+    Raises:
+        ValueError: ``max_keys`` is below 1.
+    """
+
+    __slots__ = ("_until", "max_keys")
+
+    def __init__(self, max_keys: int = 65536) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        self.max_keys = max_keys
+        self._until: dict[str, float] = {}
+
+    def penalize(self, key: str, now: float, seconds: float) -> None:
+        """Refuse ``key`` for ``seconds`` from ``now`` (a later end of the same key's penalty wins).
+
+        Args:
+            key: The key.
+            now: The current time, on the clock :meth:`retry_after` is given.
+            seconds: How long.
+        """
+        until = now + seconds
+        deadlines = self._until
+        if key in deadlines:
+            if until > deadlines[key]:
+                del deadlines[key]  # re-inserted below: the dict stays in the order penalties began
+                deadlines[key] = until
+            return
+        if len(deadlines) >= self.max_keys:
+            expired = [old for old, end in deadlines.items() if end <= now]
+            for old in expired or [next(iter(deadlines))]:  # else the oldest penalty goes
+                del deadlines[old]
+        deadlines[key] = until
+
+    def retry_after(self, key: str, now: float) -> float:
+        """How long ``key`` is still refused.
+
+        Args:
+            key: The key.
+            now: The current time.
+
+        Returns:
+            The seconds left, or ``0.0`` when ``key`` is not (or no longer) refused.
+        """
+        until = self._until.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._until[key]
+            return 0.0
+        return until - now
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 class RejectionLog:

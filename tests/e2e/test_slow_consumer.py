@@ -1,9 +1,17 @@
-"""The slow-consumer policy over real sockets: one member that stops reading in a busy room."""
+"""The slow-consumer policy over real sockets: one member that stops reading in a busy room.
+
+With uvicorn's keepalive on (short intervals here, so that pings are in flight while the
+member stalls): the member, once it reads again within the keepalive window, gets the room's
+messages in order, then 1008 "slow consumer" (not uvicorn's 1011), nothing is logged at ERROR,
+and the server's socket to it is gone within :data:`GONE_WITHIN` seconds of its reading. What
+no ASGI application can do on uvicorn (a member that never reads again) is in docs/servers.rst.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +21,10 @@ from tests.e2e.clients import StalledReader
 from tests.e2e.servers import uvicorn_server
 
 MESSAGES = 1000
+GONE_WITHIN = 2.0
+"""Seconds within which the server's socket to the evicted member is gone once it reads again."""
+KEEPALIVE = ("--ws-ping-interval", "1", "--ws-ping-timeout", "5")
+"""uvicorn's keepalive, on: a ping every second, 5 s for the pong (the stalled member reads again before that)."""
 PAYLOAD = "x" * 64_000  # large frames fill the stalled reader's buffers quickly
 
 
@@ -52,3 +64,52 @@ async def test_a_reader_that_stops_is_closed_with_1008_and_the_room_keeps_its_pa
         assert close is not None, "the server never closed the stalled connection"
         assert (close.code, close.reason) == (1008, "slow consumer")
         assert "closed as a slow consumer" in server.output()
+
+
+def server_sockets(server_port: int, client_port: int) -> list[str]:
+    """The TCP states (hex codes of /proc/net/tcp) of the server's sockets to ``client_port``,
+    leaving out TIME_WAIT and CLOSE (nothing left in any process)."""
+    states = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        ours = int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port
+        if ours and state not in ("06", "07"):
+            states.append(state)
+    return states
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+@pytest.mark.parametrize("implementation", ["websockets-sansio", "wsproto"])
+async def test_with_keepalive_on_the_evicted_member_gets_1008_and_its_socket_goes(
+    tmp_path: Path, implementation: str
+) -> None:
+    args = ("--ws", implementation, *KEEPALIVE)
+    with uvicorn_server("examples_app.chat_app:app", tmp_path, args=args) as server:
+        stalled = StalledReader(server)
+        await stalled.open()
+        client_port = stalled.writer.get_extra_info("sockname")[1]
+        async with connect(f"{server.ws_url}/ws", max_size=None) as sender:
+            for _ in range(2):  # welcome, room_joined
+                await asyncio.wait_for(sender.recv(), 5)
+            bodies = [f"{n:04d}{PAYLOAD}" for n in range(400)]  # more than the kernel buffers and the queue (256) hold
+            for body in bodies:
+                await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": body}))
+            await asyncio.to_thread(server.wait_for_output, "closed as a slow consumer")
+            assert server_sockets(server.port, client_port) == ["01"]  # ESTABLISHED: it holds what it was not sent
+            await asyncio.sleep(1.5)  # a keepalive ping is in flight, unanswered
+
+            await stalled.read_all()  # reads again: a prefix of the room, the ping, then the close
+            read_at = time.monotonic()
+            close = stalled.close_frame()
+            assert close is not None, "the server never closed the stalled connection"
+            assert (close.code, close.reason) == (1008, "slow consumer")
+            received = stalled.chat_messages()
+            assert received == bodies[: len(received)]
+            while server_sockets(server.port, client_port):
+                assert time.monotonic() - read_at < GONE_WITHIN, server_sockets(server.port, client_port)
+                await asyncio.sleep(0.05)
+        output = server.output()
+        assert "closed as a slow consumer" in output
+        assert "ERROR" not in output
+        assert "Traceback" not in output

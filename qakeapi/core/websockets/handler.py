@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
@@ -15,6 +16,7 @@ from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
     ConnectionCounter,
+    PenaltyBox,
     RateLimit,
     RejectionLog,
     connection_counter,
@@ -80,9 +82,13 @@ class WebSocketHandler:
 
     Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
     logged once per kind and client, not per message: a message over ``max_message_size``
-    closes with 1009; messages faster than ``rate_limit`` close with 1008; a handshake from an
-    address that has ``max_connections_per_ip`` connections open is refused (HTTP 429 before
-    the upgrade where the server supports it, else 403; 1013 when already accepted).
+    closes with 1009; messages faster than ``rate_limit`` close with 1008, and the client's
+    address is then refused new handshakes for the limit's ``penalty``
+    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``), so a
+    flooding client cannot reconnect for a fresh burst; a handshake from an address that has
+    ``max_connections_per_ip`` connections open is refused. Refusals are HTTP 429 before the
+    upgrade where the server supports it, else 403; 1013 when already accepted (by a
+    middleware that chose a subprotocol).
 
     Constructing a handler installs :func:`~qakeapi.core.redaction.install_log_redaction`, so
     the server's log lines never carry a token from a query string.
@@ -99,6 +105,9 @@ class WebSocketHandler:
         max_connections_per_ip: Connections one client address may have open at once (counted
             in ``connections``); ``None`` disables the cap.
         connections: The per-address counter; by default one shared by the whole process.
+        penalties: The addresses refused after a rate-limit close; by default one for this
+            handler. Give several handlers the same :class:`~qakeapi.core.limits.PenaltyBox`
+            to refuse a flooder on all of their paths.
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class WebSocketHandler:
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP,
         connections: ConnectionCounter = connection_counter,
+        penalties: PenaltyBox | None = None,
     ) -> None:
         if max_connections_per_ip is not None and max_connections_per_ip < 1:
             raise ValueError("max_connections_per_ip must be at least 1 (or None)")
@@ -117,8 +127,10 @@ class WebSocketHandler:
         self.rate_limit = rate_limit
         self.max_connections_per_ip = max_connections_per_ip
         self.per_ip = connections
+        self.penalties = penalties if penalties is not None else PenaltyBox()
         self.rejections = RejectionLog(logger)
-        """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"connections_per_ip"``."""
+        """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"rate_penalty"``
+        (handshakes refused during a penalty), ``"connections_per_ip"``."""
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
@@ -217,6 +229,11 @@ class WebSocketHandler:
         websocket.send_policy = self.send_policy
         client = websocket.client
         address = client[0] if client is not None else None
+        if address is not None and self.penalties:  # an empty box is false: no lookup then
+            wait = self.penalties.retry_after(address, time.monotonic())
+            if wait > 0.0:
+                await self._refuse_penalized(websocket, address, wait)
+                return
         if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
             await self._refuse_address(websocket, address)
             return
@@ -300,6 +317,24 @@ class WebSocketHandler:
             return
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
 
+    async def _refuse_penalized(self, websocket: WebSocket, address: str, wait: float) -> None:
+        retry_after = math.ceil(wait)
+        self.rejections.reject(
+            "rate_penalty",
+            address,
+            "refusing WebSocket %s (path=%s) from %s for %ds more: a connection from it exceeded the "
+            "rate limit (HTTP 429, Retry-After)",
+            websocket.id,
+            websocket.path,
+            address,
+            retry_after,
+        )
+        if websocket.application_state is WebSocketState.CONNECTING:
+            headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode())]
+            await websocket.deny(429, headers, b'{"detail":"rate limit exceeded; retry later"}')
+            return
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, f"rate limit exceeded; retry in {retry_after}s")
+
     async def _intercepted(self, websocket: WebSocket, message: Any) -> bool:
         for interceptor in self._interceptors:
             try:
@@ -321,16 +356,20 @@ class WebSocketHandler:
         rate = self.rate_limit
         assert rate is not None
         client = websocket.client
+        if client is not None and rate.penalty > 0:
+            self.penalties.penalize(client[0], time.monotonic(), rate.penalty)
         self.rejections.reject(
             "rate",
             client[0] if client is not None else str(websocket.id),
-            "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d)",
+            "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d); "
+            "its address is refused for %ss",
             websocket.id,
             websocket.path,
             client,
             websocket.user_id,
             rate.rate,
             rate.burst,
+            rate.penalty,
         )
         await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
