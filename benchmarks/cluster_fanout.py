@@ -40,8 +40,14 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = {"qakeapi": "benchmarks.cluster_qakeapi_app:app", "socketio": "benchmarks.cluster_socketio_app:app"}
-PATHS = {"qakeapi": "/ws", "socketio": "/socket.io/?EIO=4&transport=websocket"}
+APPS = {
+    "qakeapi": "benchmarks.cluster_qakeapi_app:app",
+    "qakeapi-history": "benchmarks.cluster_qakeapi_app:app",
+    "socketio": "benchmarks.cluster_socketio_app:app",
+}
+PATHS = {"qakeapi": "/ws", "qakeapi-history": "/ws", "socketio": "/socket.io/?EIO=4&transport=websocket"}
+ENV = {"qakeapi-history": {"QAKEAPI_BENCH_HISTORY": "1"}}
+"""``qakeapi-history``: the same app with every message published to a room that keeps a history."""
 
 
 def free_port() -> int:
@@ -164,6 +170,7 @@ def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         wait_port(redis_port)
         url = f"redis://127.0.0.1:{redis_port}"
         extra = {"PYTHONPATH": f"{args.qakeapi_path}:{ROOT}"} if args.qakeapi_path else {}
+        extra.update(ENV.get(app, {}))
         with (
             process(
                 [
@@ -203,7 +210,8 @@ def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             nodes = [first, second]
             for port in ports:
                 wait_port(port)
-            result = uvloop.run(measure(app, ports, args.clients, args.messages, args.window))
+            protocol = "socketio" if app == "socketio" else "qakeapi"
+            result = uvloop.run(measure(protocol, ports, args.clients, args.messages, args.window))
             assert all(node.poll() is None for node in nodes)
             return result
 
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=100, help="clients per node")
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--window", type=int, default=200, help="how far the sender may run ahead of the slowest")
-    parser.add_argument("--apps", default="qakeapi,socketio")
+    parser.add_argument("--apps", default="qakeapi,socketio", help="of qakeapi, qakeapi-history, socketio")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument(

@@ -110,6 +110,18 @@ async def test_a_revocation_on_one_node_closes_the_user_everywhere_and_refuses_o
 
 
 @pytest.mark.asyncio
+async def test_in_band_auth_reaches_the_middleware_through_the_manager(
+    make_nodes: Callable[..., list[AuthNode]],
+) -> None:
+    (a,) = make_nodes(1)
+    async with AsyncExitStack() as stack:
+        session = await a.connect(stack, AUTH.create_token("alice"))
+        await session.send_json({"type": "auth", "token": AUTH.create_token("alice")})
+        answer = await session.receive_json()
+        assert (answer["type"], answer["user"]) == ("auth.ok", "alice")  # consumed by the middleware
+
+
+@pytest.mark.asyncio
 async def test_a_revocation_during_an_outage_arrives_when_the_backend_is_back_even_past_the_bound(
     make_nodes: Callable[..., list[AuthNode]],
 ) -> None:

@@ -4,7 +4,7 @@
   most ``burst`` saved up; a message takes one; an empty bucket closes the connection with
   1008 (:attr:`~qakeapi.status.CloseCode.POLICY_VIOLATION`).
 * :class:`PenaltyBox` — addresses whose connection was closed for flooding, refused new
-  handshakes until their penalty (:attr:`RateLimit.penalty`) is over, so that reconnecting
+  handshakes until their penalty (:class:`RateLimit`'s ``penalty``) is over, so that reconnecting
   does not buy a fresh burst.
 * :class:`ConnectionCounter` — connections per key (the client's IP address), shared by every
   handler that uses it (by default one counter for the whole process, so a cap counts

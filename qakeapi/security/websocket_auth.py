@@ -311,8 +311,10 @@ class WebSocketAuthMiddleware:
     def attach(self, handler: WebSocketHandler) -> None:
         """Route in-band ``{"type": "auth", "token": ...}`` messages of ``handler`` to this middleware.
 
-        Done automatically when the middleware is called with ``handler.handle_connection``.
-        Those messages are consumed: ``on_message`` hooks never see a token.
+        Done automatically when the middleware is called with ``handler.handle_connection`` or
+        with the ``handle_connection`` of an object that runs a handler (its ``handler``
+        attribute, as :class:`~qakeapi.core.clustering.ClusteredManager` has). Those messages
+        are consumed: ``on_message`` hooks never see a token.
 
         Args:
             handler: The handler whose connections this middleware authenticates.
@@ -326,9 +328,12 @@ class WebSocketAuthMiddleware:
 
         Args:
             websocket: The connection, not yet accepted.
-            handler: Runs the connection, for example ``WebSocketHandler.handle_connection``.
+            handler: Runs the connection, for example ``WebSocketHandler.handle_connection`` or
+                ``ClusteredManager.handle_connection``.
         """
         owner = getattr(handler, "__self__", None)
+        if not isinstance(owner, WebSocketHandler):  # a manager running a handler, say
+            owner = getattr(owner, "handler", None)
         if isinstance(owner, WebSocketHandler):
             self.attach(owner)
         source = self.authenticate(websocket)

@@ -25,6 +25,8 @@ GONE_WITHIN = 2.0
 """Seconds within which the server's socket to the evicted member is gone once it reads again."""
 KEEPALIVE = ("--ws-ping-interval", "1", "--ws-ping-timeout", "5")
 """uvicorn's keepalive, on: a ping every second, 5 s for the pong (the stalled member reads again before that)."""
+ABORTABLE = "qakeapi.core.websockets.uvicorn_protocol:AbortableWebSocketProtocol"
+"""QakeAPI's uvicorn protocol (``--ws`` takes an import string): it can abort a transport."""
 PAYLOAD = "x" * 64_000  # large frames fill the stalled reader's buffers quickly
 
 
@@ -80,7 +82,7 @@ def server_sockets(server_port: int, client_port: int) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.asyncio
-@pytest.mark.parametrize("implementation", ["websockets-sansio", "wsproto"])
+@pytest.mark.parametrize("implementation", ["websockets-sansio", "wsproto", ABORTABLE])
 async def test_with_keepalive_on_the_evicted_member_gets_1008_and_its_socket_goes(
     tmp_path: Path, implementation: str
 ) -> None:
@@ -113,3 +115,52 @@ async def test_with_keepalive_on_the_evicted_member_gets_1008_and_its_socket_goe
         assert "closed as a slow consumer" in output
         assert "ERROR" not in output
         assert "Traceback" not in output
+
+
+async def read_until_the_end(stalled: StalledReader) -> None:
+    while await asyncio.wait_for(stalled.reader.read(1 << 20), 10):
+        pass
+
+
+ABORTED_WITHIN = 3.0 + 1.5
+"""Seconds from the slow-consumer close to the server's socket being gone: the default send
+policy's ``close_timeout`` (3 s), then the abort, with room for a busy machine."""
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+@pytest.mark.parametrize("implementation", [ABORTABLE, "websockets-sansio"])
+async def test_a_member_that_never_reads_again_is_aborted_on_the_abortable_protocol(
+    tmp_path: Path, implementation: str
+) -> None:
+    args = ("--ws", implementation)  # uvicorn's default keepalive (20 s): it plays no part here
+    with uvicorn_server("examples_app.chat_app:app", tmp_path, args=args) as server:
+        stalled = StalledReader(server)
+        await stalled.open()
+        client_port = stalled.writer.get_extra_info("sockname")[1]
+        async with connect(f"{server.ws_url}/ws", max_size=None) as sender:
+            for _ in range(2):  # welcome, room_joined
+                await asyncio.wait_for(sender.recv(), 5)
+            for n in range(400):
+                body = f"{n:04d}{PAYLOAD}"
+                await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": body}))
+            await asyncio.to_thread(server.wait_for_output, "closed as a slow consumer")
+            closed_at = time.monotonic()
+            if implementation == ABORTABLE:
+                while server_sockets(server.port, client_port):
+                    assert time.monotonic() - closed_at < ABORTED_WITHIN, server_sockets(server.port, client_port)
+                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(server.wait_for_output, "aborting its transport")
+                with pytest.raises(ConnectionResetError):  # what the member finds when it reads at last
+                    await read_until_the_end(stalled)
+            else:  # uvicorn's own protocol cannot drop it: the socket holds on with its unsent megabytes
+                await asyncio.sleep(ABORTED_WITHIN)
+                assert server_sockets(server.port, client_port) == ["01"]
+            stalled.close_socket()
+            await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": "still here"}))
+            while json.loads(await asyncio.wait_for(sender.recv(), 10)).get("message") != "still here":
+                pass  # the room goes on for the others
+        output = server.output()
+        assert "ERROR" not in output
+        assert "Traceback" not in output
+        assert output.count("aborting its transport") == (implementation == ABORTABLE)

@@ -17,9 +17,11 @@ from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
 
-__all__ = ["WebSocket", "WebSocketState", "message_for"]
+__all__ = ["TRANSPORT_ABORT", "WebSocket", "WebSocketState", "message_for"]
 
 logger = logging.getLogger("qakeapi.websockets")
+
+_aborts: set[asyncio.Task[None]] = set()
 
 _ids = itertools.count(1)
 
@@ -31,6 +33,11 @@ class WebSocketState(enum.Enum):
     CONNECTED = 1
     DISCONNECTED = 2
 
+
+TRANSPORT_ABORT = "qakeapi.transport.abort"
+"""The ASGI extension of a server that lets the application abort a connection's transport, and
+the ``type`` of the send event that does it (see
+:mod:`qakeapi.core.websockets.uvicorn_protocol`)."""
 
 _UNSENDABLE_CODES = frozenset({CloseCode.NO_STATUS_RECEIVED, CloseCode.ABNORMAL_CLOSURE, 1015})
 _CONNECTING = WebSocketState.CONNECTING
@@ -366,6 +373,8 @@ class WebSocket:
                 outbox.dropped,
                 policy.close_code,
             )
+            if TRANSPORT_ABORT in (self.scope.get("extensions") or {}):
+                asyncio.get_running_loop().call_later(policy.close_timeout, self._abort_if_unread)
             return {"type": "websocket.close", "code": int(policy.close_code), "reason": "slow consumer"}
         if was_open and self.client_state is _CONNECTED:
             logger.warning(
@@ -376,6 +385,28 @@ class WebSocket:
                 "its sends were cancelled" if isinstance(error, asyncio.CancelledError) else repr(error),
             )
         return None
+
+    def _abort_if_unread(self) -> None:
+        """A slow consumer's close frame is still not taken by the server: abort its transport."""
+        if not self.outbox.busy or self.client_state is WebSocketState.DISCONNECTED:
+            return  # the close went out (the peer read again), or the peer is gone
+        stats.aborted += 1
+        logger.warning(
+            "WebSocket %s (path=%s): the slow consumer read nothing for %.1fs after it was closed; "
+            "aborting its transport",
+            self.id,
+            self.path,
+            self.outbox.policy.close_timeout,
+        )
+        task = asyncio.get_running_loop().create_task(self._abort())
+        _aborts.add(task)
+        task.add_done_callback(_aborts.discard)
+
+    async def _abort(self) -> None:
+        try:
+            await self._send({"type": TRANSPORT_ABORT})
+        except Exception as exc:  # the server refused it: nothing more this side can do
+            logger.warning("WebSocket %s: the server did not abort the transport: %r", self.id, exc)
 
     # -- receiving ----------------------------------------------------------------------
 

@@ -103,6 +103,9 @@ class SendStats:
         failed: Connections whose sends failed (the peer went away, the server refused a
             frame, a deadline in middleware fired).
         close_timeouts: Closes that gave up waiting for the server to take the close frame.
+        aborted: Slow consumers whose transport was aborted (their close frame still not
+            taken after ``close_timeout``, on a server with the
+            :data:`~qakeapi.core.websockets.connection.TRANSPORT_ABORT` extension).
     """
 
     queued: int = 0
@@ -110,6 +113,7 @@ class SendStats:
     disconnected: int = 0
     failed: int = 0
     close_timeouts: int = 0
+    aborted: int = 0
 
 
 stats = SendStats()
