@@ -25,9 +25,13 @@ import socket
 import struct
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
 from qakeapi.core.websockets.connection import TRANSPORT_ABORT
+from qakeapi.exceptions import MissingDependencyError
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError("uvicorn", "server") from None
 
 __all__ = ["AbortableWebSocketProtocol"]
 
