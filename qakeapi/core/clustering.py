@@ -722,19 +722,29 @@ class ClusteredManager:
             except ValueError as exc:
                 logger.warning("node %s: ignoring a malformed message on %r: %s", self.node_id, event.channel, exc)
                 continue
-            if envelope.kind is Kind.HISTORY:  # numbered by the backend: every node delivers it, this one too
-                self._receive_publication(envelope)
-                continue
-            if envelope.instance == self.instance_id:
-                continue
-            if envelope.kind in NUMBERED_KINDS:
-                missing = self.inbox.accept(envelope.instance, envelope.seq)
-                if missing is None:
-                    continue
-            else:
-                missing = self.inbox.check(envelope.instance, envelope.seq)
             try:
+                if envelope.kind is Kind.HISTORY:  # numbered by the backend: every node delivers it, this one too
+                    self._receive_publication(envelope)
+                    continue
+                if envelope.instance == self.instance_id:
+                    continue
+                if envelope.kind in NUMBERED_KINDS:
+                    missing = self.inbox.accept(envelope.instance, envelope.seq)
+                    if missing is None:
+                        continue
+                else:
+                    missing = self.inbox.check(envelope.instance, envelope.seq)
                 self._receive(envelope, missing)
+            except (KeyError, TypeError, ValueError) as exc:  # fields missing or of the wrong shape
+                logger.warning(
+                    "node %s: ignoring a malformed %s message from node %s (instance %s): %s: %s",
+                    self.node_id,
+                    envelope.kind.value,
+                    envelope.node,
+                    envelope.instance,
+                    type(exc).__name__,
+                    exc,
+                )
             except Exception:
                 logger.exception(
                     "node %s: handling a %s message from node %s failed",
