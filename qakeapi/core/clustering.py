@@ -136,6 +136,7 @@ class ClusteredManager:
         presence: Who is in which room, on every node.
         peers: The other instances this node hears (see :class:`~qakeapi.core.cluster.peers.Peers`).
         delivered: How many frames this node wrote for envelopes from other nodes.
+        history: Which rooms keep a history (``None``: none).
     """
 
     def __init__(
@@ -165,6 +166,7 @@ class ClusteredManager:
         self.history = history
         self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
         self._unnumbered: set[str] = set()
+        self._marking: asyncio.Task[None] | None = None
         self._room_offsets: dict[str, tuple[str, int]] = {}
         self.node_id = node_id
         self.channel = channel
@@ -290,6 +292,9 @@ class ClusteredManager:
                         "node %s: closing with %d publishes not sent to the cluster", self.node_id, len(self.outbox)
                     )
             tasks, self._tasks = self._tasks, []
+            if self._marking is not None:
+                tasks.append(self._marking)
+                self._marking = None
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -692,8 +697,12 @@ class ClusteredManager:
             elif not self.outbox:  # down, nothing waiting: a heartbeat probes for the way back
                 self._control(Kind.HEARTBEAT, {"version": self._version}, force=True)
             self._expire_peers(time.monotonic())
-            if self._unnumbered and self.outbox.down_since is None:
-                await self._mark_gaps()
+            if (
+                self._unnumbered and self.outbox.down_since is None and (self._marking is None or self._marking.done())
+            ):  # in a task of its own: a slow Redis must not hold up the heartbeats
+                self._marking = asyncio.get_running_loop().create_task(
+                    self._mark_gaps(), name=f"qakeapi cluster gap marker {self.node_id}/{self.instance_id}"
+                )
             await asyncio.sleep(self.heartbeat_interval)
 
     def _expire_peers(self, now: float) -> None:
