@@ -40,6 +40,7 @@ nitpick_ignore = [
     ("py:class", "qakeapi.core.websockets.handler._C"),
     ("py:class", "qakeapi.core.websockets.handler._M"),
     ("py:class", "qakeapi.core.datastructures._MultiMap"),
+    ("py:class", "qakeapi.core.broadcast.redis._T"),
     # The ASGI type aliases of qakeapi.types, as they appear in signatures.
     ("py:class", "Scope"),
     ("py:class", "Receive"),

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
@@ -21,9 +22,45 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["RedisBackend", "redact_url"]
+__all__ = ["RedisBackend", "redact_url", "with_one_retry"]
 
 logger = logging.getLogger("qakeapi.broadcast.redis")
+
+
+_T = TypeVar("_T")
+
+
+async def with_one_retry(operation: Callable[[], Awaitable[_T]], what: str, safe_url: str) -> _T:
+    """Run a Redis command, retrying once when its pooled connection turns out to be broken.
+
+    A connection that Redis closed (it restarted, or ``CLIENT KILL``) ran nothing; the retry
+    takes a fresh one from the pool.
+
+    Args:
+        operation: Sends the command(s) and returns the reply.
+        what: What it does, for the error ("publish to 'chat'").
+        safe_url: The server's URL without credentials (:func:`redact_url`).
+
+    Returns:
+        The reply.
+
+    Raises:
+        BroadcastError: Redis could not be reached, or refused the command.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+
+    for attempt in (1, 2):
+        try:
+            return await operation()
+        except RedisConnectionError as exc:
+            if attempt == 1:
+                continue
+            error: Exception = exc
+        except (RedisError, OSError) as exc:
+            error = exc
+        raise BroadcastError(f"cannot {what} on {safe_url}: {type(error).__name__}: {error}") from error
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def redact_url(url: str) -> str:
@@ -185,25 +222,10 @@ class RedisBackend(BroadcastBackend):
         Raises:
             BroadcastError: Not connected, or Redis could not be reached.
         """
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise BroadcastError(f"Redis backend {self.safe_url} is not connected; call connect() first")
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
-
-        for attempt in (1, 2):
-            try:
-                await self._client.publish(channel, payload)
-                return
-            except RedisConnectionError as exc:
-                # A pooled connection may have died with a Redis restart: one retry takes a fresh one.
-                if attempt == 1:
-                    continue
-                error: Exception = exc
-            except (RedisError, OSError) as exc:
-                error = exc
-            raise BroadcastError(
-                f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
-            ) from error
+        await with_one_retry(lambda: client.publish(channel, payload), f"publish to {channel!r}", self.safe_url)
 
     async def _listen(self) -> None:
         """Supervise the subscription connection: reconnect with backoff, resubscribe, pump."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
-from qakeapi.core.broadcast.redis import redact_url
+from qakeapi.core.broadcast.redis import redact_url, with_one_retry
 from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
@@ -318,53 +318,28 @@ class RedisStreamBackend(BroadcastBackend):
         Raises:
             BroadcastError: Not connected, or Redis could not be reached.
         """
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
 
-        for attempt in (1, 2):
-            try:
-                async with self._writer.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
-                        pipe.xadd(channel, {_FIELD: payload}, maxlen=self.max_len, approximate=True)
-                    if self.ttl is not None:
-                        pipe.expire(channel, self.ttl)
-                    await pipe.execute()
-                return
-            except RedisConnectionError as exc:
-                # A pooled connection may have been killed or died with a restart: one retry on a fresh one.
-                if attempt == 1:
-                    continue
-                error: Exception = exc
-            except (RedisError, OSError) as exc:
-                error = exc
-            raise BroadcastError(
-                f"cannot publish to {channel!r} on {self.safe_url}: {type(error).__name__}: {error}"
-            ) from error
+        async def append() -> None:
+            async with writer.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.xadd(channel, {_FIELD: payload}, maxlen=self.max_len, approximate=True)
+                if self.ttl is not None:
+                    pipe.expire(channel, self.ttl)
+                await pipe.execute()
+
+        await with_one_retry(append, f"publish to {channel!r}", self.safe_url)
 
     async def _script(self, source: str, keys: list[str], args: list[Any], what: str) -> Any:
-        """Run a Lua script; a broken pooled connection is retried once on a fresh one (as
-        :meth:`publish_many` does: a connection Redis closed, by a restart say, ran nothing)."""
+        """Run a Lua script (a broken pooled connection is retried once, see :func:`with_one_retry`)."""
         if self._writer is None:
             raise BroadcastError(f"Redis stream backend {self.safe_url} is not connected; call connect() first")
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
-
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = self._writer.register_script(source)
-        for attempt in (1, 2):
-            try:
-                return await script(keys=keys, args=args)
-            except RedisConnectionError as exc:
-                if attempt == 1:
-                    continue
-                error: Exception = exc
-            except (RedisError, OSError) as exc:
-                error = exc
-            raise BroadcastError(f"cannot {what} on {self.safe_url}: {type(error).__name__}: {error}") from error
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await with_one_retry(lambda: script(keys=keys, args=args), what, self.safe_url)
 
     async def append_history(
         self,
