@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from qakeapi.core.broadcast import BroadcastBackend
-from qakeapi.core.cluster.envelope import NUMBERED_KINDS, PROTOCOL, Envelope, Kind, decode_envelope, encode_envelope
+from qakeapi.core.cluster.envelope import (
+    NUMBERED_KINDS,
+    Envelope,
+    Kind,
+    decode_envelope,
+    encode_envelope,
+    encode_header,
+)
 from qakeapi.core.cluster.history import HistoryPolicy, Position, Recovery, history_keys, new_epoch, publication_frame
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of, new_instance_id, worker_hint
 from qakeapi.core.cluster.inbox import Inbox
@@ -479,17 +485,10 @@ class ClusteredManager:
         await self.start()
         assert self.history is not None
         data = encode_json(message)
-        header: dict[str, Any] = {
-            "q": PROTOCOL,
-            "k": Kind.HISTORY.value,
-            "i": self.instance_id,
-            "n": self.node_id,
-            "s": 0,
-            "f": "t",
-            "room": room,
-        }
+        fields: dict[str, Any] = {"room": room}
         if exclude is not None:
-            header["exclude"] = self.connection_id(exclude)
+            fields["exclude"] = self.connection_id(exclude)
+        header = encode_header(Envelope(Kind.HISTORY, self.instance_id, self.node_id, 0, fields, data))
         local = self.rooms.get(room)
         members = 0 if local is None else len(local.members) - (exclude in local.members)
         gap = room in self._unnumbered
@@ -497,7 +496,7 @@ class ClusteredManager:
             await self.backend.append_history(
                 self.channel,
                 history_keys(self.channel, room),
-                json.dumps(header, separators=(",", ":"))[:-1],
+                header[:-1],  # the backend closes it with the offset and the epoch
                 data,
                 epoch=new_epoch(),
                 size=self.history.size,

@@ -17,7 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DATA_KINDS", "NUMBERED_KINDS", "PROTOCOL", "Envelope", "Kind", "decode_envelope", "encode_envelope"]
+__all__ = [
+    "DATA_KINDS",
+    "NUMBERED_KINDS",
+    "PROTOCOL",
+    "Envelope",
+    "Kind",
+    "decode_envelope",
+    "encode_envelope",
+    "encode_header",
+]
 
 PROTOCOL = 1
 """The envelope format version (header field ``"q"``)."""
@@ -86,14 +95,14 @@ class Envelope:
     frame: str | bytes | None = None
 
 
-def encode_envelope(envelope: Envelope) -> bytes:
-    """Encode ``envelope`` for the wire.
+def encode_header(envelope: Envelope) -> str:
+    """The header line of ``envelope`` (ASCII JSON, no newline), as :func:`encode_envelope` writes it.
 
     Args:
         envelope: The envelope.
 
     Returns:
-        The header line, ``\\n`` and the frame's bytes.
+        The header.
     """
     header: dict[str, Any] = {
         "q": PROTOCOL,
@@ -104,15 +113,23 @@ def encode_envelope(envelope: Envelope) -> bytes:
     }
     header.update(envelope.data)
     frame = envelope.frame
-    if frame is None:
-        body = b""
-    elif isinstance(frame, str):
-        header["f"] = "t"
-        body = frame.encode()
-    else:
-        header["f"] = "b"
-        body = frame
-    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+    if frame is not None:
+        header["f"] = "t" if isinstance(frame, str) else "b"
+    return json.dumps(header, separators=(",", ":"))
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """Encode ``envelope`` for the wire.
+
+    Args:
+        envelope: The envelope.
+
+    Returns:
+        The header line, ``\\n`` and the frame's bytes.
+    """
+    frame = envelope.frame
+    body = b"" if frame is None else frame.encode() if isinstance(frame, str) else frame
+    return encode_header(envelope).encode() + b"\n" + body
 
 
 def decode_envelope(payload: bytes) -> Envelope:
