@@ -12,7 +12,7 @@ from typing import Any
 
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, fan_out, stats
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, _keep, fan_out, stats
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
@@ -20,8 +20,6 @@ from qakeapi.types import Message, Receive, Scope, Send
 __all__ = ["TRANSPORT_ABORT", "WebSocket", "WebSocketState", "message_for"]
 
 logger = logging.getLogger("qakeapi.websockets")
-
-_aborts: set[asyncio.Task[None]] = set()
 
 _ids = itertools.count(1)
 
@@ -398,9 +396,7 @@ class WebSocket:
             self.path,
             self.outbox.policy.close_timeout,
         )
-        task = asyncio.get_running_loop().create_task(self._abort())
-        _aborts.add(task)
-        task.add_done_callback(_aborts.discard)
+        _keep(asyncio.get_running_loop().create_task(self._abort()))
 
     async def _abort(self) -> None:
         try:
