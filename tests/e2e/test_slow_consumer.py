@@ -3,8 +3,10 @@
 With uvicorn's keepalive on (short intervals here, so that pings are in flight while the
 member stalls): the member, once it reads again within the keepalive window, gets the room's
 messages in order, then 1008 "slow consumer" (not uvicorn's 1011), nothing is logged at ERROR,
-and the server's socket to it is gone within :data:`GONE_WITHIN` seconds of its reading. What
-no ASGI application can do on uvicorn (a member that never reads again) is in docs/servers.rst.
+and the server's socket to it is gone within :data:`GONE_WITHIN` seconds of its reading. A
+member that never reads again cannot be dropped through ASGI on uvicorn's own protocols
+(docs/servers.rst); on QakeAPI's :data:`ABORTABLE` protocol its socket is reset within
+:data:`ABORTED_WITHIN` seconds of the slow-consumer close.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.clients import StalledReader
-from tests.e2e.servers import uvicorn_server
+from tests.e2e.servers import Server, uvicorn_server
 
 MESSAGES = 1000
 GONE_WITHIN = 2.0
@@ -80,6 +84,24 @@ def server_sockets(server_port: int, client_port: int) -> list[str]:
     return states
 
 
+@asynccontextmanager
+async def a_stalled_member(server: Server) -> AsyncIterator[tuple[StalledReader, int, ClientConnection, list[str]]]:
+    """A member of the chat that stopped reading, and a member that sent 400 messages of 64 KB to
+    the room (more than the kernel buffers and the queue, 256, hold) until the server closed the
+    first as a slow consumer; yields the stalled member, its port, the sender and the texts."""
+    stalled = StalledReader(server)
+    await stalled.open()
+    client_port = stalled.writer.get_extra_info("sockname")[1]
+    async with connect(f"{server.ws_url}/ws", max_size=None) as sender:
+        for _ in range(2):  # welcome, room_joined
+            await asyncio.wait_for(sender.recv(), 5)
+        bodies = [f"{n:04d}{PAYLOAD}" for n in range(400)]
+        for body in bodies:
+            await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": body}))
+        await asyncio.to_thread(server.wait_for_output, "closed as a slow consumer")
+        yield stalled, client_port, sender, bodies
+
+
 @pytest.mark.e2e
 @pytest.mark.asyncio
 @pytest.mark.parametrize("implementation", ["websockets-sansio", "wsproto", ABORTABLE])
@@ -88,16 +110,7 @@ async def test_with_keepalive_on_the_evicted_member_gets_1008_and_its_socket_goe
 ) -> None:
     args = ("--ws", implementation, *KEEPALIVE)
     with uvicorn_server("examples_app.chat_app:app", tmp_path, args=args) as server:
-        stalled = StalledReader(server)
-        await stalled.open()
-        client_port = stalled.writer.get_extra_info("sockname")[1]
-        async with connect(f"{server.ws_url}/ws", max_size=None) as sender:
-            for _ in range(2):  # welcome, room_joined
-                await asyncio.wait_for(sender.recv(), 5)
-            bodies = [f"{n:04d}{PAYLOAD}" for n in range(400)]  # more than the kernel buffers and the queue (256) hold
-            for body in bodies:
-                await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": body}))
-            await asyncio.to_thread(server.wait_for_output, "closed as a slow consumer")
+        async with a_stalled_member(server) as (stalled, client_port, _sender, bodies):
             assert server_sockets(server.port, client_port) == ["01"]  # ESTABLISHED: it holds what it was not sent
             await asyncio.sleep(1.5)  # a keepalive ping is in flight, unanswered
 
@@ -135,16 +148,7 @@ async def test_a_member_that_never_reads_again_is_aborted_on_the_abortable_proto
 ) -> None:
     args = ("--ws", implementation)  # uvicorn's default keepalive (20 s): it plays no part here
     with uvicorn_server("examples_app.chat_app:app", tmp_path, args=args) as server:
-        stalled = StalledReader(server)
-        await stalled.open()
-        client_port = stalled.writer.get_extra_info("sockname")[1]
-        async with connect(f"{server.ws_url}/ws", max_size=None) as sender:
-            for _ in range(2):  # welcome, room_joined
-                await asyncio.wait_for(sender.recv(), 5)
-            for n in range(400):
-                body = f"{n:04d}{PAYLOAD}"
-                await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": body}))
-            await asyncio.to_thread(server.wait_for_output, "closed as a slow consumer")
+        async with a_stalled_member(server) as (stalled, client_port, sender, _bodies):
             closed_at = time.monotonic()
             if implementation == ABORTABLE:
                 while server_sockets(server.port, client_port):
