@@ -178,9 +178,10 @@ async def join(session: WebSocketTestSession, room: str, since: Position | None 
     return answer  # type: ignore[no-any-return]
 
 
-async def publications(session: WebSocketTestSession, count: int) -> list[dict[str, Any]]:
-    received = [await session.receive_json() for _ in range(count)]
-    assert all(p["type"] == "publication" for p in received), received
+async def publications(session: WebSocketTestSession, count: int, timeout: float | None = None) -> list[dict[str, Any]]:
+    """Receive ``count`` messages, each a publication (``timeout``: per message, else the session's)."""
+    received = [await session.receive_json(timeout=timeout) for _ in range(count)]
+    assert [p["type"] for p in received] == ["publication"] * count, received
     return received
 
 

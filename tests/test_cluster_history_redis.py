@@ -16,8 +16,9 @@ from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
 from qakeapi.core.cluster.envelope import Kind, decode_envelope
 from qakeapi.core.cluster.history import HistoryPolicy, Position, history_keys
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
-from qakeapi.testing import TestClient, WebSocketTestSession
+from qakeapi.testing import TestClient
 from tests.redis_server import RedisClusterServers, RedisServer, wait_until
+from tests.test_cluster_history import publications
 
 CHANNEL = "qakeapi:broadcast"
 HEADER = '{"q":1,"k":"hist","i":"feedfeedfeed","n":"node-x","s":0,"f":"t","room":"lobby"'
@@ -138,16 +139,10 @@ def history_node(url: str, node_id: str) -> tuple[ClusteredManager, TestClient]:
     return manager, TestClient(app)
 
 
-async def publications(session: WebSocketTestSession, count: int) -> list[dict[str, Any]]:
-    received = [await session.receive_json(timeout=10) for _ in range(count)]
-    assert [p["type"] for p in received] == ["publication"] * count, received
-    return received
-
-
 async def recover_on(client: TestClient, since: Position, expected: int) -> tuple[list[dict[str, Any]], Any]:
     session = await client.websocket_connect("/ws")
     await session.send_json({"join": "lobby", "since": {"epoch": since.epoch, "offset": since.offset}})
-    replay = await publications(session, expected)
+    replay = await publications(session, expected, timeout=10)
     answer = await session.receive_json(timeout=10)
     await session.close()
     return replay, answer
@@ -166,7 +161,7 @@ async def exercise(url: str, restart: Any) -> None:
             await wait_until(lambda: len(first.presence.connection_ids("lobby")) == 2, "node-1 sees both members")
             for n in range(6):
                 await (a if n % 2 else b).send_json({"n": n})
-            on_a, on_b = await publications(a, 6), await publications(b, 6)
+            on_a, on_b = await publications(a, 6, timeout=10), await publications(b, 6, timeout=10)
             assert on_a == on_b
             assert [p["offset"] for p in on_a] == [1, 2, 3, 4, 5, 6]
             epoch = on_a[0]["epoch"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import redis
 from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, SentinelTarget, parse_sentinel_url
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
-from qakeapi.testing import TestClient
+from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import RedisClusterServers, RedisServer, SentinelServer, wait_until
 
 
@@ -169,6 +170,24 @@ def redis_node(url: str, node_id: str) -> tuple[ClusteredManager, TestClient]:
     return manager, TestClient(app, timeout=10)
 
 
+@asynccontextmanager
+async def two_nodes(url: str) -> AsyncIterator[tuple[ClusteredManager, WebSocketTestSession, WebSocketTestSession]]:
+    """Nodes 1 and 2 on ``url``, a client on each, once node 2 hears node 1: yields node 1, its
+    client and node 2's. Both nodes are closed at the end."""
+    first, first_client = redis_node(url, "node-1")
+    second, second_client = redis_node(url, "node-2")
+    try:
+        async with (
+            first_client.websocket_connect("/ws") as sender_side,
+            second_client.websocket_connect("/ws") as receiver,
+        ):
+            await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+            yield first, sender_side, receiver
+    finally:
+        await first.close()
+        await second.close()
+
+
 @pytest.mark.asyncio
 async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> None:
     password = "sentinel-pw"
@@ -180,13 +199,7 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> 
         try:
             hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
             url = f"redis+sentinel://:{password}@{hosts}/mymaster"
-            first, first_client = redis_node(url, "node-1")
-            second, second_client = redis_node(url, "node-2")
-            async with (
-                first_client.websocket_connect("/ws") as sender_side,
-                second_client.websocket_connect("/ws") as receiver,
-            ):
-                await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+            async with two_nodes(url) as (first, sender_side, receiver):
                 count = 60
                 for n in range(count):
                     if n == 20:
@@ -202,8 +215,6 @@ async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> 
                 with pytest.raises(TimeoutError):
                     await receiver.receive(timeout=0.3)  # nothing doubled
                 assert first.outbox.dropped == 0
-            await first.close()
-            await second.close()
         finally:
             for sentinel in sentinels:
                 sentinel.stop()
@@ -218,14 +229,7 @@ async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_rest
     try:
         await servers.start()
         owner = servers.owner_of("qakeapi:broadcast")
-        url = servers.url
-        first, first_client = redis_node(url, "node-1")
-        second, second_client = redis_node(url, "node-2")
-        async with (
-            first_client.websocket_connect("/ws") as sender_side,
-            second_client.websocket_connect("/ws") as receiver,
-        ):
-            await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1")
+        async with two_nodes(servers.url) as (first, sender_side, receiver):
             await first.broadcast({"n": 0})
             assert await sender_side.receive_json() == {"n": 0}
             assert await receiver.receive_json() == {"n": 0}
@@ -238,7 +242,5 @@ async def test_a_3_master_redis_cluster_carries_the_cluster_through_a_shard_rest
             assert received == [{"n": n} for n in range(1, 11)]
             with pytest.raises(TimeoutError):
                 await receiver.receive(timeout=0.3)
-        await first.close()
-        await second.close()
     finally:
         servers.stop()
