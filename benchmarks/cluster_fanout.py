@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -171,43 +172,28 @@ def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         url = f"redis://127.0.0.1:{redis_port}"
         extra = {"PYTHONPATH": f"{args.qakeapi_path}:{ROOT}"} if args.qakeapi_path else {}
         extra.update(ENV.get(app, {}))
-        with (
-            process(
-                [
-                    "taskset",
-                    "-c",
-                    args.server_cpu,
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    APPS[app],
-                    "--port",
-                    str(ports[0]),
-                    "--log-level",
-                    "warning",
-                ],
-                logs / f"{app}-1.log",
-                {"QAKEAPI_REDIS_URL": url, "QAKEAPI_NODE_ID": "node-1", **extra},
-            ) as first,
-            process(
-                [
-                    "taskset",
-                    "-c",
-                    args.server_cpu,
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    APPS[app],
-                    "--port",
-                    str(ports[1]),
-                    "--log-level",
-                    "warning",
-                ],
-                logs / f"{app}-2.log",
-                {"QAKEAPI_REDIS_URL": url, "QAKEAPI_NODE_ID": "node-2", **extra},
-            ) as second,
-        ):
-            nodes = [first, second]
+        uvicorn = [
+            "taskset",
+            "-c",
+            args.server_cpu,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            APPS[app],
+            "--log-level",
+            "warning",
+        ]
+        with contextlib.ExitStack() as stack:
+            nodes = [
+                stack.enter_context(
+                    process(
+                        [*uvicorn, "--port", str(port)],
+                        logs / f"{app}-{n}.log",
+                        {"QAKEAPI_REDIS_URL": url, "QAKEAPI_NODE_ID": f"node-{n}", **extra},
+                    )
+                )
+                for n, port in enumerate(ports, start=1)
+            ]
             for port in ports:
                 wait_port(port)
             protocol = "socketio" if app == "socketio" else "qakeapi"
