@@ -18,10 +18,9 @@ connections on every node. Without it the app is one node (``memory://``).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options, node_id
+from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options, node_id, redis_url
 from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
 from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
@@ -36,9 +35,7 @@ logger = logging.getLogger("examples_app")
 origin_policy = OriginPolicy(allowed_origins())
 app = Application(origins=origin_policy)
 ws_handler = WebSocketHandler(**handler_options())
-cluster = create_clustered_manager(
-    ws_handler, redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://auth_app"), node_id=node_id()
-)
+cluster = create_clustered_manager(ws_handler, redis_url=redis_url("memory://auth_app"), node_id=node_id())
 app.on_startup(cluster.start)
 app.on_shutdown(cluster.close)
 authenticator = JWTAuthenticator(auth_config())

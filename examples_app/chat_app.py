@@ -15,10 +15,10 @@ Run: ``uvicorn examples_app.chat_app:app`` and open http://localhost:8000 (the p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from examples_app.settings import node_id, redis_url
 from qakeapi import Application, HTMLResponse, Request, WebSocket
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.presence import PresenceDiff, PresenceReason
@@ -124,8 +124,8 @@ app = Application()
 ws_handler = WebSocketHandler()
 manager = create_clustered_manager(
     ws_handler,
-    redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://chat"),
-    node_id=os.environ.get("QAKEAPI_NODE_ID", "chat-1"),
+    redis_url=redis_url("memory://chat"),
+    node_id=node_id("chat-1"),
 )
 app.on_startup(manager.start)
 app.on_shutdown(manager.close)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from examples_app.settings import node_id
+from examples_app.settings import node_id, redis_url
 from qakeapi import Application, WebSocket
 from qakeapi.core.cluster.history import HistoryPolicy, Position
 from qakeapi.core.cluster.outbox import ClusterUnavailableError
@@ -38,7 +38,7 @@ app = Application()
 ws_handler = WebSocketHandler()
 manager = create_clustered_manager(
     ws_handler,
-    redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://history_app"),
+    redis_url=redis_url("memory://history_app"),
     node_id=node_id(),
     history=HistoryPolicy(
         size=int(os.environ.get("QAKEAPI_HISTORY_SIZE", "1000")),

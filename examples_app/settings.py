@@ -91,11 +91,12 @@ def _process_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def redis_url() -> str:
-    """The broadcast backend URL: ``QAKEAPI_REDIS_URL`` (default ``redis://localhost:6379``)."""
-    return os.environ.get("QAKEAPI_REDIS_URL", "redis://localhost:6379")
+def redis_url(default: str = "redis://localhost:6379") -> str:
+    """The broadcast backend URL: ``QAKEAPI_REDIS_URL``, else ``default`` (an app that runs alone
+    without it passes a ``memory://`` URL)."""
+    return os.environ.get("QAKEAPI_REDIS_URL", default)
 
 
-def node_id() -> str:
-    """This node's name: ``QAKEAPI_NODE_ID`` (default ``node-1``)."""
-    return os.environ.get("QAKEAPI_NODE_ID", "node-1")
+def node_id(default: str = "node-1") -> str:
+    """This node's name: ``QAKEAPI_NODE_ID``, else ``default``."""
+    return os.environ.get("QAKEAPI_NODE_ID", default)

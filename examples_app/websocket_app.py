@@ -18,12 +18,11 @@ Run: ``uvicorn examples_app.websocket_app:app``
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from examples_app.auth_app import issue_token
 from examples_app.chat_app import ChatService
-from examples_app.settings import auth_config
+from examples_app.settings import auth_config, node_id, redis_url
 from qakeapi import Application, Request, WebSocket
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.websockets import WebSocketHandler
@@ -37,8 +36,8 @@ authenticator = JWTAuthenticator(auth_config())
 auth_middleware = WebSocketAuthMiddleware(authenticator)
 manager = create_clustered_manager(
     ws_handler,
-    redis_url=os.environ.get("QAKEAPI_REDIS_URL", "memory://websocket_app"),
-    node_id=os.environ.get("QAKEAPI_NODE_ID", "websocket-1"),
+    redis_url=redis_url("memory://websocket_app"),
+    node_id=node_id("websocket-1"),
 )
 app.on_startup(manager.start)
 app.on_shutdown(manager.close)
