@@ -116,4 +116,4 @@ class MissingDependencyError(QakeAPIError, ImportError):
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(f"{package} is not installed; install it with: pip install 'qakeapi[{extra}]'")
+        super().__init__(f"{package} is not installed; install it with: pip install 'qakeapi-realtime[{extra}]'")

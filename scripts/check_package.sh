@@ -4,7 +4,8 @@
 #   2. installs the wheel, without extras, in a clean virtualenv in a temporary directory and
 #      imports every module from there (optional dependencies are imported lazily);
 #   3. unpacks the sdist and runs its unit suite (tests/ minus tests/e2e) on the lowest supported
-#      Python (3.10) and on 3.13, each in a virtualenv of its own with the wheel's `test` extra.
+#      Python (3.10) and on 3.13, each in a virtualenv of its own with the `test` set of
+#      requirements/test.lock (the locked pins of the wheel's `test` extra) and the wheel.
 # Needs what scripts/test.sh sets up (.venv, Redis); Pythons come from pyenv (~/.pyenv/versions)
 # or PATH. PACKAGE_PYTHONS="3.10 3.13" overrides the versions.
 set -euo pipefail
@@ -35,8 +36,8 @@ find_python() {  # find_python 3.10 -> the newest python3.10 pyenv or PATH has
 echo "package: building the sdist and the wheel"
 "$dev_python" -m build --no-isolation --outdir "$work/dist" . >"$work/build.log" 2>&1 \
     || { cat "$work/build.log" >&2; exit 1; }
-wheel=$(echo "$work"/dist/qakeapi-*.whl)
-sdist=$(echo "$work"/dist/qakeapi-*.tar.gz)
+wheel=$(echo "$work"/dist/qakeapi_realtime-*.whl)
+sdist=$(echo "$work"/dist/qakeapi_realtime-*.tar.gz)
 
 echo "package: installing the wheel in a clean virtualenv and importing it"
 "$dev_python" -m venv "$work/clean"
@@ -61,10 +62,10 @@ for name in names:
     try:
         importlib.import_module(name)
     except MissingDependencyError as exc:  # allowed: it names the extra to install
-        assert f"pip install 'qakeapi[{exc.extra}]'" in str(exc), exc
+        assert f"pip install 'qakeapi-realtime[{exc.extra}]'" in str(exc), exc
         needs_extra[name] = exc.extra
 assert "qakeapi.core.application" not in needs_extra and "qakeapi.testing" not in needs_extra, needs_extra
-meta = metadata("qakeapi")
+meta = metadata("qakeapi-realtime")
 assert meta["Version"] == qakeapi.__version__, (meta["Version"], qakeapi.__version__)
 assert meta["License-Expression"] == "MIT", meta["License-Expression"]
 print(f"package: imported qakeapi {qakeapi.__version__} ({len(names)} modules) from {location.parent}")
@@ -74,12 +75,16 @@ PY
 
 mkdir "$work/sdist"
 tar xzf "$sdist" -C "$work/sdist"
-source_dir=$(echo "$work"/sdist/qakeapi-*)
+source_dir=$(echo "$work"/sdist/qakeapi_realtime-*)
 for version in ${PACKAGE_PYTHONS:-3.10 3.13}; do
     python=$(find_python "$version")
     echo "package: unit suite from the sdist on $("$python" --version) ($python)"
     "$python" -m venv "$work/py$version"
-    "$work/py$version/bin/python" -m pip install "${pip_quiet[@]}" "qakeapi[test] @ file://$wheel"
+    # The test set from its lock (hashes checked), then the wheel itself.
+    PIP_CONSTRAINT="" "$work/py$version/bin/python" -m pip install "${pip_quiet[@]}" --require-hashes --no-deps \
+        -r requirements/test.lock
+    "$work/py$version/bin/python" -m pip install "${pip_quiet[@]}" --no-deps "$wheel"
+    "$work/py$version/bin/python" -m pip check
     (cd "$source_dir" && "$work/py$version/bin/python" -m pytest tests --ignore=tests/e2e -m "not e2e" \
         -q -p no:cacheprovider -x)
 done

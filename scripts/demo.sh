@@ -5,7 +5,7 @@
 # The guide's HTML client, verbatim, is at /guide-client (it talks to ws://localhost:8000/ws).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh server
+bash scripts/setup.sh demo
 host=${HOST:-127.0.0.1}
 port=${PORT:-8000}
 echo "demo: open http://$host:$port in two browser tabs (Ctrl+C stops)"

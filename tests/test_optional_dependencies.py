@@ -37,7 +37,7 @@ def test_the_core_imports_without_pyjwt_redis_or_uvicorn() -> None:
 def test_security_without_pyjwt_says_which_extra_to_install() -> None:
     result = run_without(["jwt"], "import qakeapi.security.websocket_auth")
     assert result.returncode == 1
-    assert "MissingDependencyError: PyJWT is not installed; install it with: pip install 'qakeapi[jwt]'" in (
+    assert "MissingDependencyError: PyJWT is not installed; install it with: pip install 'qakeapi-realtime[jwt]'" in (
         result.stderr
     )
 
@@ -57,5 +57,5 @@ def test_a_redis_manager_without_redis_py_says_which_extra_to_install() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "MissingDependencyError redis is not installed; install it with: pip install 'qakeapi[redis]'"
+        "MissingDependencyError redis is not installed; install it with: pip install 'qakeapi-realtime[redis]'"
     )

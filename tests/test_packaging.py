@@ -45,14 +45,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [sdist_path] = out.glob("qakeapi-*.tar.gz")
-    [wheel_path] = out.glob("qakeapi-*.whl")
+    [sdist_path] = out.glob("qakeapi_realtime-*.tar.gz")
+    [wheel_path] = out.glob("qakeapi_realtime-*.whl")
     with tarfile.open(sdist_path) as sdist:
-        prefix = f"qakeapi-{qakeapi.__version__}/"
+        prefix = f"qakeapi_realtime-{qakeapi.__version__}/"
         members = [name.removeprefix(prefix) for name in sdist.getnames()]
     with zipfile.ZipFile(wheel_path) as wheel:
         names = wheel.namelist()
-        info = f"qakeapi-{qakeapi.__version__}.dist-info"
+        info = f"qakeapi_realtime-{qakeapi.__version__}.dist-info"
         metadata = email.message_from_bytes(wheel.read(f"{info}/METADATA"))
         wheel_license = wheel.read(f"{info}/licenses/LICENSE").decode()
     return Built(members, names, metadata, wheel_license)
@@ -90,7 +90,8 @@ def test_the_project_urls_are_on_the_projects_home(built: Built) -> None:
 
 def test_the_extras_are_declared(built: Built) -> None:
     extras = set(built.metadata.get_all("Provides-Extra") or [])
-    assert extras == {"jwt", "redis", "server", "test", "dev", "bench"}
+    assert extras == {"jwt", "redis", "server", "demo", "test", "dev", "bench"}
+    assert built.metadata["Name"] == "qakeapi-realtime"  # "qakeapi" on the package index is another project
     requires = built.metadata.get_all("Requires-Dist") or []
     bench = {re.split(r"[<>=\[ ;]", r)[0].lower() for r in requires if 'extra == "bench"' in r}
     assert bench >= {"picows", "uvloop", "starlette", "fastapi", "wsproto", "py-spy", "pyjwt"}
@@ -102,7 +103,7 @@ def test_the_extras_are_declared(built: Built) -> None:
 
 def test_the_wheel_carries_the_package_only(built: Built) -> None:
     tops = {name.split("/", 1)[0] for name in built.wheel}
-    assert tops == {"qakeapi", f"qakeapi-{qakeapi.__version__}.dist-info"}
+    assert tops == {"qakeapi", f"qakeapi_realtime-{qakeapi.__version__}.dist-info"}
     assert "qakeapi/py.typed" in built.wheel
     assert "qakeapi/testing/websocket_session.py" in built.wheel
     assert not [name for name in built.wheel if "__pycache__" in name or name.endswith(".pyc")]
