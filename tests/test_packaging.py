@@ -174,5 +174,7 @@ def test_the_changelog_keeps_a_changelog() -> None:
 
 def test_the_benchmarks_readme_installs_from_the_repository() -> None:
     text = (ROOT / "benchmarks" / "README.md").read_text()
-    assert "pip install -e '.[bench]'" in text
+    assert "pip install --require-hashes --no-deps -r requirements/bench.lock" in text
+    assert "pip install --no-deps -e ." in text
+    assert (ROOT / "requirements" / "bench.lock").is_file()
     assert "/work/" not in text, "a path of one machine"
