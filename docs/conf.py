@@ -18,6 +18,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
     "public_paths",
     "changelog",
 ]
@@ -55,6 +56,16 @@ nitpick_ignore = [
 exclude_patterns = ["_build", "_ext"]
 html_theme = "furo"
 html_title = "QakeAPI"
+html_static_path = ["_static"]
+html_css_files = ["narrow.css"]
+
+# The copy button copies the commands of a console block without their "$ " prompt, and leaves
+# out the lines without a prompt (the output shown after a command). Blocks without prompts
+# (Python, HTML, INI) are copied whole.
+copybutton_prompt_text = "$ "
+copybutton_only_copy_prompt_lines = True
+copybutton_remove_prompts = True
+copybutton_exclude = ".linenos, .gp, .go"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
