@@ -65,7 +65,7 @@ html_css_files = ["narrow.css"]
 copybutton_prompt_text = "$ "
 copybutton_only_copy_prompt_lines = True
 copybutton_remove_prompts = True
-copybutton_exclude = ".linenos, .gp, .go"
+copybutton_exclude = ".linenos"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
