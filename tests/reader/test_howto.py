@@ -29,6 +29,7 @@ from tests.e2e.conftest import http_post_json
 from tests.e2e.servers import Server, free_port, wait_for_port
 from tests.reader.conftest import GUIDE, ROOT, Reader
 from tests.reader.page import Page
+from tests.reader.shown import assert_printed, output_of
 from tests.reader.test_guide import RECV_TIMEOUT, assert_stops_cleanly, pytest_outcome, recv_json
 from tests.redis_server import RedisServer
 
@@ -117,6 +118,8 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
         (answer,) = reader.shell.run_block(health)
         assert isinstance(answer, subprocess.CompletedProcess)
         assert json.loads(answer.stdout) == {"node": "node-1", "connections": 1}
+        (shown,) = [block for block in page.blocks if block.commands == health]
+        assert_printed(output_of(shown, health[0]), answer.stdout)
     assert private_redis.password is not None
     assert private_redis.password not in node_1.output() + node_2.output(), "the Redis password reached a log"
     assert_stops_cleanly(node_1)
