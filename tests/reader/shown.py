@@ -2,7 +2,9 @@
 
 A ``console`` block shows each command on a ``$ `` line and what it prints on the lines after
 it, up to the next command. Lines starting with ``> `` are what the reader types into an
-interactive command (the ``websockets`` client's prompt); they are not output.
+interactive command (the ``websockets`` client's prompt); they are not output. A line ``...``
+stands for output left out, and a line starting with ``...`` for one whose start is (a path
+that differs on each machine); blank lines are not compared.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def output_of(block: Block, command: str) -> list[str]:
     for line in lines[at + 1 :]:
         if line.startswith("$ "):
             break
-        if not line.startswith(">"):
+        if not line.startswith(">") and line.strip() not in ("", "..."):
             shown.append(line)
     return shown
 
@@ -42,6 +44,9 @@ def printed_lines(printed: str) -> list[str]:
 
 def _pattern(line: str, *, any_number: bool) -> re.Pattern[str]:
     parts = []
+    if line.startswith("..."):  # a line whose start (a path on the reader's machine) is left out
+        parts.append(".*")
+        line = line[3:]
     for index, piece in enumerate(_DOCUMENTED_HOST.split(line)):
         if index:
             parts.append(r"(?:localhost|127\.0\.0\.1):\d+")
@@ -57,15 +62,16 @@ def assert_printed(shown: list[str], printed: str, *, any_number: bool = False) 
         shown: The lines the page shows (:func:`output_of`).
         printed: What the command printed.
         any_number: Numbers that change from run to run (ids, process ids) match any number.
-            ``localhost:<port>`` always matches the port the test really used.
+            ``localhost:<port>`` always matches the port the test really used, and the ``=``
+            padding of pytest's summary lines (its width follows the terminal's) is left out.
 
     Raises:
         AssertionError: A shown line is missing; the message has both.
     """
-    lines = printed_lines(printed)
+    lines = [line.strip("= ") for line in printed_lines(printed)]
     position = 0
     for line in shown:
-        pattern = _pattern(line, any_number=any_number)
+        pattern = _pattern(line.strip("= "), any_number=any_number)
         while position < len(lines) and not pattern.fullmatch(lines[position]):
             position += 1
         assert position < len(lines), f"the page shows {line!r}, which was not printed (in order):\n" + "\n".join(lines)

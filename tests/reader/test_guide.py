@@ -20,6 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.servers import Server
 from tests.reader.conftest import Reader
+from tests.reader.page import Block
+from tests.reader.shown import assert_printed, output_of
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +31,11 @@ RECV_TIMEOUT = 5.0
 async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> Any:
     """The next message of ``ws``, decoded, waiting at most ``timeout`` seconds."""
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def console_blocks(reader: Reader, section: str) -> list[Block]:
+    """The console blocks of ``section``, in order."""
+    return [block for block in reader.page.blocks if block.language == "console" and block.section == section]
 
 
 def servers(results: list[Server | subprocess.CompletedProcess[str]]) -> list[Server]:
@@ -66,6 +73,8 @@ async def test_echo(reader: Reader) -> None:
     start, talk = reader.page.commands("Basic WebSocket Setup")
     assert start == ["cd echo", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
+    start_block, talk_block = console_blocks(reader, "Basic WebSocket Setup")
+    assert_printed(output_of(start_block, start[1]), server.output(), any_number=True)
 
     async with connect(f"{server.ws_url}/ws") as ws:
         assert await recv_json(ws) == {"type": "welcome", "message": "Connected!"}
@@ -79,6 +88,7 @@ async def test_echo(reader: Reader) -> None:
         reader.shell.interact, talk[0], reader.workdir, '{"text": "hi"}\n', '{"type":"echo","data":{"text":"hi"}}'
     )
     assert '{"type":"welcome","message":"Connected!"}' in printed
+    assert_printed(output_of(talk_block, talk[0]), printed)
     assert_stops_cleanly(server)
 
 
@@ -90,6 +100,8 @@ async def test_authentication(reader: Reader) -> None:
     assert start == ["cd auth", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
     assert "InsecureKeyWarning" in server.output(), "the page warns the reader about this warning"
+    start_block, token_block, talk_block = console_blocks(reader, section)
+    assert_printed(output_of(start_block, start[1]), server.output(), any_number=True)
 
     (curl,) = get_token
     assert curl.startswith("curl ")
@@ -97,6 +109,9 @@ async def test_authentication(reader: Reader) -> None:
     answer = reader.shell.run(curl, reader.workdir)
     assert answer.returncode == 0, answer.stderr
     token = json.loads(answer.stdout)["token"]
+    (shown_answer,) = output_of(token_block, curl)
+    assert json.loads(shown_answer).keys() == {"token"}
+    assert re.fullmatch(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+", token), "the token has the shape the page shows"
 
     async with connect(f"{server.ws_url}/ws?token={token}") as ws:
         assert await recv_json(ws) == {"type": "welcome", "message": "Welcome, alice!"}
@@ -116,9 +131,16 @@ async def test_authentication(reader: Reader) -> None:
     (command,) = talk
     assert "<the token>" in command
     printed = await asyncio.to_thread(
-        reader.shell.interact, command.replace("<the token>", token), reader.workdir, "\n", "Welcome, alice!"
+        reader.shell.interact,
+        command.replace("<the token>", token),
+        reader.workdir,
+        '{"text": "hi"}\n',
+        '"user":"alice"}',
     )
     assert "Welcome, alice!" in printed
+    shown = [line.replace("<the token>", token) for line in output_of(talk_block, command)]
+    assert_printed(shown, printed)
+    assert "/ws?token=[redacted]" in server.output(), "the page shows the server's log line"
     assert token not in server.output().replace(f"token={token}", ""), "a token reached the server log"
     assert_stops_cleanly(server)
 
@@ -171,6 +193,8 @@ async def test_clustered_broadcast_across_two_processes(reader: Reader) -> None:
     assert second == ["cd cluster", "uvicorn main:app --port 8002"]
     (node_a,) = servers(reader.shell.run_block(first))
     (node_b,) = servers(reader.shell.run_block(second))
+    for block, command, node in zip(console_blocks(reader, section), (first, second), (node_a, node_b), strict=True):
+        assert_printed(output_of(block, command[1]), node.output(), any_number=True)
 
     # The Redis server is shared with other test runs: recognise our messages by a nonce.
     nonce = secrets.token_hex(8)
@@ -213,6 +237,7 @@ def test_testing_section(reader: Reader) -> None:
     assert originals == ["cd testing", "pytest test_app.py"]
     (run,) = reader.shell.run_block(originals)
     assert isinstance(run, subprocess.CompletedProcess)
+    first = run
     # As the page says: two of the four fail, on the welcome they never read.
     assert pytest_outcome(run.stdout) == {"failed": 2, "passed": 2}, run.stdout
     failures = sorted(line for line in run.stdout.splitlines() if line.startswith("FAILED "))
@@ -222,12 +247,18 @@ def test_testing_section(reader: Reader) -> None:
     ], run.stdout
     assert "AssertionError: assert 'welcome' == 'room_joined'" in run.stdout
     assert "AssertionError: assert 'welcome' == 'error'" in run.stdout
+    # The page's pytest.ini sets what pytest-asyncio asks for: no deprecation warning, no warning at all.
+    assert "Deprecation" not in run.stdout + run.stderr, run.stdout
+    assert "warnings summary" not in run.stdout, run.stdout
 
     assert corrected == ["cd testing", "pytest test_chat.py"]
     (run,) = reader.shell.run_block(corrected)
     assert isinstance(run, subprocess.CompletedProcess)
     assert run.returncode == 0, run.stdout
     assert pytest_outcome(run.stdout) == {"passed": 2}, run.stdout
+    shown = [block for block in reader.page.blocks if block.language == "console" and block.section == section]
+    assert_printed(output_of(shown[0], originals[1]), first.stdout, any_number=True)
+    assert_printed(output_of(shown[1], corrected[1]), run.stdout, any_number=True)
 
 
 def test_performance_section(reader: Reader) -> None:
@@ -240,6 +271,9 @@ def test_performance_section(reader: Reader) -> None:
     assert run.returncode == 0, run.stdout
     assert "Sent 100 messages in " in run.stdout
     assert "messages/second" in run.stdout
+    assert pytest_outcome(run.stdout) == {"passed": 2, "deselected": 4}, run.stdout
+    (shown,) = [block for block in reader.page.blocks if block.commands == command]
+    assert_printed(output_of(shown, command[1]), run.stdout, any_number=True)
 
 
 @pytest.mark.asyncio
@@ -261,7 +295,35 @@ async def test_html_client_in_two_browser_pages(reader: Reader) -> None:
     output = server.output()
     assert "origin 'null' refused" in output, output
     assert '"WebSocket /ws" 403' in output, output
+
+    # What the guide says of the address uvicorn prints: opened as http://127.0.0.1:<port>/, the
+    # page's origin is not the host it connects to (localhost:8000), and it is refused.
+    assert "Uvicorn running on http://127.0.0.1:" in output
+    shown = await page_at_loopback_address(server)
+    assert shown == "System: Disconnected from server", shown
+    output = server.output()
+    assert f"origin 'http://127.0.0.1:{server.port}' refused (not_allowed); answering 403" in output, output
     assert_stops_cleanly(server)
+
+
+async def page_at_loopback_address(server: Server) -> str:
+    """Open the chat page at http://127.0.0.1:<port>/ (the address uvicorn prints); return what it shows."""
+    from playwright.async_api import expect
+
+    from tests.e2e.browser import TIMEOUT_MS, launch
+
+    browser, playwright = await launch(server)
+    try:
+        page = await browser.new_page()
+        response = await page.goto(f"http://127.0.0.1:{server.port}/")
+        assert response is not None
+        assert response.status == 200
+        messages = page.locator("#messages")
+        await expect(messages).to_have_text("System: Disconnected from server", timeout=TIMEOUT_MS)
+        return await messages.inner_text()
+    finally:
+        await browser.close()
+        await playwright.stop()
 
 
 @pytest.mark.asyncio
