@@ -20,8 +20,12 @@ from functools import partial
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.async_api import ViewportSize
 
 ROOT = Path(__file__).resolve().parents[1]
 FURO_TOC_ESCAPE = "this-will-duplicate-information-and-it-is-still-useful-here"
@@ -127,7 +131,7 @@ def served(directory: Path) -> Iterator[str]:
         thread.join(5)
 
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 """A phone's viewport in CSS pixels (an iPhone 12 to 15)."""
 
 MEASURE_BLOCKS = """() => [...document.querySelectorAll('div.highlight pre')].map(pre => ({

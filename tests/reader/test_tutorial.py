@@ -67,7 +67,8 @@ async def test_step_1_one_room(reader: Reader) -> None:
             reader.shell.interact, command, reader.workdir, typed(ann_block), "Connected to"
         )
         assert_printed(output_of(ann_block, command), printed)
-        frame = await asyncio.wait_for(bob.recv(), 5)
+        frame = await asyncio.wait_for(bob.recv(decode=True), 5)
+        assert isinstance(frame, str)
         assert json.loads(frame)["text"] == "hi all"
         # The second terminal prints each frame after "< ", as it came.
         assert_printed(
