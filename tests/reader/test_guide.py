@@ -38,6 +38,12 @@ def console_blocks(reader: Reader, section: str) -> list[Block]:
     return [block for block in reader.page.blocks if block.language == "console" and block.section == section]
 
 
+def assert_start_shown(reader: Reader, section: str, server: Server) -> None:
+    """The server printed what the section's start command shows (process ids and ports aside)."""
+    (start, *_) = console_blocks(reader, section)
+    assert_printed(output_of(start, start.commands[-1]), server.output(), any_number=True)
+
+
 def servers(results: list[Server | subprocess.CompletedProcess[str]]) -> list[Server]:
     found = [result for result in results if isinstance(result, Server)]
     assert len(found) == len(results), f"expected only servers, got {results}"
@@ -152,6 +158,7 @@ async def test_chat_rooms(reader: Reader) -> None:
     (start,) = reader.page.commands(section)
     assert start == ["cd chat", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
+    assert_start_shown(reader, section, server)
 
     async with connect(f"{server.ws_url}/ws") as alice, connect(f"{server.ws_url}/ws") as bob:
         alice_id = (await recv_json(alice))["connection_id"]
@@ -283,6 +290,7 @@ async def test_html_client_in_two_browser_pages(reader: Reader) -> None:
     (start,) = reader.page.commands(section)
     assert start == ["cd chat", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
+    assert_start_shown(reader, section, server)
     from tests.reader.browser import open_from_file, run_guide_chat  # Playwright: only where the browser tests run
 
     shots = await run_guide_chat(written["chat/chat.html"], server, reader.workdir)
@@ -333,6 +341,7 @@ async def test_connection_pool(reader: Reader) -> None:
     (start,) = reader.page.commands(section)
     assert start == ["cd patterns", "uvicorn pool:app"]
     (server,) = servers(reader.shell.run_block(start))
+    assert_start_shown(reader, section, server)
     async with connect(f"{server.ws_url}/pool") as first, connect(f"{server.ws_url}/pool") as second:
         await first.send("hello")
         for ws in (first, second):
@@ -350,6 +359,7 @@ async def test_message_queue(reader: Reader) -> None:
     (start,) = reader.page.commands(section)
     assert start == ["cd patterns", "uvicorn message_queue:app"]
     (server,) = servers(reader.shell.run_block(start))
+    assert_start_shown(reader, section, server)
     async with connect(f"{server.ws_url}/queue") as first, connect(f"{server.ws_url}/queue") as second:
         for text in ("one", "two", "three"):
             await first.send(text)

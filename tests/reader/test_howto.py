@@ -45,6 +45,12 @@ def started(results: list[Server | subprocess.CompletedProcess[str]]) -> Server:
     return server
 
 
+def assert_shown(page: Page, commands: list[str], printed: str) -> None:
+    """``printed`` has what the page shows after the last of ``commands`` (numbers aside)."""
+    (block,) = [block for block in page.blocks if block.commands == commands]
+    assert_printed(output_of(block, commands[-1]), printed, any_number=True)
+
+
 def test_testing_howto(reader: Reader) -> None:
     page = Page.read(HOWTO / "testing.rst")
     install, run = (blocks for blocks in page.commands("Test your app"))
@@ -56,6 +62,9 @@ def test_testing_howto(reader: Reader) -> None:
     assert isinstance(result, subprocess.CompletedProcess)
     assert result.returncode == 0, result.stdout
     assert pytest_outcome(result.stdout) == {"passed": 3}, result.stdout
+    assert "Deprecation" not in result.stdout + result.stderr, "the page's pytest.ini sets what pytest-asyncio asks for"
+    (shown,) = [block for block in page.blocks if block.commands == run]
+    assert_printed(output_of(shown, run[1]), result.stdout, any_number=True)
 
 
 @pytest.mark.asyncio
@@ -66,6 +75,7 @@ async def test_authenticate_howto(reader: Reader) -> None:
     assert start == ["cd login", "uvicorn app:app"]
     server = started(reader.shell.run_block(start))
     assert "SECRET_KEY is not set" in server.output()
+    assert_shown(page, start, server.output())
     from tests.reader.browser import run_login_page  # Playwright: only where the browser tests run
 
     shots = await run_login_page(written["login/index.html"], server, reader.workdir)
@@ -105,6 +115,9 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
     reader.shell.env = {"REDIS_URL": private_redis.url}  # the reader's Redis, as the page allows
     node_1 = started(reader.shell.run_block(first))
     node_2 = started(reader.shell.run_block(second))
+    shown = [block for block in page.blocks if block.language == "console" and block.section == "Run two nodes"]
+    for block, node in zip(shown[:2], (node_1, node_2), strict=True):
+        assert_printed(output_of(block, block.commands[-1]), node.output(), any_number=True)
 
     async with connect(f"{node_1.ws_url}/ws") as on_1, connect(f"{node_2.ws_url}/ws") as on_2:
         assert await recv_json(on_1) == {"type": "hello", "node": "node-1"}
@@ -193,6 +206,13 @@ def first_message_over_tls(url: str, cert: Path, headers: dict[str, str]) -> Any
         return json.loads(ws.recv(timeout=RECV_TIMEOUT))
 
 
+NGINX_CHECK_SHOWN = output_of(
+    next(block for block in Page.read(HOWTO / "deploy.rst").blocks if "sudo nginx -t" in block.commands),
+    "sudo nginx -t",
+)
+"""What the deployment how-to shows ``nginx -t`` printing (for the machine's own nginx.conf)."""
+
+
 @contextmanager
 def nginx_in_front_of(site: str, upstream: Server, directory: Path) -> Iterator[tuple[int, Path]]:
     """Run nginx with the page's site config (see :func:`nginx_config`); yield its port and certificate."""
@@ -202,6 +222,8 @@ def nginx_in_front_of(site: str, upstream: Server, directory: Path) -> Iterator[
     config = nginx_config(site, directory, port=port, upstream=upstream.port, cert=cert, key=key)
     check = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True, timeout=30, check=False)
     assert check.returncode == 0, check.stderr  # the page's "nginx -t"
+    shown = [line.replace("/etc/nginx/nginx.conf", str(config)) for line in NGINX_CHECK_SHOWN]
+    assert_printed(shown, check.stderr)
     with (directory / "nginx.out").open("wb") as out:
         nginx = subprocess.Popen([NGINX, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -226,6 +248,7 @@ async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> N
         "uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1",
     ]
     app = started(reader.shell.run_block(start))
+    assert_shown(page, start, app.output())
     directory = tmp_path / "nginx"
     directory.mkdir()
     site = written["deploy/chat.conf"].read_text(encoding="utf-8")
