@@ -11,6 +11,8 @@ import asyncio
 import json
 import re
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -21,11 +23,12 @@ from tests.reader.conftest import ROOT, Reader
 from tests.reader.page import Block, Page
 from tests.reader.shown import assert_printed, output_of
 from tests.reader.test_guide import assert_stops_cleanly, recv_json
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
 PAGE = Page.read(ROOT / "docs" / "tutorial.rst")
-TITLE = "Tutorial: a chat in three steps"
+TITLE = "Tutorial: a chat, step by step"
 
 
 def blocks(step: str) -> list[Block]:
@@ -129,3 +132,66 @@ async def test_step_3_names(reader: Reader) -> None:
     assert result.returncode == 1
     assert_printed(output_of(refused_block, command), result.stdout + result.stderr)
     assert_stops_cleanly(server)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    with RedisServer(directory) as server:
+        yield server
+
+
+@pytest.mark.asyncio
+async def test_step_4_two_nodes(reader: Reader, private_redis: RedisServer) -> None:
+    step = "Step 4: two nodes"
+    PAGE.write(reader.workdir, through=step)
+    first, second, tokens, bob_block, ann_block, bob_later = blocks(step)
+    reader.shell.env = {"REDIS_URL": private_redis.url}  # the reader's own Redis, as the page allows
+    nodes = []
+    for block, port in ((first, 8001), (second, 8002)):
+        (command,) = block.commands
+        assert command.endswith(f"NODE_ID=node-{port - 8000} uvicorn chat:app --port {port}")
+        (server,) = reader.shell.run_block(block.commands)
+        assert isinstance(server, Server)
+        assert_printed(output_of(block, command), server.output(), any_number=True)
+        nodes.append(server)
+    node_1, node_2 = nodes
+
+    issued = {}
+    for command in tokens.commands:
+        (answer,) = reader.shell.run_block([command])
+        assert isinstance(answer, subprocess.CompletedProcess)
+        assert answer.returncode == 0, answer.stderr
+        name = json.loads(command.split(" -d ", 1)[1].strip("'"))["name"]
+        issued[name] = json.loads(answer.stdout)["token"]
+        (shown,) = output_of(tokens, command)
+        assert json.loads(shown).keys() == {"token"}
+    assert set(issued) == {"ann", "bob"}
+
+    # Bob, on node 2, with the token node 2 issued; ann on node 1, typing what the page shows.
+    (bob_command,) = bob_block.commands
+    assert "localhost:8002" in bob_command
+    bob_url = bob_command.split('"')[1].replace("<the token for bob>", issued["bob"])
+    async with connect(bob_url.replace("localhost:8002", f"127.0.0.1:{node_2.port}")) as bob:
+        await bob.send(json.dumps({"type": "join", "room": "python"}))
+        joined = await asyncio.wait_for(bob.recv(decode=True), 5)
+        (ann_command,) = ann_block.commands
+        printed = await asyncio.to_thread(
+            reader.shell.interact,
+            ann_command.replace("<the token for ann>", issued["ann"]),
+            reader.workdir,
+            typed(ann_block),
+            '"from":"ann"',
+        )
+        shown = [line.replace("<the token for ann>", issued["ann"]) for line in output_of(ann_block, ann_command)]
+        assert_printed(shown, printed)
+        said = await asyncio.wait_for(bob.recv(decode=True), 5)
+        assert isinstance(joined, str)
+        assert isinstance(said, str)
+        bob_printed = f"Connected to {bob_url}.\n< {joined}\n< {said}"
+        shown = [line.replace("<the token for bob>", issued["bob"]) for line in output_of(bob_block, bob_command)]
+        assert_printed(shown, bob_printed)
+        assert_printed(bob_later.code.splitlines(), bob_printed)
+    assert_stops_cleanly(node_1)
+    assert_stops_cleanly(node_2)
