@@ -131,8 +131,8 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
         (answer,) = reader.shell.run_block(health)
         assert isinstance(answer, subprocess.CompletedProcess)
         assert json.loads(answer.stdout) == {"node": "node-1", "connections": 1}
-        (shown,) = [block for block in page.blocks if block.commands == health]
-        assert_printed(output_of(shown, health[0]), answer.stdout)
+        (health_block,) = [block for block in page.blocks if block.commands == health]
+        assert_printed(output_of(health_block, health[0]), answer.stdout)
     assert private_redis.password is not None
     assert private_redis.password not in node_1.output() + node_2.output(), "the Redis password reached a log"
     assert_stops_cleanly(node_1)

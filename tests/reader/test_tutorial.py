@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.e2e.servers import Server
+from tests.e2e.servers import Server, free_port, wait_for_port
 from tests.reader.conftest import ROOT, Reader
 from tests.reader.page import Block, Page
 from tests.reader.shown import assert_printed, output_of
@@ -28,6 +31,7 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.e2e
 
 PAGE = Page.read(ROOT / "docs" / "tutorial.rst")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TITLE = "Tutorial: a chat, step by step"
 
 
@@ -142,12 +146,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.mark.asyncio
-async def test_step_4_two_nodes(reader: Reader, private_redis: RedisServer) -> None:
+def start_nodes(reader: Reader, redis: RedisServer) -> tuple[Server, Server, list[Block]]:
+    """Step 4's two nodes, started as the page shows, on the reader's own Redis; the step's other blocks."""
     step = "Step 4: two nodes"
-    PAGE.write(reader.workdir, through=step)
-    first, second, tokens, bob_block, ann_block, bob_later = blocks(step)
-    reader.shell.env = {"REDIS_URL": private_redis.url}  # the reader's own Redis, as the page allows
+    first, second, *rest = blocks(step)
+    reader.shell.env = {"REDIS_URL": redis.url}  # the reader's own Redis, as the page allows
     nodes = []
     for block, port in ((first, 8001), (second, 8002)):
         (command,) = block.commands
@@ -156,24 +159,29 @@ async def test_step_4_two_nodes(reader: Reader, private_redis: RedisServer) -> N
         assert isinstance(server, Server)
         assert_printed(output_of(block, command), server.output(), any_number=True)
         nodes.append(server)
-    node_1, node_2 = nodes
+    return nodes[0], nodes[1], rest
 
+
+def get_tokens(reader: Reader, block: Block) -> dict[str, str]:
+    """Run the block's ``curl`` commands; the tokens they got, by name."""
     issued = {}
-    for command in tokens.commands:
+    for command in block.commands:
         (answer,) = reader.shell.run_block([command])
         assert isinstance(answer, subprocess.CompletedProcess)
         assert answer.returncode == 0, answer.stderr
         name = json.loads(command.split(" -d ", 1)[1].strip("'"))["name"]
         issued[name] = json.loads(answer.stdout)["token"]
-        (shown,) = output_of(tokens, command)
+        (shown,) = output_of(block, command)
         assert json.loads(shown).keys() == {"token"}
     assert set(issued) == {"ann", "bob"}
+    return issued
 
-    # Bob, on node 2, with the token node 2 issued; ann on node 1, typing what the page shows.
+
+async def bob_hears_ann(reader: Reader, bob_block: Block, ann_block: Block, issued: dict[str, str]) -> list[str]:
+    """Bob joins (a client of ours), then ann types what the page shows; what bob's terminal shows."""
     (bob_command,) = bob_block.commands
-    assert "localhost:8002" in bob_command
-    bob_url = bob_command.split('"')[1].replace("<the token for bob>", issued["bob"])
-    async with connect(bob_url.replace("localhost:8002", f"127.0.0.1:{node_2.port}")) as bob:
+    bob_url = reader.shell.localize(bob_command.split('"')[1].replace("<the token for bob>", issued["bob"]))
+    async with connect(bob_url) as bob:
         await bob.send(json.dumps({"type": "join", "room": "python"}))
         joined = await asyncio.wait_for(bob.recv(decode=True), 5)
         (ann_command,) = ann_block.commands
@@ -185,13 +193,106 @@ async def test_step_4_two_nodes(reader: Reader, private_redis: RedisServer) -> N
             '"from":"ann"',
         )
         shown = [line.replace("<the token for ann>", issued["ann"]) for line in output_of(ann_block, ann_command)]
-        assert_printed(shown, printed)
+        assert_printed(shown, printed, any_number=True)
         said = await asyncio.wait_for(bob.recv(decode=True), 5)
-        assert isinstance(joined, str)
-        assert isinstance(said, str)
-        bob_printed = f"Connected to {bob_url}.\n< {joined}\n< {said}"
-        shown = [line.replace("<the token for bob>", issued["bob"]) for line in output_of(bob_block, bob_command)]
-        assert_printed(shown, bob_printed)
-        assert_printed(bob_later.code.splitlines(), bob_printed)
+    assert isinstance(joined, str)
+    assert isinstance(said, str)
+    bob_printed = f"Connected to {bob_url}.\n< {joined}\n< {said}"
+    shown = [line.replace("<the token for bob>", issued["bob"]) for line in output_of(bob_block, bob_command)]
+    assert_printed(shown, bob_printed, any_number=True)
+    return [json.loads(joined)["node"], json.loads(said)["node"], printed]
+
+
+@pytest.mark.asyncio
+async def test_step_4_two_nodes(reader: Reader, private_redis: RedisServer) -> None:
+    PAGE.write(reader.workdir, through="Step 4: two nodes")
+    node_1, node_2, (tokens, bob_block, ann_block, bob_later) = start_nodes(reader, private_redis)
+    assert "localhost:8002" in bob_block.commands[0]
+    assert "localhost:8001" in ann_block.commands[0]
+    issued = get_tokens(reader, tokens)
+    bob_node, ann_node, _ = await bob_hears_ann(reader, bob_block, ann_block, issued)
+    assert (bob_node, ann_node) == ("node-2", "node-1"), "bob on node 2 hears ann on node 1"
+    assert bob_later.commands == []
+    assert "node-1" in bob_later.code
+    assert_stops_cleanly(node_1)
+    assert_stops_cleanly(node_2)
+
+
+def nginx_main_config(site: str, directory: Path, *, port: int, nodes: tuple[Server, Server]) -> Path:
+    """A main ``nginx.conf`` including the page's ``chat.conf``, its ports swapped for the test's.
+
+    One worker process, so that nginx hands out connections strictly in turn.
+    """
+    swaps = {
+        "listen 8000;": f"listen 127.0.0.1:{port};",
+        "server 127.0.0.1:8001;": f"server 127.0.0.1:{nodes[0].port};",
+        "server 127.0.0.1:8002;": f"server 127.0.0.1:{nodes[1].port};",
+    }
+    for documented, local in swaps.items():
+        assert site.count(documented) == 1, f"the page's chat.conf no longer has {documented!r}"
+        site = site.replace(documented, local)
+    (directory / "chat.conf").write_text(site, encoding="utf-8")
+    temp = directory / "temp"
+    temp.mkdir(mode=0o777)
+    temp.chmod(0o777)  # nginx's workers may run as another user
+    main = directory / "nginx.conf"
+    lines = [
+        "daemon off;",
+        "worker_processes 1;",
+        f"pid {directory}/nginx.pid;",
+        f"error_log {directory}/error.log info;",
+        "events {}",
+        "http {",
+        f"    access_log {directory}/access.log;",
+        *(f"    {kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
+        f"    include {directory}/chat.conf;",
+        "}",
+    ]
+    main.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return main
+
+
+@contextmanager
+def nginx_in_front(site: str, directory: Path, nodes: tuple[Server, Server], check_shown: list[str]) -> Iterator[int]:
+    """nginx with the page's ``chat.conf`` (see :func:`nginx_main_config`), checked first; yield its port."""
+    assert Path(NGINX).exists(), "nginx is not installed (apt-get install nginx-light)"
+    port = free_port()
+    config = nginx_main_config(site, directory, port=port, nodes=nodes)
+    check = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True, timeout=30, check=False)
+    assert check.returncode == 0, check.stderr
+    assert_printed([line.replace("/etc/nginx/nginx.conf", str(config)) for line in check_shown], check.stderr)
+    with (directory / "nginx.out").open("wb") as out:
+        nginx = subprocess.Popen([NGINX, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, None)
+        yield port
+    finally:
+        nginx.send_signal(signal.SIGQUIT)  # graceful shutdown
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+
+
+@pytest.mark.asyncio
+async def test_step_5_one_address(reader: Reader, private_redis: RedisServer, tmp_path: Path) -> None:
+    written = PAGE.write(reader.workdir, through="Step 5: one address")
+    node_1, node_2, _ = start_nodes(reader, private_redis)
+    install, tokens, bob_block, ann_block = blocks("Step 5: one address")
+    assert install.commands == [
+        "sudo cp chat.conf /etc/nginx/conf.d/tutorial-chat.conf",
+        "sudo nginx -t",
+        "sudo systemctl reload nginx",
+    ]
+    site = written["chat.conf"].read_text(encoding="utf-8")
+    directory = tmp_path / "nginx"
+    directory.mkdir()
+    with nginx_in_front(site, directory, (node_1, node_2), output_of(install, "sudo nginx -t")) as port:
+        reader.shell.ports[8000] = port  # localhost:8000 in the page's commands is this nginx
+        issued = get_tokens(reader, tokens)
+        bob_node, ann_node, _ = await bob_hears_ann(reader, bob_block, ann_block, issued)
+        assert {bob_node, ann_node} == {"node-1", "node-2"}, "nginx gave them a node each, in turn"
+        assert (bob_node, ann_node) == ("node-1", "node-2"), "as the page shows: the two curls took a turn each"
     assert_stops_cleanly(node_1)
     assert_stops_cleanly(node_2)
