@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import redis
 
 from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
@@ -17,7 +16,7 @@ from qakeapi.core.cluster.envelope import Kind, decode_envelope
 from qakeapi.core.cluster.history import HistoryPolicy, Position, history_keys
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
-from tests.redis_server import RedisClusterServers, RedisServer, wait_until
+from tests.redis_server import RedisClusterServers, RedisServer, sync_client, wait_until
 from tests.test_cluster_history import publications
 
 CHANNEL = "qakeapi:broadcast"
@@ -38,8 +37,8 @@ async def backend(server: RedisServer) -> AsyncIterator[RedisStreamBackend]:
     await stream.disconnect()
 
 
-def raw(server: RedisServer) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+def raw(server: RedisServer) -> Any:
+    return sync_client(server.port, server.password)
 
 
 @pytest.mark.asyncio

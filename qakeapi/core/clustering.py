@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -307,10 +308,12 @@ class ClusteredManager:
                 _done, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
                 for task in pending:
                     logger.warning(
-                        "node %s: task %r did not stop within %.0fs of being cancelled; left to finish",
+                        "node %s: task %r did not stop within %.0fs of being cancelled; left to finish; "
+                        "it waits in:\n%s",
                         self.node_id,
                         task.get_name(),
                         _STOP_TIMEOUT,
+                        _where(task),
                     )
                 for task in _done:
                     if not task.cancelled() and task.exception() is not None:
@@ -984,3 +987,10 @@ def create_clustered_manager(
         The manager.
     """
     return ClusteredManager(handler, create_cluster_backend(redis_url), node_id, channel=channel, **options)
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` is suspended, innermost frame last (for a task that will not stop)."""
+    stream = io.StringIO()
+    task.print_stack(limit=30, file=stream)
+    return stream.getvalue()

@@ -240,7 +240,8 @@ class RedisStreamBackend(BroadcastBackend):
             plain = self.url.replace("+cluster://", "://", 1)
             cluster: Any = RedisCluster.from_url(plain, **timeouts)
             return cast("Redis", cluster)
-        return Redis.from_url(self.url, **timeouts)
+        client: Redis = Redis.from_url(self.url, **timeouts)  # typed Any before redis-py 8.2
+        return client
 
     async def connect(self) -> None:
         """Create the clients and start the reader, without waiting for Redis. Idempotent."""
