@@ -223,6 +223,45 @@ async def make_cluster() -> AsyncIterator[Callable[..., list[Node]]]:
         await node.manager.close()
 
 
+class AbsorbingBackend(CuttableBackend):
+    """A memory backend whose publish, once armed, hangs and then absorbs the cancellation it gets.
+
+    That is what redis-py's publish path was seen to do while Redis came back: the cluster's
+    sender task was cancelled by close() in the middle of a publish, the publish returned
+    normally, and the sender's loop went on waiting for work (a hang at shutdown).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.armed = False
+        self.absorbed = asyncio.Event()
+
+    async def publish_many(self, channel: str, payloads: Sequence[str | bytes]) -> None:
+        if self.armed:
+            self.armed = False
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.absorbed.set()
+        await super().publish_many(channel, payloads)
+
+
+@pytest.mark.asyncio
+async def test_close_stops_a_sender_whose_backend_absorbed_the_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = AbsorbingBackend(uuid.uuid4().hex)
+    manager = ClusteredManager(WebSocketHandler(), backend, "node-1", heartbeat_interval=0.05, node_timeout=0.4)
+    await manager.start()
+    backend.armed = True
+    await manager.broadcast("stuck in a publish")
+    await wait_until(lambda: not backend.armed, "the sender is in the publish", timeout=5)
+    caplog.set_level(logging.WARNING, "qakeapi")
+    await asyncio.wait_for(manager.close(flush_timeout=0.05), 4)  # within the 5 s a stuck task is given
+    assert backend.absorbed.is_set()
+    assert "did not stop" not in caplog.text
+
+
 # -- broadcast and local first ------------------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -46,6 +45,7 @@ from qakeapi.core.codec import encode_json
 from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION, Rooms
+from qakeapi.core.tasks import stop_tasks, where
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.handler import WebSocketHandler
 from qakeapi.exceptions import BroadcastError
@@ -302,10 +302,9 @@ class ClusteredManager:
             if self._marking is not None:
                 tasks.append(self._marking)
                 self._marking = None
-            for task in tasks:
-                task.cancel()
             if tasks:
-                _done, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
+                # cancelled until they stop: a library may absorb one cancellation (redis-py's publish can)
+                pending = await stop_tasks(tasks, _STOP_TIMEOUT)
                 for task in pending:
                     logger.warning(
                         "node %s: task %r did not stop within %.0fs of being cancelled; left to finish; "
@@ -313,10 +312,10 @@ class ClusteredManager:
                         self.node_id,
                         task.get_name(),
                         _STOP_TIMEOUT,
-                        _where(task),
+                        where(task),
                     )
-                for task in _done:
-                    if not task.cancelled() and task.exception() is not None:
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
                         logger.error(
                             "node %s: task %r had failed", self.node_id, task.get_name(), exc_info=task.exception()
                         )
@@ -987,10 +986,3 @@ def create_clustered_manager(
         The manager.
     """
     return ClusteredManager(handler, create_cluster_backend(redis_url), node_id, channel=channel, **options)
-
-
-def _where(task: asyncio.Task[Any]) -> str:
-    """Where ``task`` is suspended, innermost frame last (for a task that will not stop)."""
-    stream = io.StringIO()
-    task.print_stack(limit=30, file=stream)
-    return stream.getvalue()

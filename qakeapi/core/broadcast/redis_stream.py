@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.broadcast.redis import redact_url, with_one_retry
 from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
+from qakeapi.core.tasks import stop_tasks
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -273,9 +274,8 @@ class RedisStreamBackend(BroadcastBackend):
         # The reader stops by itself when its XREAD returns (within ``block``); cancelling a
         # command under redis-py's cluster client can leave its connections half-closed.
         await asyncio.wait((reader,), timeout=self.block + 0.5)
-        if not reader.done():
-            reader.cancel()
-            await asyncio.wait((reader,), timeout=1.0)
+        if not reader.done():  # cancelled until it stops: a library may absorb one cancellation
+            await stop_tasks((reader,), 1.0)
         self.connected_since = None
         self._end_events()
         clients = [self._writer, self._reader_client, *self._sentinel_clients]
