@@ -298,8 +298,16 @@ class RedisClusterServers:
 
     async def start(self) -> None:
         """Start the shards, create the cluster and wait until it is ``ok``."""
+        self.start_shards()
+        await self.create()
+
+    def start_shards(self) -> None:
+        """Start the shards (each a lone node that serves no slot until :meth:`create`)."""
         for shard in self.shards:
             shard.start()
+
+    async def create(self) -> None:
+        """Create the cluster of the running shards and wait until it is ``ok``."""
         await asyncio.to_thread(
             subprocess.run,
             ["redis-cli", "-a", self.password, "--no-auth-warning", "--cluster", "create"]

@@ -189,6 +189,39 @@ async def two_nodes(url: str) -> AsyncIterator[tuple[ClusteredManager, WebSocket
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("before", ["down", "not created"])
+async def test_nodes_started_before_their_redis_cluster_hear_each_other_once_it_is_up(
+    tmp_path: Path, before: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's cluster client raises RedisClusterException (not a RedisError) while the
+    cluster is unreachable: the reader and the writer must retry it like any outage."""
+    caplog.set_level(logging.WARNING, "qakeapi")
+    servers = RedisClusterServers(tmp_path, password="cluster-pw")
+    if before == "not created":
+        servers.start_shards()
+    first, first_client = redis_node(servers.url, "node-1")
+    second, second_client = redis_node(servers.url, "node-2")
+    try:
+        async with (
+            first_client.websocket_connect("/ws") as sender_side,
+            second_client.websocket_connect("/ws") as receiver,
+        ):
+            await wait_until(lambda: first.outbox.down_since is not None, "node-1 found no cluster", timeout=HANG)
+            await servers.start() if before == "down" else await servers.create()
+            await wait_until(lambda: second.nodes.get(first.instance_id) == "node-1", "node-2 heard node-1", timeout=30)
+            for n in range(20):
+                await first.broadcast({"n": n})
+                assert await sender_side.receive_json() == {"n": n}
+            assert [await receiver.receive_json(timeout=HANG) for _ in range(20)] == [{"n": n} for n in range(20)]
+    finally:
+        await first.close()
+        await second.close()
+        servers.stop()
+    assert "Traceback" not in caplog.text
+    assert "had failed" not in caplog.text  # no background task died
+
+
+@pytest.mark.asyncio
 async def test_a_sentinel_failover_loses_and_doubles_nothing(tmp_path: Path) -> None:
     password = "sentinel-pw"
     with (

@@ -262,6 +262,31 @@ async def test_close_stops_a_sender_whose_backend_absorbed_the_cancellation(
     assert "did not stop" not in caplog.text
 
 
+@pytest.mark.asyncio
+async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
+    make_cluster: Callable[..., list[Node]], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_cluster()
+    failures: list[float] = []
+    expire = a.manager._expire_peers
+
+    def fails_once(now: float) -> None:
+        if not failures:
+            failures.append(now)
+            raise RuntimeError("a bug in the heartbeat loop")
+        expire(now)
+
+    monkeypatch.setattr(a.manager, "_expire_peers", fails_once)
+    caplog.set_level(logging.ERROR, "qakeapi")
+    await a.manager.start()
+    await b.manager.start()
+    await wait_until(lambda: bool(failures), "the heartbeat loop failed", timeout=5)
+    await wait_until(lambda: "heartbeat" in caplog.text and "restarting" in caplog.text, "it was logged", timeout=5)
+    # restarted: node-1 keeps sending heartbeats, so node-2 never counts it as down
+    await asyncio.sleep(0.4 * 3)  # three node timeouts
+    assert b.manager.nodes.get(a.manager.instance_id) == a.manager.node_id
+
+
 # -- broadcast and local first ------------------------------------------------------------------
 
 

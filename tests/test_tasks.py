@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
-from qakeapi.core.tasks import stop_tasks, where
+from qakeapi.core.tasks import stop_tasks, supervise, where
 
 
 async def absorbs_one_cancellation(stopped: asyncio.Event) -> None:
@@ -58,3 +59,40 @@ async def test_done_tasks_are_left_alone() -> None:
     await task
     assert await stop_tasks([task], timeout=1) == set()
     assert task.result() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_failing_loop_is_logged_at_once_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[int] = []
+    done = asyncio.Event()
+
+    async def loop() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise RuntimeError(f"failure {len(runs)}")
+        done.set()
+
+    with caplog.at_level(logging.ERROR, "test.supervise"):
+        await asyncio.wait_for(supervise(loop, "the loop", logging.getLogger("test.supervise"), min_backoff=0.01), 10)
+    assert done.is_set()
+    assert runs == [0, 1, 2]
+    failures = [record for record in caplog.records if record.name == "test.supervise"]
+    assert [record.getMessage() for record in failures] == [
+        "the loop failed; restarting it in 0.01s",
+        "the loop failed; restarting it in 0.02s",
+    ]
+    assert all(record.exc_info is not None for record in failures)  # with the traceback
+
+
+@pytest.mark.asyncio
+async def test_a_supervised_loop_stops_when_cancelled() -> None:
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    task = asyncio.get_running_loop().create_task(supervise(forever, "forever", logging.getLogger("test")))
+    await started.wait()
+    assert await stop_tasks([task], timeout=10) == set()
+    assert task.cancelled()

@@ -45,7 +45,7 @@ from qakeapi.core.codec import encode_json
 from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION, Rooms
-from qakeapi.core.tasks import stop_tasks, where
+from qakeapi.core.tasks import stop_tasks, supervise, where
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.handler import WebSocketHandler
 from qakeapi.exceptions import BroadcastError
@@ -251,11 +251,14 @@ class ClusteredManager:
         self._idle = asyncio.Event()
         self._diffs = asyncio.Queue()
         name = f"{self.node_id}/{self.instance_id}"
-        self._tasks = [
-            loop.create_task(self._dispatch(), name=f"qakeapi cluster dispatcher {name}"),
-            loop.create_task(self._send(), name=f"qakeapi cluster sender {name}"),
-            loop.create_task(self._heartbeat(), name=f"qakeapi cluster heartbeat {name}"),
-            loop.create_task(self._notify(), name=f"qakeapi cluster presence {name}"),
+        self._tasks = [  # supervised: a loop that fails is logged at once and restarted
+            loop.create_task(supervise(run, f"{label} {name}", logger), name=f"{label} {name}")
+            for run, label in (
+                (self._dispatch, "qakeapi cluster dispatcher"),
+                (self._send, "qakeapi cluster sender"),
+                (self._heartbeat, "qakeapi cluster heartbeat"),
+                (self._notify, "qakeapi cluster presence"),
+            )
         ]
         if self.outbox:
             self._wake.set()

@@ -1,4 +1,6 @@
-"""Stopping background tasks for sure, even when a library swallowed a cancellation.
+"""Background tasks: kept alive while they should run, stopped for sure when they should not.
+
+:func:`supervise` restarts a background loop that fails, logging it at once.
 
 A task is stopped by cancelling it; but a library the task awaits may absorb that one
 cancellation (redis-py's publish path can finish its command and return normally after its task
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Collection
+import logging
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-__all__ = ["stop_tasks", "where"]
+__all__ = ["stop_tasks", "supervise", "where"]
 
 RECANCEL_INTERVAL = 0.05
 """Seconds between two cancellations of a task that is still running."""
@@ -54,3 +57,38 @@ def where(task: asyncio.Task[Any]) -> str:
     stream = io.StringIO()
     task.print_stack(limit=30, file=stream)
     return stream.getvalue()
+
+
+async def supervise(
+    run: Callable[[], Awaitable[None]],
+    name: str,
+    log: logging.Logger,
+    *,
+    min_backoff: float = 0.05,
+    max_backoff: float = 5.0,
+) -> None:
+    """Run ``run()`` until cancelled, restarting it whenever it fails.
+
+    A background loop that raises is logged at once (ERROR, with its traceback), not when the
+    application shuts down, and started again after a backoff that doubles while it keeps
+    failing. One that returns is done (it had nothing left to do).
+
+    Args:
+        run: Starts the loop (called again for each restart).
+        name: What it is, for the log.
+        log: Where to log.
+        min_backoff: The first wait before a restart, in seconds.
+        max_backoff: The longest wait.
+    """
+    delay = min_backoff
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            await run()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() - started > max_backoff:
+                delay = min_backoff  # it ran fine for a while: a fresh failure, not a crash loop
+            log.exception("%s failed; restarting it in %.2fs", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)

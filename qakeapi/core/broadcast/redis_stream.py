@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
-from qakeapi.core.broadcast.redis import redact_url, with_one_retry
+from qakeapi.core.broadcast.redis import redact_url, redis_errors, with_one_retry
 from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
 from qakeapi.core.tasks import stop_tasks
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
@@ -387,8 +387,7 @@ class RedisStreamBackend(BroadcastBackend):
 
     async def _read(self) -> None:
         """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""
-        from redis.exceptions import RedisError
-
+        expected = redis_errors()
         delay = self.min_backoff
         down_since: float | None = None
         failures = 0
@@ -403,7 +402,7 @@ class RedisStreamBackend(BroadcastBackend):
             try:
                 streams: dict[Any, Any] = dict(self._positions)
                 response: Any = await client.xread(streams, count=1000, block=max(1, int(self.block * 1000)))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # whatever it is, the reader retries: it must not die
                 if self._stopping:  # disconnect() closed the client under the read
                     return
                 self.connected_since = None
@@ -416,6 +415,7 @@ class RedisStreamBackend(BroadcastBackend):
                         self.safe_url,
                         type(exc).__name__,
                         exc,
+                        exc_info=not isinstance(exc, expected),  # a traceback for the unexpected, once
                     )
                 else:
                     logger.debug("Redis stream reader on %s: attempt %d failed: %s", self.safe_url, failures, exc)
