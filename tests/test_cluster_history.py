@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis import RedisBackend
 from qakeapi.core.cluster.history import (
     HistoryEntry,
@@ -378,3 +379,16 @@ async def test_a_room_without_history_and_a_plain_join(make_nodes: Callable[...,
         assert room is not None
         with pytest.raises(TypeError, match="not bytes"):
             await room.broadcast(b"\x00")
+
+
+@pytest.mark.asyncio
+async def test_the_memory_backend_appends_a_repeated_publication_once() -> None:
+    backend = MemoryBackend(uuid.uuid4().hex)
+    keys = history_keys("c", "lobby")
+    appended = [
+        await backend.append_history("c", keys, '{"q":1', data, epoch="e", size=10, ttl=60, publication=publication)
+        for data, publication in (("1", ("i", 1)), ("1", ("i", 1)), ("2", ("i", 2)), ("3", None), ("4", None))
+    ]
+    assert appended == [("e", 1), ("e", 1), ("e", 2), ("e", 3), ("e", 4)]
+    history = await backend.read_history(keys, 0, 100)
+    assert [(e.offset, e.data) for e in history.entries] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]

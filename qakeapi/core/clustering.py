@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -173,6 +174,7 @@ class ClusteredManager:
         self.history = history
         self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
         self._unnumbered: set[str] = set()
+        self._publications = itertools.count(1)  # numbers this instance's history publications
         self._marking: asyncio.Task[None] | None = None
         self._room_offsets: dict[str, tuple[str, int]] = {}
         self.node_id = node_id
@@ -507,6 +509,7 @@ class ClusteredManager:
                 size=self.history.size,
                 ttl=self.history.ttl,
                 gap=gap,
+                publication=(self.instance_id, next(self._publications)),  # a retry is not numbered twice
             )
         except BroadcastError as exc:
             return self._publish_unnumbered(room, data, exclude, exc)

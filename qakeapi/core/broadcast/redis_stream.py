@@ -63,10 +63,20 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[3], 'epoch', epoch, 'top', 0)
 end
+if ARGV[9] ~= '' then
+  local last = redis.call('HGET', KEYS[3], 'p:' .. ARGV[9])
+  if last then
+    local at = string.find(last, ':', 1, true)
+    if string.sub(last, 1, at - 1) == ARGV[10] then
+      return {epoch, tonumber(string.sub(last, at + 1))}
+    end
+  end
+end
 if ARGV[8] == '1' then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], redis.call('HGET', KEYS[3], 'top') .. '-*', 'gap', '1')
 end
 local offset = redis.call('HINCRBY', KEYS[3], 'top', 1)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'p:' .. ARGV[9], ARGV[10] .. ':' .. offset) end
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -356,9 +366,12 @@ class RedisStreamBackend(BroadcastBackend):
         size: int,
         ttl: float,
         gap: bool = False,
+        publication: tuple[str, int] | None = None,
     ) -> tuple[str, int]:
         """Number, keep and publish a publication in one script (see the base class)."""
+        publisher, number = publication if publication is not None else ("", 0)
         args = [header, data, epoch, size, max(1, int(ttl * 1000)), self.max_len, self.ttl or "", "1" if gap else "0"]
+        args += [publisher, number]  # the meta hash keeps each publisher's last one: a retry is not appended twice
         result = await self._script(_APPEND, [channel, *keys], args, f"append to the history {keys[0]!r}")
         return _text(result[0]), int(result[1])
 
