@@ -76,6 +76,7 @@ def test_old_messages_expire_and_are_recorded_per_target() -> None:
         "users": ["alice"],
         "connections": ["1234567890121"],
     }
+    assert loss.describe(box.max_age) == "3 waited longer than 5.0s for the backend"  # not "buffer full"
     assert box.take_loss() is None
 
 
@@ -119,6 +120,21 @@ def test_a_full_buffer_refuses_and_counts() -> None:
     loss = box.take_loss()
     assert loss is not None
     assert loss.everyone is True
+    assert loss.describe(box.max_age) == "1 found the buffer full"
+
+
+def test_a_loss_names_each_cause_with_its_count() -> None:
+    box = outbox(max_age=5.0)
+    box.put(Kind.ALL, {}, "old", 0.0)
+    assert box.failed(1.0)  # the backend goes down
+    box.expire(6.0)  # "old" waited too long
+    with pytest.raises(ClusterUnavailableError, match="unreachable"):
+        box.put(Kind.ALL, {}, "late", 7.0)  # down for 6 s > 5 s: refused
+    loss = box.recovered()
+    assert loss is not None
+    assert loss.describe(box.max_age) == (
+        "1 waited longer than 5.0s for the backend, 1 came after the backend had been down for over 5.0s"
+    )
 
 
 def test_too_many_named_targets_become_everyone() -> None:

@@ -682,19 +682,21 @@ class ClusteredManager:
             outbox.sent(len(batch))
             if outbox.down_since is not None:
                 down_for = time.monotonic() - outbox.down_since
-                dropped = outbox.loss.count
                 loss = outbox.recovered()
                 logger.warning(
-                    "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped",
+                    "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped%s",
                     self.node_id,
                     down_for,
                     waiting,
-                    dropped,
+                    0 if loss is None else loss.count,
+                    "" if loss is None else f" ({loss.describe(outbox.max_age)})",
                 )
                 if loss is not None:
                     self._control(Kind.LOST, loss.as_data())
             elif (loss := outbox.take_loss()) is not None:
-                logger.warning("node %s: %d publishes were dropped (buffer full)", self.node_id, loss.count)
+                logger.warning(
+                    "node %s: %d publishes were dropped: %s", self.node_id, loss.count, loss.describe(outbox.max_age)
+                )
                 self._control(Kind.LOST, loss.as_data())
 
     async def _heartbeat(self) -> None:
