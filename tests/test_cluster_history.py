@@ -364,6 +364,31 @@ async def test_publications_the_backend_cannot_number_go_out_unnumbered_and_brea
 
 
 @pytest.mark.asyncio
+async def test_after_an_outage_new_publications_do_not_overtake_the_buffered_ones(
+    make_nodes: Callable[..., list[Node]],
+) -> None:
+    a, b = make_nodes(2, node_timeout=10)
+    async with AsyncExitStack() as stack:
+        sender, listener = await a.connect(stack), await b.connect(stack)
+        for session in (sender, listener):
+            await join(session, "lobby")
+        await known([a, b], "lobby", 2)
+        a.backend.sever()
+        for n in range(5):  # unnumbered, delivered here at once, buffered for node-2
+            await sender.send_json({"say": f"during {n}", "room": "lobby"})
+        await publications(sender, 5)
+        await wait_until(lambda: a.manager.outbox.down_since is not None, "node-1 knows the link is down")
+        a.backend.restore()
+        for n in range(5):  # at once: the sender may still be waiting out its backoff
+            await sender.send_json({"say": f"after {n}", "room": "lobby"})
+        await publications(sender, 5)
+        received = await publications(listener, 10, timeout=10)
+        assert [p["data"]["text"] for p in received] == [f"during {n}" for n in range(5)] + [
+            f"after {n}" for n in range(5)
+        ]  # in the order they were said
+
+
+@pytest.mark.asyncio
 async def test_a_room_without_history_and_a_plain_join(make_nodes: Callable[..., list[Node]]) -> None:
     (a,) = make_nodes(1, HistoryPolicy(rooms=lambda room: room.startswith("h:")))
     async with AsyncExitStack() as stack:

@@ -188,3 +188,18 @@ def test_revocations_never_expire_while_messages_around_them_do() -> None:
     [revocation] = outbox.batch(10)
     assert (revocation.kind, revocation.data["user"], revocation.seq) == (Kind.REVOKE, "alice", 0)
     assert outbox.loss.count == 2
+
+
+def test_drained_tells_when_everything_buffered_up_to_a_mark_went_out_or_was_dropped() -> None:
+    box = outbox(max_age=5.0)
+    box.put(Kind.ALL, {}, "a", 0.0)
+    box.put(Kind.ALL, {}, "b", 0.0)
+    mark = box.enqueued
+    box.put(Kind.ALL, {}, "c", 4.0)
+    assert not box.drained(mark)
+    box.batch(1)
+    box.sent(1)  # "a" went out
+    assert not box.drained(mark)
+    box.expire(6.0)  # "b" (never handed to the backend) is dropped for its age
+    assert box.drained(mark)
+    assert not box.drained(box.enqueued)  # "c" still waits

@@ -174,6 +174,7 @@ class ClusteredManager:
         self.history = history
         self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
         self._unnumbered: set[str] = set()
+        self._unnumbered_until = 0  # the outbox mark of the latest unnumbered publication
         self._publications = itertools.count(1)  # numbers this instance's history publications
         self._marking: asyncio.Task[None] | None = None
         self._room_offsets: dict[str, tuple[str, int]] = {}
@@ -498,7 +499,8 @@ class ClusteredManager:
         header = encode_header(Envelope(Kind.HISTORY, self.instance_id, self.node_id, 0, fields, data))
         local = self.rooms.get(room)
         members = 0 if local is None else len(local.members) - (exclude in local.members)
-        gap = room in self._unnumbered
+        if room in self._unnumbered:  # its unnumbered ones may still wait in the buffer: stay behind them
+            return self._publish_unnumbered(room, data, exclude, None)
         try:
             await self.backend.append_history(
                 self.channel,
@@ -508,16 +510,15 @@ class ClusteredManager:
                 epoch=new_epoch(),
                 size=self.history.size,
                 ttl=self.history.ttl,
-                gap=gap,
                 publication=(self.instance_id, next(self._publications)),  # a retry is not numbered twice
             )
         except BroadcastError as exc:
             return self._publish_unnumbered(room, data, exclude, exc)
-        if gap:
-            self._unnumbered.discard(room)
         return members
 
-    def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError) -> int:
+    def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError | None) -> int:
+        """Deliver here at once and through the publish buffer, unnumbered; the room stays so until the
+        buffer has sent them all and the gap is recorded (so the numbered ones never overtake them)."""
         if not self._unnumbered:
             logger.warning(
                 "node %s: cannot number publications of rooms with history (%s); delivering them unnumbered "
@@ -530,6 +531,7 @@ class ClusteredManager:
         local = self.rooms.get(room)
         sent = local.broadcast_local(frame, exclude=exclude) if local is not None else 0
         self.room_broadcast(room, frame, exclude)
+        self._unnumbered_until = self.outbox.enqueued
         return sent
 
     async def _mark_gaps(self) -> None:
@@ -707,7 +709,10 @@ class ClusteredManager:
                 self._control(Kind.HEARTBEAT, {"version": self._version}, force=True)
             self._expire_peers(time.monotonic())
             if (
-                self._unnumbered and self.outbox.down_since is None and (self._marking is None or self._marking.done())
+                self._unnumbered
+                and self.outbox.down_since is None
+                and self.outbox.drained(self._unnumbered_until)
+                and (self._marking is None or self._marking.done())
             ):  # in a task of its own: a slow Redis must not hold up the heartbeats
                 self._marking = asyncio.get_running_loop().create_task(
                     self._mark_gaps(), name=f"qakeapi cluster gap marker {self.node_id}/{self.instance_id}"

@@ -153,6 +153,8 @@ class Outbox:
         self.published = 0
         self.dropped = 0
         self.loss = Loss()
+        self.enqueued = 0  # envelopes ever buffered
+        self.settled = 0  # of those, how many went out or were dropped for good
         self._items: deque[Pending] = deque()
         self._seq = 0
 
@@ -177,6 +179,7 @@ class Outbox:
             self.loss.add(kind, data, "full" if len(self._items) >= self.max_size else "down")
             raise ClusterUnavailableError(reason)
         self._items.append(Pending(kind, data, frame, now))
+        self.enqueued += 1
 
     def put_control(self, kind: Kind, data: dict[str, Any], now: float, *, force: bool = False) -> bool:
         """Buffer a control envelope (heartbeat, presence); returns ``False`` if it was refused.
@@ -188,6 +191,7 @@ class Outbox:
         if not force and self.refusal(now) is not None:
             return False
         self._items.append(Pending(kind, data, None, now))
+        self.enqueued += 1
         return True
 
     def refusal(self, now: float) -> str | None:
@@ -219,7 +223,10 @@ class Outbox:
             if item.kind in DATA_KINDS:
                 self.dropped += 1
                 if item.seq >= 0:
-                    kept.append(Pending(Kind.SKIP, {}, None, item.enqueued_at, item.seq))
+                    kept.append(Pending(Kind.SKIP, {}, None, item.enqueued_at, item.seq))  # in its place
+                    expired += 1
+                    continue
+            self.settled += 1
             expired += 1
         self._items.extendleft(reversed(kept))
         return expired
@@ -242,6 +249,11 @@ class Outbox:
         for _ in range(count):
             self._items.popleft()
         self.published += count
+        self.settled += count
+
+    def drained(self, mark: int) -> bool:
+        """Whether every envelope buffered up to ``mark`` (a past :attr:`enqueued`) went out or was dropped."""
+        return self.settled >= mark
 
     def failed(self, now: float) -> bool:
         """Publishing failed; return ``True`` if the backend was up until now."""
