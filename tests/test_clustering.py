@@ -29,9 +29,11 @@ from qakeapi.core.cluster.envelope import Envelope, Kind, encode_envelope
 from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import ClusteredManager, create_cluster_backend, create_clustered_manager, lost_event
 from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import RoomLimitError
+from qakeapi.core.rooms import RoomLimitError, Rooms
+from qakeapi.exceptions import UnlinkedRoomsError
 from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import wait_until
+from tests.test_rooms import make_ws
 
 QUIET = 0.15
 FAST = {"heartbeat_interval": 0.05, "node_timeout": 0.4}
@@ -285,6 +287,44 @@ async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
     # restarted: node-1 keeps sending heartbeats, so node-2 never counts it as down
     await asyncio.sleep(0.4 * 3)  # three node timeouts
     assert b.manager.nodes.get(a.manager.instance_id) == a.manager.node_id
+
+
+@pytest.mark.asyncio
+async def test_a_rooms_of_its_own_under_a_cluster_manager_is_refused_loudly() -> None:
+    """The tutorial's ``rooms = Rooms()`` kept after adding a cluster manager would reach this
+    node's members only, silently: the join raises, and says what to write instead."""
+    manager = ClusteredManager(WebSocketHandler(), MemoryBackend(uuid.uuid4().hex), "node-1")
+    mine, local = Rooms(), Rooms(local_only=True)
+    errors: list[BaseException] = []
+
+    @manager.handler.on_message
+    async def on_message(websocket: WebSocket, message: Any) -> None:
+        try:
+            mine.join("lobby", websocket)
+        except UnlinkedRoomsError as exc:
+            errors.append(exc)
+        local.join("this node", websocket)  # meant for this node only: allowed
+        manager.rooms.join("lobby", websocket)
+        await websocket.send_json({"joined": sorted(manager.rooms.rooms_of(websocket))})
+
+    app = Application()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await manager.handle_connection(websocket)
+
+    try:
+        async with TestClient(app).websocket_connect("/ws") as session:
+            await session.send_json({})
+            assert await session.receive_json() == {"joined": ["lobby"]}
+    finally:
+        await manager.close()
+    [error] = errors
+    assert "manager.rooms.join(name, websocket)" in str(error)
+    assert "Rooms(local_only=True)" in str(error)
+    assert "lobby" not in mine
+    outside = make_ws()
+    assert mine.join("lobby", outside) is mine.get("lobby")  # without a cluster, a Rooms() is fine
 
 
 # -- broadcast and local first ------------------------------------------------------------------

@@ -338,10 +338,12 @@ class ClusteredManager:
             websocket: The connection.
         """
         await self.start()
+        self.rooms.serve(websocket)  # a join into another Rooms() is refused, loudly
         try:
             await self.handler.handle_connection(websocket)
         finally:
             self.rooms.leave_all(websocket)
+            self.rooms.release(websocket)
 
     # -- addressing ---------------------------------------------------------------------
 
