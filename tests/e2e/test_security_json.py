@@ -4,7 +4,8 @@
 - Text in is text out: JSON that decodes to something that could not be sent back (a lone
   surrogate ``"\\ud800"``, ``1e400``, an integer of 5,000 digits, nesting deeper than
   :data:`~qakeapi.core.codec.MAX_DEPTH`) arrives as text too, so a room of ten members keeps
-  receiving after one of them sends ``"\\ud800"``, on every uvicorn WebSocket implementation.
+  receiving after one of them sends ``"\\ud800"``, on every uvicorn WebSocket implementation,
+  and a cluster of two nodes on Redis keeps publishing.
 - A seeded fuzz of 1,000 random and adversarial frames costs a bounded number of log lines, and
   the connection answers every one of them.
 """
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.conftest import Serve, assert_no_message, generate_token, recv_json
 from tests.e2e.servers import SERVERS, server_command
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -116,6 +118,44 @@ async def test_a_lone_surrogate_never_breaks_a_room(serve: Serve, implementation
     assert "Traceback" not in output, output
     assert "cannot publish to the cluster" not in output, output
     assert output.count("a message was refused as JSON (lone surrogate)") == 1, output
+
+
+async def next_chat(ws: ClientConnection) -> str:
+    """The text of the next chat message on ``ws``, skipping membership news from the other node."""
+    while True:
+        message = await recv_json(ws)
+        if message["type"] == "chat_message":
+            text: str = message["message"]
+            return text
+
+
+async def test_a_lone_surrogate_never_stalls_a_cluster(serve: Serve, redis_server: RedisServer) -> None:
+    nodes = [
+        serve("chat_app", env={"QAKEAPI_REDIS_URL": redis_server.url, "QAKEAPI_NODE_ID": f"chat-{n}"}) for n in (1, 2)
+    ]
+    members: list[ClientConnection] = []
+    try:
+        for n in range(6):
+            ws = await connect(f"{nodes[n % 2].ws_url}/ws")
+            members.append(ws)
+            assert (await recv_json(ws))["type"] == "welcome"
+            assert await recv_json(ws) == {"type": "room_joined", "room": "general"}
+        poisoner = members[0]
+        for _ in range(3):
+            await poisoner.send(POISON)
+        for sender in (members[1], poisoner):  # on the other node, then on the poisoner's own
+            text = f"from {members.index(sender)}"
+            await sender.send(json.dumps({"type": "chat_message", "room": "general", "message": text}))
+            for member in members:
+                assert await next_chat(member) == text
+        before_leaving = "".join(node.output() for node in nodes)
+    finally:
+        for member in members:
+            await member.close()
+    assert "Traceback" not in before_leaving, before_leaving
+    assert "sending failed" not in before_leaving, before_leaving
+    assert "cannot publish to the cluster" not in before_leaving, before_leaving
+    assert before_leaving.count("a message was refused as JSON (lone surrogate)") == 1, before_leaving
 
 
 # -- a seeded network fuzz ----------------------------------------------------------------------
