@@ -485,7 +485,8 @@ class WebSocket:
 
         Raises:
             WebSocketDisconnect: The peer closed the connection.
-            ValueError: The message is not valid JSON.
+            ValueError: The message is not valid JSON, or is JSON that could not be encoded
+                back and sent (see :func:`~qakeapi.core.codec.decode_json`).
         """
         return decode_json(await self.receive_message())
 
