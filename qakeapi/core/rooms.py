@@ -118,6 +118,8 @@ class Room:
             BroadcastError: On a cluster, when the other nodes cannot be reached (see
                 :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`); local members
                 got the message.
+            ValueError: ``message`` could not be sent to anyone (``NaN``, a lone surrogate: see
+                :func:`~qakeapi.core.fanout.as_frame`); no member and no other node got it.
         """
         relay = self._registry.relay if self._registry is not None else None
         if relay is not None and relay.sequenced(self.name):
@@ -134,6 +136,9 @@ class Room:
 
         Returns:
             How many members it was sent to.
+
+        Raises:
+            ValueError: ``message`` could not be sent to anyone (see :func:`~qakeapi.core.fanout.as_frame`).
         """
         return self._deliver(as_frame(message), exclude)
 
