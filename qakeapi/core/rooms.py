@@ -241,7 +241,8 @@ class Rooms:
         """Declare this registry the one ``websocket``'s rooms live in, until :meth:`release`.
 
         A cluster manager calls it for each connection it serves, so that joining another
-        registry (which would reach this node only) raises :class:`UnlinkedRoomsError`
+        registry (which would reach this node only) raises
+        :class:`~qakeapi.exceptions.UnlinkedRoomsError`
         instead of silently delivering to fewer members.
         """
         _served_by[websocket] = self

@@ -252,7 +252,7 @@ class Outbox:
         self.settled += count
 
     def drained(self, mark: int) -> bool:
-        """Whether every envelope buffered up to ``mark`` (a past :attr:`enqueued`) went out or was dropped."""
+        """Whether every envelope buffered up to ``mark`` (a past ``enqueued``) went out or was dropped."""
         return self.settled >= mark
 
     def failed(self, now: float) -> bool:
