@@ -57,6 +57,9 @@ async def handle_message(websocket: WebSocket, message: Any) -> None:
     if not websocket.authenticated:
         await websocket.send_json({"type": "error", "message": "Authentication required"})
         return
+    if isinstance(message, bytes):  # JSON cannot carry bytes: say so, rather than fail in send_json
+        await websocket.send_json({"type": "error", "message": "Binary messages are not supported; send JSON text"})
+        return
     await websocket.send_json({"type": "message", "data": message, "user": websocket.user_id})
 
 

@@ -15,14 +15,16 @@ Run: ``uvicorn examples_app.chat_app:app`` and open http://localhost:8000 (the p
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from examples_app.settings import node_id, redis_url
 from qakeapi import Application, HTMLResponse, Request, WebSocket
+from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import RoomLimitError, Rooms
+from qakeapi.core.rooms import Room, RoomLimitError, Rooms
 from qakeapi.core.websockets import WebSocketHandler
 
 __all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "manager", "ws_handler"]
@@ -58,7 +60,8 @@ class ChatService:
             await websocket.send_json(_error(f"Cannot join room: {exc}"))
             return
         await websocket.send_json({"type": "room_joined", "room": room_name})
-        await room.broadcast(
+        await _broadcast(
+            room,
             {"type": "user_joined", "connection_id": self.rooms.connection_id(websocket), "room": room_name},
             exclude=websocket,
         )
@@ -78,8 +81,8 @@ class ChatService:
                 await websocket.send_json(_error(f"Not in room {room_name!r}"))
                 return
             await websocket.send_json({"type": "room_left", "room": room_name})
-            await room.broadcast(
-                {"type": "user_left", "connection_id": self.rooms.connection_id(websocket), "room": room_name}
+            await _broadcast(
+                room, {"type": "user_left", "connection_id": self.rooms.connection_id(websocket), "room": room_name}
             )
         else:
             await self.send_chat(websocket, room_name, data.get("message"))
@@ -93,20 +96,23 @@ class ChatService:
         if not isinstance(message, str) or not message:
             await websocket.send_json(_error("Missing or invalid 'message'"))
             return
-        await room.broadcast(
-            {
-                "type": "chat_message",
-                "connection_id": self.rooms.connection_id(websocket),
-                "room": room_name,
-                "message": message,
-            }
-        )
+        try:
+            await room.broadcast(
+                {
+                    "type": "chat_message",
+                    "connection_id": self.rooms.connection_id(websocket),
+                    "room": room_name,
+                    "message": message,
+                }
+            )
+        except ClusterUnavailableError as exc:  # this node's members got it; the cluster logs its state
+            await websocket.send_json(_error(f"Not delivered to the other nodes: {exc}"))
 
     async def disconnect(self, websocket: WebSocket) -> None:
         """Remove ``websocket`` from its rooms; the members left get ``user_left``."""
         connection_id = self.rooms.connection_id(websocket)
         for room in self.rooms.leave_all(websocket):
-            await room.broadcast({"type": "user_left", "connection_id": connection_id, "room": room.name})
+            await _broadcast(room, {"type": "user_left", "connection_id": connection_id, "room": room.name})
 
     async def node_down(self, diff: PresenceDiff) -> None:
         """Members of a dead node left ``diff.room``: tell this node's members of the room.
@@ -118,6 +124,13 @@ class ChatService:
             return
         for member in diff.leaves:
             room.broadcast_local({"type": "user_left", "connection_id": member.connection_id, "room": diff.room})
+
+
+async def _broadcast(room: Room, message: dict[str, str], exclude: WebSocket | None = None) -> None:
+    """Announce a change of membership; while the cluster is unavailable, to this node's members only
+    (the cluster logs its state once, not a traceback per announcement)."""
+    with contextlib.suppress(ClusterUnavailableError):
+        await room.broadcast(message, exclude=exclude)
 
 
 app = Application()

@@ -23,6 +23,7 @@ __all__ = [
     "HTTPException",
     "MissingDependencyError",
     "QakeAPIError",
+    "UnlinkedRoomsError",
     "ValidationError",
     "WebSocketClosedError",
     "WebSocketDisconnect",
@@ -103,6 +104,13 @@ class AuthenticationError(QakeAPIError):
 
 class BroadcastError(QakeAPIError, ConnectionError):
     """A broadcast backend could not deliver a message (its server is unreachable, say)."""
+
+
+class UnlinkedRoomsError(QakeAPIError, RuntimeError):
+    """A connection served by a cluster joined a :class:`~qakeapi.core.rooms.Rooms` that is not the cluster's.
+
+    Its broadcasts would reach this node's members only, silently; the message says what to write.
+    """
 
 
 class MissingDependencyError(QakeAPIError, ImportError):

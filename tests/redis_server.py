@@ -28,6 +28,17 @@ from typing import Any
 
 import redis
 
+
+def sync_client(port: int, password: str | None = None, **options: Any) -> Any:
+    """A plain (blocking) redis-py client of ``127.0.0.1:port``, for set-up and inspection in tests.
+
+    Typed ``Any`` on purpose: redis-py's sync client is annotated differently across the versions
+    ``pyproject.toml`` allows (5.0 types replies as ``Awaitable | Any`` and leaves ``close()``
+    unannotated; 8.2 types both), and mypy --strict runs on the floors and the newest alike.
+    """
+    return redis.Redis(host="127.0.0.1", port=port, password=password, **options)
+
+
 __all__ = ["RedisClusterServers", "RedisServer", "SentinelServer", "cluster_port", "free_port", "wait_until"]
 
 START_TIMEOUT = 10.0
@@ -137,9 +148,7 @@ class RedisServer:
         )
 
     def _ping(self) -> bool:
-        client = redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=0.5, socket_timeout=0.5
-        )
+        client = sync_client(self.port, self.password, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
             return bool(client.ping())
         finally:
@@ -217,7 +226,7 @@ class SentinelServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"redis sentinel on port {self.port} exited with code {self._process.returncode}")
             try:
-                client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+                client = sync_client(self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
                 try:
                     if client.ping():
                         return
@@ -232,7 +241,7 @@ class SentinelServer:
 
     def master_port(self) -> int | None:
         """The port of the master this Sentinel believes in now."""
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = sync_client(self.port, socket_timeout=1)
         try:
             address = client.sentinel_get_master_addr_by_name(self.service)
         finally:
@@ -289,8 +298,16 @@ class RedisClusterServers:
 
     async def start(self) -> None:
         """Start the shards, create the cluster and wait until it is ``ok``."""
+        self.start_shards()
+        await self.create()
+
+    def start_shards(self) -> None:
+        """Start the shards (each a lone node that serves no slot until :meth:`create`)."""
         for shard in self.shards:
             shard.start()
+
+    async def create(self) -> None:
+        """Create the cluster of the running shards and wait until it is ``ok``."""
         await asyncio.to_thread(
             subprocess.run,
             ["redis-cli", "-a", self.password, "--no-auth-warning", "--cluster", "create"]
@@ -306,16 +323,16 @@ class RedisClusterServers:
         finally:
             admin.close()
 
-    def admin(self) -> redis.Redis:
-        """A plain client of the first shard (for ``CLUSTER`` commands)."""
-        return redis.Redis(host="127.0.0.1", port=self.shards[0].port, password=self.password)
+    def admin(self) -> Any:
+        """A plain client of the first shard (for ``CLUSTER`` commands; see :func:`sync_client`)."""
+        return sync_client(self.shards[0].port, self.password)
 
     def owner_of(self, key: str) -> RedisServer:
         """The shard serving ``key``'s slot (from ``CLUSTER SLOTS``: ``[start, end, [host, port, id], ...]``)."""
         admin = self.admin()
         try:
             slot = int(admin.cluster("keyslot", key))
-            slots: Any = admin.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+            slots = admin.execute_command("CLUSTER", "SLOTS")
         finally:
             admin.close()
         for start, end, primary, *_replicas in slots:

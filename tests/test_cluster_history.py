@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis import RedisBackend
 from qakeapi.core.cluster.history import (
     HistoryEntry,
@@ -363,6 +364,31 @@ async def test_publications_the_backend_cannot_number_go_out_unnumbered_and_brea
 
 
 @pytest.mark.asyncio
+async def test_after_an_outage_new_publications_do_not_overtake_the_buffered_ones(
+    make_nodes: Callable[..., list[Node]],
+) -> None:
+    a, b = make_nodes(2, node_timeout=10)
+    async with AsyncExitStack() as stack:
+        sender, listener = await a.connect(stack), await b.connect(stack)
+        for session in (sender, listener):
+            await join(session, "lobby")
+        await known([a, b], "lobby", 2)
+        a.backend.sever()
+        for n in range(5):  # unnumbered, delivered here at once, buffered for node-2
+            await sender.send_json({"say": f"during {n}", "room": "lobby"})
+        await publications(sender, 5)
+        await wait_until(lambda: a.manager.outbox.down_since is not None, "node-1 knows the link is down")
+        a.backend.restore()
+        for n in range(5):  # at once: the sender may still be waiting out its backoff
+            await sender.send_json({"say": f"after {n}", "room": "lobby"})
+        await publications(sender, 5)
+        received = await publications(listener, 10, timeout=10)
+        assert [p["data"]["text"] for p in received] == [f"during {n}" for n in range(5)] + [
+            f"after {n}" for n in range(5)
+        ]  # in the order they were said
+
+
+@pytest.mark.asyncio
 async def test_a_room_without_history_and_a_plain_join(make_nodes: Callable[..., list[Node]]) -> None:
     (a,) = make_nodes(1, HistoryPolicy(rooms=lambda room: room.startswith("h:")))
     async with AsyncExitStack() as stack:
@@ -378,3 +404,16 @@ async def test_a_room_without_history_and_a_plain_join(make_nodes: Callable[...,
         assert room is not None
         with pytest.raises(TypeError, match="not bytes"):
             await room.broadcast(b"\x00")
+
+
+@pytest.mark.asyncio
+async def test_the_memory_backend_appends_a_repeated_publication_once() -> None:
+    backend = MemoryBackend(uuid.uuid4().hex)
+    keys = history_keys("c", "lobby")
+    appended = [
+        await backend.append_history("c", keys, '{"q":1', data, epoch="e", size=10, ttl=60, publication=publication)
+        for data, publication in (("1", ("i", 1)), ("1", ("i", 1)), ("2", ("i", 2)), ("3", None), ("4", None))
+    ]
+    assert appended == [("e", 1), ("e", 1), ("e", 2), ("e", 3), ("e", 4)]
+    history = await backend.read_history(keys, 0, 100)
+    assert [(e.offset, e.data) for e in history.entries] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import redis
 
 from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
@@ -17,7 +16,7 @@ from qakeapi.core.cluster.envelope import Kind, decode_envelope
 from qakeapi.core.cluster.history import HistoryPolicy, Position, history_keys
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
-from tests.redis_server import RedisClusterServers, RedisServer, wait_until
+from tests.redis_server import RedisClusterServers, RedisServer, sync_client, wait_until
 from tests.test_cluster_history import publications
 
 CHANNEL = "qakeapi:broadcast"
@@ -38,8 +37,8 @@ async def backend(server: RedisServer) -> AsyncIterator[RedisStreamBackend]:
     await stream.disconnect()
 
 
-def raw(server: RedisServer) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+def raw(server: RedisServer) -> Any:
+    return sync_client(server.port, server.password)
 
 
 @pytest.mark.asyncio
@@ -197,3 +196,29 @@ async def test_history_on_a_3_master_redis_cluster(tmp_path: Path) -> None:
         await exercise(servers.url, restart)
     finally:
         servers.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_retry_whose_first_try_ran_is_not_numbered_twice(
+    backend: RedisStreamBackend, server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script ran, its reply was lost (a broken connection), the one retry runs it again."""
+    import qakeapi.core.broadcast.redis_stream as redis_stream
+
+    async def reply_lost_then_retried(operation: Any, what: str, safe_url: str) -> Any:
+        await operation()  # Redis ran it; the reply never came back
+        return await operation()  # the retry
+
+    monkeypatch.setattr(redis_stream, "with_one_retry", reply_lost_then_retried)
+    keys = history_keys(CHANNEL, "lobby")
+    first = await backend.append_history(CHANNEL, keys, HEADER, "1", epoch="e", size=10, ttl=60, publication=("i", 1))
+    second = await backend.append_history(CHANNEL, keys, HEADER, "2", epoch="e", size=10, ttl=60, publication=("i", 2))
+    other = await backend.append_history(CHANNEL, keys, HEADER, "3", epoch="e", size=10, ttl=60, publication=("j", 1))
+    assert (first, second, other) == (("e", 1), ("e", 2), ("e", 3))
+    history = await backend.read_history(keys, 0, 100)
+    assert [(e.offset, e.data) for e in history.entries] == [(1, "1"), (2, "2"), (3, "3")]
+    client = raw(server)
+    try:
+        assert client.xlen(CHANNEL) == 3  # published once each on the cluster channel too
+    finally:
+        client.close()

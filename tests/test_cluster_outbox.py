@@ -76,6 +76,7 @@ def test_old_messages_expire_and_are_recorded_per_target() -> None:
         "users": ["alice"],
         "connections": ["1234567890121"],
     }
+    assert loss.describe(box.max_age) == "3 waited longer than 5.0s for the backend"  # not "buffer full"
     assert box.take_loss() is None
 
 
@@ -119,6 +120,21 @@ def test_a_full_buffer_refuses_and_counts() -> None:
     loss = box.take_loss()
     assert loss is not None
     assert loss.everyone is True
+    assert loss.describe(box.max_age) == "1 found the buffer full"
+
+
+def test_a_loss_names_each_cause_with_its_count() -> None:
+    box = outbox(max_age=5.0)
+    box.put(Kind.ALL, {}, "old", 0.0)
+    assert box.failed(1.0)  # the backend goes down
+    box.expire(6.0)  # "old" waited too long
+    with pytest.raises(ClusterUnavailableError, match="unreachable"):
+        box.put(Kind.ALL, {}, "late", 7.0)  # down for 6 s > 5 s: refused
+    loss = box.recovered()
+    assert loss is not None
+    assert loss.describe(box.max_age) == (
+        "1 waited longer than 5.0s for the backend, 1 came after the backend had been down for over 5.0s"
+    )
 
 
 def test_too_many_named_targets_become_everyone() -> None:
@@ -172,3 +188,18 @@ def test_revocations_never_expire_while_messages_around_them_do() -> None:
     [revocation] = outbox.batch(10)
     assert (revocation.kind, revocation.data["user"], revocation.seq) == (Kind.REVOKE, "alice", 0)
     assert outbox.loss.count == 2
+
+
+def test_drained_tells_when_everything_buffered_up_to_a_mark_went_out_or_was_dropped() -> None:
+    box = outbox(max_age=5.0)
+    box.put(Kind.ALL, {}, "a", 0.0)
+    box.put(Kind.ALL, {}, "b", 0.0)
+    mark = box.enqueued
+    box.put(Kind.ALL, {}, "c", 4.0)
+    assert not box.drained(mark)
+    box.batch(1)
+    box.sent(1)  # "a" went out
+    assert not box.drained(mark)
+    box.expire(6.0)  # "b" (never handed to the backend) is dropped for its age
+    assert box.drained(mark)
+    assert not box.drained(box.enqueued)  # "c" still waits

@@ -184,6 +184,25 @@ async def test_authenticated_messages_are_answered_with_the_user(client: TestCli
         await assert_silent(ws)
 
 
+@pytest.mark.asyncio
+async def test_binary_messages_get_one_clear_error_and_no_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await issue(client, "alice")
+    with caplog.at_level(logging.INFO, logger="qakeapi"):
+        async with client.websocket_connect("/ws", headers={"Authorization": f"Bearer {token}"}) as ws:
+            assert await ws.receive_json() == welcome("alice")
+            for n in range(20):
+                await ws.send_bytes(bytes([n, 0xFF]))
+                assert await ws.receive_json() == {
+                    "type": "error",
+                    "message": "Binary messages are not supported; send JSON text",
+                }
+            await ws.send_json({"text": "hi"})  # the connection keeps working
+            assert await ws.receive_json() == {"type": "message", "data": {"text": "hi"}, "user": "alice"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
 # -- unauthenticated connections ----------------------------------------------------------
 
 

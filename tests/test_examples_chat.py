@@ -6,6 +6,7 @@ closed before its test ends and connection ids are read from the welcome, never 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ import pytest
 import pytest_asyncio
 
 import examples_app
-from examples_app.chat_app import DEFAULT_ROOM, app, chat
-from qakeapi import WebSocket
+from examples_app.chat_app import DEFAULT_ROOM, ChatService, app, chat
+from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi.core.cluster.outbox import ClusterUnavailableError
+from qakeapi.core.rooms import Rooms
 from qakeapi.testing import TestClient, WebSocketTestSession
 
 INVALID = {"type": "error", "message": "Invalid message: expected a JSON object with a 'type'"}
@@ -436,3 +439,68 @@ async def test_rooms_are_emptied_when_everyone_leaves(client: TestClient) -> Non
         assert await ws.receive_json() == {"type": "room_joined", "room": "private-room-for-cleanup"}
         assert "private-room-for-cleanup" in chat.rooms
     assert "private-room-for-cleanup" not in chat.rooms
+
+
+class UnavailableCluster:
+    """A room relay whose other nodes cannot be reached (the cluster's buffer gave up)."""
+
+    def connection_id(self, websocket: WebSocket) -> str:
+        return f"node-x/{websocket.id}"
+
+    def room_joined(self, room: str, websocket: WebSocket) -> None:
+        pass
+
+    def room_left(self, room: str, websocket: WebSocket) -> None:
+        pass
+
+    def room_broadcast(self, room: str, frame: str | bytes, exclude: WebSocket | None) -> None:
+        raise ClusterUnavailableError("the backend has been down for more than 5.0s")
+
+    def sequenced(self, room: str) -> bool:
+        return False
+
+    async def room_publish(self, room: str, message: Any, exclude: WebSocket | None) -> int:
+        raise AssertionError("no room keeps a history here")
+
+
+@pytest.mark.asyncio
+async def test_while_the_cluster_is_unavailable_chat_works_on_this_node_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = ChatService(Rooms(UnavailableCluster()))
+    handler = WebSocketHandler()
+
+    @handler.on_connect
+    async def connect(websocket: WebSocket) -> None:
+        await service.join(websocket, DEFAULT_ROOM)
+
+    @handler.on_message
+    async def message(websocket: WebSocket, data: Any) -> None:
+        await service.handle(websocket, data)
+
+    @handler.on_disconnect
+    async def disconnect(websocket: WebSocket) -> None:
+        await service.disconnect(websocket)
+
+    local = Application()
+
+    @local.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    say = {"type": "chat_message", "room": DEFAULT_ROOM, "message": "hi"}
+    with caplog.at_level(logging.INFO, logger="qakeapi"):
+        async with TestClient(local) as test_client, test_client.websocket_connect("/ws") as alice:
+            assert await alice.receive_json() == {"type": "room_joined", "room": DEFAULT_ROOM}
+            async with test_client.websocket_connect("/ws") as bob:
+                assert await bob.receive_json() == {"type": "room_joined", "room": DEFAULT_ROOM}
+                assert (await alice.receive_json())["type"] == "user_joined"  # on this node all the same
+                for _ in range(20):
+                    await alice.send_json(say)
+                    for ws in (alice, bob):
+                        assert (await ws.receive_json())["message"] == "hi"
+                    error = await alice.receive_json()
+                    assert error["type"] == "error"
+                    assert error["message"].startswith("Not delivered to the other nodes: the backend")
+            assert (await alice.receive_json())["type"] == "user_left"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

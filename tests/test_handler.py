@@ -113,33 +113,61 @@ async def test_non_json_text_reaches_on_message_as_str() -> None:
     assert received == ["hello {world"]
 
 
+REFUSED_AS_JSON = {
+    '{"x": NaN}': ("NaN/Infinity", "NaN"),
+    '{"x": Infinity}': ("NaN/Infinity", "Infinity"),
+    '{"x": -Infinity}': ("NaN/Infinity", "Infinity"),
+    '{"type": "chat_message", "message": "\\ud800"}': ("lone surrogate", "\\ud800"),
+    '["ok", "\\udfff"]': ("lone surrogate", "\\udfff"),
+    '{"x": 1e400}': ("number out of range", "1e400"),
+    '{"x": -1E+999}': ("number out of range", "-1E+999"),
+    '{"x": ' + "9" * 5000 + "}": ("number out of range", "digits"),
+    "[" * 300 + "]" * 300: ("nesting too deep", "nests too deeply"),
+}
+
+
 @pytest.mark.asyncio
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
-async def test_nan_and_infinity_arrive_as_text_logged_once_without_traceback(
-    constant: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("bad", list(REFUSED_AS_JSON), ids=lambda bad: bad[:40])
+async def test_json_that_could_not_be_sent_back_arrives_as_text_logged_once_without_traceback(
+    bad: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    kind, shown = REFUSED_AS_JSON[bad]
     handler = WebSocketHandler()
     received: list[Any] = []
 
     @handler.on_message
     async def echo(websocket: WebSocket, message: Any) -> None:
         received.append(message)
-        await websocket.send_json({"echo": message})  # would fail to encode a decoded NaN
+        await websocket.send_json({"echo": message})  # would fail to encode (or send) a decoded value
 
-    bad = f'{{"x": {constant}}}'
     with caplog.at_level(logging.DEBUG, logger="qakeapi"):
         async with serve(handler).websocket_connect("/ws") as session:
             for _ in range(50):
                 await session.send_text(bad)
                 assert await session.receive_json() == {"echo": bad}
-            await session.send_text('{"x": 1.5}')  # the connection keeps working
-            assert await session.receive_json() == {"echo": {"x": 1.5}}
-    assert received == [bad] * 50 + [{"x": 1.5}]
+            await session.send_text('{"x": 1.5, "y": "\\ud83d\\ude00", "z": -0}')  # the connection keeps working
+            assert await session.receive_json() == {"echo": {"x": 1.5, "y": "\U0001f600", "z": 0}}
+    assert received == [bad] * 50 + [{"x": 1.5, "y": "\U0001f600", "z": 0}]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1
-    assert constant.lstrip("-") in warnings[0].getMessage()
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert f"refused as JSON ({kind})" in warnings[0].getMessage()
+    assert shown in warnings[0].getMessage()
     assert not any(r.exc_info for r in caplog.records)
-    assert any("50 messages used NaN/Infinity" in r.getMessage() for r in caplog.records)
+    assert any(f"50 messages were refused as JSON ({kind})" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_each_kind_refused_as_json_is_logged_once_per_connection(caplog: pytest.LogCaptureFixture) -> None:
+    handler, received = recording_handler()
+    bad = ['{"x": NaN}', '"\\ud800"', "1e400", '"\\udc00"', "-Infinity", "1e999"]
+    with caplog.at_level(logging.WARNING, logger="qakeapi"):
+        async with serve(handler).websocket_connect("/ws") as session:
+            for text in bad * 10:
+                await session.send_text(text)
+                assert await session.receive_text() == "ack"
+    assert received == bad * 10
+    kinds = sorted(r.getMessage().split("refused as JSON (")[1].split(")")[0] for r in caplog.records)
+    assert kinds == ["NaN/Infinity", "lone surrogate", "number out of range"]
 
 
 @pytest.mark.asyncio

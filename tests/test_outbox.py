@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from qakeapi import Application, WebSocketDisconnect, WebSocketHandler
+from qakeapi.core.codec import LoneSurrogateError
 from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
 from qakeapi.core.websockets.outbox import GiveUp, Outbox, Overflow, SendPolicy, fan_out, stats
@@ -61,8 +62,8 @@ class FakePeer:
         return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
 
 
-async def connected(peer: FakePeer, policy: SendPolicy | None = None) -> WebSocket:
-    websocket = WebSocket({"type": "websocket", "path": "/room"}, peer.receive, peer.send)
+async def connected(peer: FakePeer, policy: SendPolicy | None = None, path: str = "/room") -> WebSocket:
+    websocket = WebSocket({"type": "websocket", "path": path}, peer.receive, peer.send)
     if policy is not None:
         websocket.send_policy = policy
     await websocket.accept()
@@ -449,3 +450,102 @@ async def test_a_paused_test_session_keeps_the_newest_frames_under_drop_oldest()
         assert [await sleeper.receive_json() for _ in range(4)] == [0, 7, 8, 9]
         await reader.send_json({"m": "after"})
         assert await sleeper.receive_json() == {"m": "after"}
+
+
+# -- a frame that cannot be sent costs that frame, never a connection -----------------------------
+
+
+class Utf8Peer(FakePeer):
+    """A peer whose server encodes text frames as UTF-8 before writing anything, as uvicorn does."""
+
+    async def _raw_send(self, message: Message) -> None:
+        if message.get("text") is not None:
+            message["text"].encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+        await super()._raw_send(message)
+
+
+@pytest.mark.asyncio
+async def test_a_frame_the_server_cannot_encode_is_dropped_and_every_connection_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peers = [Utf8Peer() for _ in range(4)]
+    path = f"/unsendable-{id(peers)}"  # logged once per path and process: a path of its own
+    sockets = [await connected(peer, path=path) for peer in peers]
+    before = stats.unsendable
+    with caplog.at_level(logging.DEBUG, logger="qakeapi"):
+        for _ in range(3):
+            assert await deliver_in_order('{"token": "s3cret", "m": "\ud800"}', sockets) == []
+            assert sockets[0].send_nowait("\udfff") is True
+        assert await deliver_in_order("after", sockets) == []
+        await settle()
+    assert [peer.texts() for peer in peers] == [["after"]] * 4
+    assert all(
+        websocket.outbox.open and websocket.application_state is WebSocketState.CONNECTED for websocket in sockets
+    )
+    assert [websocket.dropped for websocket in sockets] == [6, 3, 3, 3]
+    assert stats.unsendable - before == 15
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # once per path, not per frame or recipient
+    assert "could not be sent" in lines[0].getMessage()
+    assert "\\ud800" in lines[0].getMessage()
+    assert f"path={path}" in lines[0].getMessage()
+    assert "s3cret" not in caplog.text  # the frame itself is never logged
+    assert not any(r.exc_info for r in caplog.records)
+    await sockets[1].send_text("direct")
+    assert peers[1].texts() == ["after", "direct"]
+
+
+@pytest.mark.asyncio
+async def test_an_unsendable_frame_queued_behind_a_blocked_write_is_skipped_in_order() -> None:
+    peer = Utf8Peer()
+    websocket = await connected(peer)
+    peer.writable.clear()
+    for frame in ("one", "two", "\ud800", "three", "\udc00", "four"):
+        assert websocket.send_nowait(frame) is True
+    await settle()
+    peer.writable.set()
+    await eventually(lambda: len(peer.texts()) == 4)
+    await settle()
+    assert peer.texts() == ["one", "two", "three", "four"]
+    assert websocket.dropped == 2
+    assert websocket.outbox.open
+    assert not websocket.outbox.busy
+    assert peer.foreign_finishes == 0
+
+
+@pytest.mark.asyncio
+async def test_outbox_alone_skips_an_item_its_send_cannot_encode() -> None:
+    written: list[str] = []
+    skipped: list[UnicodeEncodeError] = []
+
+    async def write(item: str) -> None:
+        written.append(item.encode("utf-8").decode())
+
+    def gave_up(why: GiveUp, error: BaseException | None) -> None:
+        raise AssertionError(f"gave up: {why} {error!r}")
+
+    outbox = Outbox(write, gave_up, SendPolicy(), skipped.append)
+    with pytest.raises(UnicodeEncodeError):
+        await outbox.send("\ud800")  # a direct send tells its caller
+    assert await outbox.send("ok") is True
+    fan_out("\udfff", [outbox])
+    fan_out("fanned", [outbox])
+    await settle()
+    assert written == ["ok", "fanned"]
+    assert [error.start for error in skipped] == [0, 0]
+    assert outbox.open
+    assert outbox.dropped == 2
+    assert not outbox.busy
+
+
+@pytest.mark.asyncio
+async def test_send_text_refuses_a_lone_surrogate_and_the_connection_keeps_working() -> None:
+    peer = Utf8Peer()
+    websocket = await connected(peer)
+    with pytest.raises(LoneSurrogateError):
+        await websocket.send_text("bad \ud800")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        await websocket.send_json({"m": "\udc00"})
+    await websocket.send_text("good")
+    assert peer.texts() == ["good"]
+    assert websocket.dropped == 0

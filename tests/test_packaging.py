@@ -125,6 +125,7 @@ def test_the_sdist_carries_what_its_tests_need(built: Built) -> None:
         "docs/conf.py",
         "docs/guide/websockets.rst",
         "scripts/check_package.sh",
+        "requirements/test.lock",
     }
     assert needed <= set(built.sdist), needed - set(built.sdist)
     tracked = subprocess.run(["git", "ls-files", "tests"], cwd=ROOT, capture_output=True, text=True, check=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qakeapi.core.codec import encode_json
+from qakeapi.core.codec import LoneSurrogateError, encode_json
 from qakeapi.core.rooms import Room, RoomLimitError, Rooms
 from qakeapi.core.websockets import WebSocket
 from qakeapi.exceptions import QakeAPIError
@@ -354,3 +354,22 @@ async def test_broadcast_local_does_not_go_to_the_relay() -> None:
     assert one.frames == ["here only"]
     assert two.frames == []
     assert relay.calls == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("message", ["\ud800", {"type": "chat", "message": "x\udfff"}], ids=repr)
+async def test_a_message_no_member_could_be_sent_is_refused_before_anyone_sees_it(message: Any) -> None:
+    relay = RecordingRelay()
+    rooms = Rooms(relay)
+    one, two = await open_peers(2)
+    room = rooms.join("r", one.websocket)
+    rooms.join("r", two.websocket)
+    relay.calls.clear()
+    with pytest.raises(LoneSurrogateError):
+        await room.broadcast(message)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        room.broadcast_local(message)
+    assert relay.calls == []  # nothing for the other nodes to choke on
+    assert await room.broadcast("still here") == 2
+    assert one.frames == two.frames == ["still here"]
+    assert set(room.members) == {one.websocket, two.websocket}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -45,6 +46,7 @@ from qakeapi.core.codec import encode_json
 from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.presence import Member, Presence, PresenceDiff, PresenceReason
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION, Rooms
+from qakeapi.core.tasks import stop_tasks, supervise, where
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.handler import WebSocketHandler
 from qakeapi.exceptions import BroadcastError
@@ -172,6 +174,8 @@ class ClusteredManager:
         self.history = history
         self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
         self._unnumbered: set[str] = set()
+        self._unnumbered_until = 0  # the outbox mark of the latest unnumbered publication
+        self._publications = itertools.count(1)  # numbers this instance's history publications
         self._marking: asyncio.Task[None] | None = None
         self._room_offsets: dict[str, tuple[str, int]] = {}
         self.node_id = node_id
@@ -250,11 +254,14 @@ class ClusteredManager:
         self._idle = asyncio.Event()
         self._diffs = asyncio.Queue()
         name = f"{self.node_id}/{self.instance_id}"
-        self._tasks = [
-            loop.create_task(self._dispatch(), name=f"qakeapi cluster dispatcher {name}"),
-            loop.create_task(self._send(), name=f"qakeapi cluster sender {name}"),
-            loop.create_task(self._heartbeat(), name=f"qakeapi cluster heartbeat {name}"),
-            loop.create_task(self._notify(), name=f"qakeapi cluster presence {name}"),
+        self._tasks = [  # supervised: a loop that fails is logged at once and restarted
+            loop.create_task(supervise(run, f"{label} {name}", logger), name=f"{label} {name}")
+            for run, label in (
+                (self._dispatch, "qakeapi cluster dispatcher"),
+                (self._send, "qakeapi cluster sender"),
+                (self._heartbeat, "qakeapi cluster heartbeat"),
+                (self._notify, "qakeapi cluster presence"),
+            )
         ]
         if self.outbox:
             self._wake.set()
@@ -301,19 +308,20 @@ class ClusteredManager:
             if self._marking is not None:
                 tasks.append(self._marking)
                 self._marking = None
-            for task in tasks:
-                task.cancel()
             if tasks:
-                _done, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
+                # cancelled until they stop: a library may absorb one cancellation (redis-py's publish can)
+                pending = await stop_tasks(tasks, _STOP_TIMEOUT)
                 for task in pending:
                     logger.warning(
-                        "node %s: task %r did not stop within %.0fs of being cancelled; left to finish",
+                        "node %s: task %r did not stop within %.0fs of being cancelled; left to finish; "
+                        "it waits in:\n%s",
                         self.node_id,
                         task.get_name(),
                         _STOP_TIMEOUT,
+                        where(task),
                     )
-                for task in _done:
-                    if not task.cancelled() and task.exception() is not None:
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
                         logger.error(
                             "node %s: task %r had failed", self.node_id, task.get_name(), exc_info=task.exception()
                         )
@@ -330,10 +338,12 @@ class ClusteredManager:
             websocket: The connection.
         """
         await self.start()
+        self.rooms.serve(websocket)  # a join into another Rooms() is refused, loudly
         try:
             await self.handler.handle_connection(websocket)
         finally:
             self.rooms.leave_all(websocket)
+            self.rooms.release(websocket)
 
     # -- addressing ---------------------------------------------------------------------
 
@@ -491,7 +501,8 @@ class ClusteredManager:
         header = encode_header(Envelope(Kind.HISTORY, self.instance_id, self.node_id, 0, fields, data))
         local = self.rooms.get(room)
         members = 0 if local is None else len(local.members) - (exclude in local.members)
-        gap = room in self._unnumbered
+        if room in self._unnumbered:  # its unnumbered ones may still wait in the buffer: stay behind them
+            return self._publish_unnumbered(room, data, exclude, None)
         try:
             await self.backend.append_history(
                 self.channel,
@@ -501,15 +512,15 @@ class ClusteredManager:
                 epoch=new_epoch(),
                 size=self.history.size,
                 ttl=self.history.ttl,
-                gap=gap,
+                publication=(self.instance_id, next(self._publications)),  # a retry is not numbered twice
             )
         except BroadcastError as exc:
             return self._publish_unnumbered(room, data, exclude, exc)
-        if gap:
-            self._unnumbered.discard(room)
         return members
 
-    def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError) -> int:
+    def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError | None) -> int:
+        """Deliver here at once and through the publish buffer, unnumbered; the room stays so until the
+        buffer has sent them all and the gap is recorded (so the numbered ones never overtake them)."""
         if not self._unnumbered:
             logger.warning(
                 "node %s: cannot number publications of rooms with history (%s); delivering them unnumbered "
@@ -522,6 +533,7 @@ class ClusteredManager:
         local = self.rooms.get(room)
         sent = local.broadcast_local(frame, exclude=exclude) if local is not None else 0
         self.room_broadcast(room, frame, exclude)
+        self._unnumbered_until = self.outbox.enqueued
         return sent
 
     async def _mark_gaps(self) -> None:
@@ -674,19 +686,21 @@ class ClusteredManager:
             outbox.sent(len(batch))
             if outbox.down_since is not None:
                 down_for = time.monotonic() - outbox.down_since
-                dropped = outbox.loss.count
                 loss = outbox.recovered()
                 logger.warning(
-                    "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped",
+                    "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped%s",
                     self.node_id,
                     down_for,
                     waiting,
-                    dropped,
+                    0 if loss is None else loss.count,
+                    "" if loss is None else f" ({loss.describe(outbox.max_age)})",
                 )
                 if loss is not None:
                     self._control(Kind.LOST, loss.as_data())
             elif (loss := outbox.take_loss()) is not None:
-                logger.warning("node %s: %d publishes were dropped (buffer full)", self.node_id, loss.count)
+                logger.warning(
+                    "node %s: %d publishes were dropped: %s", self.node_id, loss.count, loss.describe(outbox.max_age)
+                )
                 self._control(Kind.LOST, loss.as_data())
 
     async def _heartbeat(self) -> None:
@@ -697,7 +711,10 @@ class ClusteredManager:
                 self._control(Kind.HEARTBEAT, {"version": self._version}, force=True)
             self._expire_peers(time.monotonic())
             if (
-                self._unnumbered and self.outbox.down_since is None and (self._marking is None or self._marking.done())
+                self._unnumbered
+                and self.outbox.down_since is None
+                and self.outbox.drained(self._unnumbered_until)
+                and (self._marking is None or self._marking.done())
             ):  # in a task of its own: a slow Redis must not hold up the heartbeats
                 self._marking = asyncio.get_running_loop().create_task(
                     self._mark_gaps(), name=f"qakeapi cluster gap marker {self.node_id}/{self.instance_id}"

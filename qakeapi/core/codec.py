@@ -1,75 +1,247 @@
 """JSON encoding used for every frame QakeAPI sends, so a message is encoded the same way everywhere.
 
-Decoding is strict JSON (RFC 8259): the ``NaN``, ``Infinity`` and ``-Infinity`` that Python's
-:mod:`json` accepts by default are refused, so whatever QakeAPI decodes it can encode again.
+Text in is text out: whatever QakeAPI decodes, it can encode back, and what it encodes can be
+sent as UTF-8. Decoding is strict JSON (RFC 8259) and refuses, with an
+:class:`UnencodableJSONError` (a :class:`ValueError`), the valid-looking text whose value could
+not be encoded back:
+
+- ``NaN``, ``Infinity`` and ``-Infinity``, which Python's :mod:`json` accepts by default
+  (:class:`NonStandardJSONError`);
+- a lone surrogate such as ``"\\ud800"``: the escape is well-formed, but the string it makes is
+  not Unicode text and cannot be sent as UTF-8 (:class:`LoneSurrogateError`; a high and a low
+  surrogate escaped as a pair are one character and fine);
+- a number out of range: a float that would be infinity (``1e400``), or an integer longer than
+  Python converts (:func:`sys.get_int_max_str_digits`) (:class:`NumberOutOfRangeError`);
+- arrays and objects nested more than :data:`MAX_DEPTH` levels deep, which might exceed the
+  recursion limit when encoded from deeper in a program (:class:`NestingTooDeepError`).
+
+Encoding refuses the same values (``NaN``, infinities, lone surrogates) with a :class:`ValueError`,
+so a frame that could not be sent never leaves :func:`encode_json`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from json.scanner import make_scanner
 from typing import Any, NoReturn
 
-__all__ = ["NonStandardJSONError", "decode_json", "encode_json", "strict_decoder"]
+__all__ = [
+    "MAX_DEPTH",
+    "LoneSurrogateError",
+    "NestingTooDeepError",
+    "NonStandardJSONError",
+    "NumberOutOfRangeError",
+    "UnencodableJSONError",
+    "check_sendable",
+    "decode_json",
+    "encode_json",
+    "strict_decoder",
+]
+
+MAX_DEPTH = 256
+"""The deepest nesting of arrays and objects :func:`decode_json` accepts."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.decoder skips around a document
+_SHOWN = 24  # the longest piece of a refused number shown in an error (and so in a log line)
 
 
-class NonStandardJSONError(ValueError):
+class UnencodableJSONError(ValueError):
+    """Well-formed JSON text whose value could not be encoded back and sent: refused when decoding.
+
+    Attributes:
+        kind: What was refused, the same for every error of a class (a log names it).
+    """
+
+    kind = "unencodable JSON"
+
+
+class NonStandardJSONError(UnencodableJSONError):
     """The text used ``NaN``, ``Infinity`` or ``-Infinity``, which are not JSON (RFC 8259).
 
     Args:
         constant: The constant found.
     """
 
+    kind = "NaN/Infinity"
+
     def __init__(self, constant: str) -> None:
         self.constant = constant
         super().__init__(f"{constant} is not valid JSON (RFC 8259 has no NaN or infinities)")
+
+
+class LoneSurrogateError(UnencodableJSONError):
+    """A string holds a lone surrogate (``"\\ud800"``), which is not text and cannot be sent as UTF-8.
+
+    Args:
+        code_point: The surrogate's code point (``0xD800`` to ``0xDFFF``).
+    """
+
+    kind = "lone surrogate"
+
+    def __init__(self, code_point: int) -> None:
+        self.code_point = code_point
+        super().__init__(f"a string holds the lone surrogate \\u{code_point:04x}, which cannot be sent as UTF-8")
+
+
+class NumberOutOfRangeError(UnencodableJSONError):
+    """A number is out of range: a float beyond the largest double (``1e400``), or an integer longer
+    than Python converts.
+
+    Args:
+        number: The number's text (or a description of it), shortened.
+    """
+
+    kind = "number out of range"
+
+    def __init__(self, number: str) -> None:
+        self.number = number
+        limit = _int_digits()
+        super().__init__(f"a number is out of range: {number} (finite doubles and integers of at most {limit} digits)")
+
+
+class NestingTooDeepError(UnencodableJSONError):
+    """Arrays and objects are nested more than :data:`MAX_DEPTH` levels deep."""
+
+    kind = "nesting too deep"
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON nests too deeply (more than {MAX_DEPTH} levels)")
 
 
 def _reject_constant(constant: str) -> NoReturn:
     raise NonStandardJSONError(constant)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise NumberOutOfRangeError(text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)")
+    return value
+
+
+class _StrictDecoder(json.JSONDecoder):
+    """:class:`json.JSONDecoder` that refuses every value :func:`encode_json` could not send."""
+
+    def __init__(self) -> None:
+        super().__init__(parse_constant=_reject_constant, parse_float=_finite_float)
+        self._scan = make_scanner(self)  # type: ignore[arg-type]  # typeshed wants the duck-typed context as make_scanner
+
+    def decode(self, s: str, _w: Callable[..., Any] = _WHITESPACE.match) -> Any:
+        # JSONDecoder.decode and raw_decode inlined: the handler decodes every message with this.
+        try:
+            value, end = self._scan(s, _w(s, 0).end())
+        except StopIteration as err:
+            raise json.JSONDecodeError("Expecting value", s, err.value) from None
+        except (UnencodableJSONError, json.JSONDecodeError):
+            raise
+        except ValueError:  # the only other one: an integer longer than int() converts
+            raise NumberOutOfRangeError(f"an integer of more than {_int_digits()} digits") from None
+        except RecursionError:
+            raise NestingTooDeepError from None
+        if end != len(s) and _w(s, end).end() != len(s):
+            raise json.JSONDecodeError("Extra data", s, _w(s, end).end())
+        if len(s) > 2 * MAX_DEPTH and s.count("[") + s.count("{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+            raise NestingTooDeepError
+        if "\\u" in s and _SURROGATE_ESCAPE.search(s):  # escapes of surrogates: a lone one?
+            check_sendable(_encoder.encode(value))
+        elif not s.isascii():  # raw surrogates (text from a server never has them: it was UTF-8)
+            check_sendable(s)
+        return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (without recursing)."""
+    level = [value] if isinstance(value, (list, dict)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (list, dict))
+        ]
+    return False
+
+
+def _int_digits() -> int:
+    limit: Callable[[], int] | None = getattr(sys, "get_int_max_str_digits", None)  # Python 3.10.7+
+    return limit() if limit is not None else 4300
+
+
 def strict_decoder() -> json.JSONDecoder:
-    """A :class:`json.JSONDecoder` that refuses ``NaN`` and the infinities.
+    """A :class:`json.JSONDecoder` that refuses what :func:`encode_json` could not send back.
 
     Returns:
-        The decoder; its ``decode`` raises :class:`NonStandardJSONError` on those constants.
+        The decoder; its ``decode`` raises :class:`NonStandardJSONError` on ``NaN`` and the
+        infinities, :class:`LoneSurrogateError` on a lone surrogate and
+        :class:`NumberOutOfRangeError` on a number out of range (all
+        :class:`UnencodableJSONError`), and :class:`json.JSONDecodeError` on text that is not JSON.
     """
-    return json.JSONDecoder(parse_constant=_reject_constant)
+    return _StrictDecoder()
 
 
 _decoder = strict_decoder()
 
 
-def encode_json(data: Any) -> str:
-    """Encode ``data`` as compact JSON text.
+def check_sendable(text: str) -> str:
+    """Check that ``text`` can be sent as UTF-8 (it holds no surrogate code point).
 
     Args:
-        data: Any value :mod:`json` can encode (``NaN`` and infinities are refused).
+        text: A text frame.
+
+    Returns:
+        ``text``.
+
+    Raises:
+        LoneSurrogateError: ``text`` holds a surrogate.
+    """
+    if not text.isascii() and (found := _SURROGATE.search(text)) is not None:
+        raise LoneSurrogateError(ord(found.group()))
+    return text
+
+
+def encode_json(data: Any) -> str:
+    """Encode ``data`` as compact JSON text, which can always be sent as UTF-8.
+
+    Args:
+        data: Any value :mod:`json` can encode (``NaN``, infinities and strings holding a lone
+            surrogate are refused).
 
     Returns:
         The JSON text.
 
     Raises:
         TypeError: ``data`` holds a value JSON cannot represent.
-        ValueError: ``data`` holds ``NaN`` or an infinity.
+        ValueError: ``data`` holds ``NaN`` or an infinity, an integer longer than Python
+            converts, or a string holding a lone surrogate (:class:`LoneSurrogateError`).
     """
-    return _encoder.encode(data)
+    return check_sendable(_encoder.encode(data))
 
 
 def decode_json(data: str | bytes) -> Any:
-    """Decode JSON text (or UTF-8 bytes).
+    """Decode JSON text (or UTF-8 bytes), refusing what could not be encoded back.
 
     Args:
         data: The JSON document.
 
     Returns:
-        The decoded value.
+        The decoded value; :func:`encode_json` can encode it, and the result sent as UTF-8.
 
     Raises:
-        ValueError: ``data`` is not valid JSON (a :class:`json.JSONDecodeError`, or
-            :class:`NonStandardJSONError` for ``NaN`` and infinities), or nests too deeply.
+        ValueError: ``data`` is not valid UTF-8 or not JSON (a :class:`json.JSONDecodeError`),
+            or is JSON whose value could not be encoded back (an :class:`UnencodableJSONError`:
+            ``NaN`` and infinities, a lone surrogate, a number out of range, nesting deeper than
+            :data:`MAX_DEPTH`).
     """
     try:
         if isinstance(data, (bytes, bytearray)):
@@ -77,5 +249,3 @@ def decode_json(data: str | bytes) -> Any:
         return _decoder.decode(data)
     except UnicodeDecodeError as exc:
         raise ValueError(f"JSON text is not valid UTF-8: {exc}") from None
-    except RecursionError:
-        raise ValueError("JSON nests too deeply") from None

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from qakeapi.core.codec import encode_json
+from qakeapi.core.codec import check_sendable, encode_json
 from qakeapi.core.websockets.connection import message_for
 from qakeapi.core.websockets.outbox import fan_out
 
@@ -82,8 +82,16 @@ def as_frame(message: Any) -> str | bytes:
 
     Returns:
         The frame.
+
+    Raises:
+        TypeError: ``message`` holds a value JSON cannot represent.
+        ValueError: ``message`` holds what :func:`~qakeapi.core.codec.encode_json` refuses, or is
+            text holding a lone surrogate (:class:`~qakeapi.core.codec.LoneSurrogateError`): a
+            frame no recipient could be sent, refused before any of them (or another node) sees it.
     """
-    return message if isinstance(message, (str, bytes)) else encode_json(message)
+    if isinstance(message, str):
+        return check_sendable(message)
+    return message if isinstance(message, bytes) else encode_json(message)
 
 
 def broadcast(

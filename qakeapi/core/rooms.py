@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.websockets.connection import WebSocket
-from qakeapi.exceptions import QakeAPIError
+from qakeapi.exceptions import QakeAPIError, UnlinkedRoomsError
 
 __all__ = [
     "DEFAULT_MAX_ROOMS_PER_CONNECTION",
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("qakeapi.rooms")
+
+_served_by: dict[WebSocket, Rooms] = {}
+"""Connection -> the registry its rooms must live in (see :meth:`Rooms.serve`)."""
 
 DEFAULT_MAX_ROOMS_PER_CONNECTION = 100
 DEFAULT_MAX_ROOM_NAME_LENGTH = 200
@@ -115,6 +118,8 @@ class Room:
             BroadcastError: On a cluster, when the other nodes cannot be reached (see
                 :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`); local members
                 got the message.
+            ValueError: ``message`` could not be sent to anyone (``NaN``, a lone surrogate: see
+                :func:`~qakeapi.core.fanout.as_frame`); no member and no other node got it.
         """
         relay = self._registry.relay if self._registry is not None else None
         if relay is not None and relay.sequenced(self.name):
@@ -131,6 +136,9 @@ class Room:
 
         Returns:
             How many members it was sent to.
+
+        Raises:
+            ValueError: ``message`` could not be sent to anyone (see :func:`~qakeapi.core.fanout.as_frame`).
         """
         return self._deliver(as_frame(message), exclude)
 
@@ -155,6 +163,8 @@ class Rooms:
         relay: Where joins, leaves and broadcasts go for the other nodes (``None``: this node only).
         max_rooms_per_connection: How many rooms one connection may be in.
         max_room_name_length: The longest room name, in characters.
+        local_only: Rooms meant for this node only, even for connections a cluster serves
+            (otherwise joining them refuses such a connection: see :meth:`serve`).
     """
 
     def __init__(
@@ -163,8 +173,10 @@ class Rooms:
         *,
         max_rooms_per_connection: int = DEFAULT_MAX_ROOMS_PER_CONNECTION,
         max_room_name_length: int = DEFAULT_MAX_ROOM_NAME_LENGTH,
+        local_only: bool = False,
     ) -> None:
         self.relay = relay
+        self.local_only = local_only
         self.max_rooms_per_connection = max_rooms_per_connection
         self.max_room_name_length = max_room_name_length
         self._rooms: dict[str, Room] = {}
@@ -201,7 +213,17 @@ class Rooms:
         Raises:
             RoomLimitError: ``name`` is empty or longer than ``max_room_name_length``, or
                 ``websocket`` is already in ``max_rooms_per_connection`` other rooms.
+            qakeapi.exceptions.UnlinkedRoomsError: ``websocket`` is served by a cluster whose
+                registry this is not (the broadcasts would miss the other nodes).
         """
+        served_by = _served_by.get(websocket)
+        if served_by is not None and served_by is not self and not self.local_only:
+            raise UnlinkedRoomsError(
+                f"connection {websocket.id} is served by a cluster, but joined {name!r} in a Rooms() of its own, "
+                "whose broadcasts reach this node's members only. Join the cluster's rooms instead: "
+                "manager.rooms.join(name, websocket) (manager = create_clustered_manager(...)); "
+                "or, for rooms meant for this node only, Rooms(local_only=True)."
+            )
         joined = self._memberships.get(websocket, set())
         if name not in joined:
             self._check(name, websocket, len(joined))
@@ -214,6 +236,21 @@ class Rooms:
             if self.relay is not None:
                 self.relay.room_joined(name, websocket)
         return room
+
+    def serve(self, websocket: WebSocket) -> None:
+        """Declare this registry the one ``websocket``'s rooms live in, until :meth:`release`.
+
+        A cluster manager calls it for each connection it serves, so that joining another
+        registry (which would reach this node only) raises
+        :class:`~qakeapi.exceptions.UnlinkedRoomsError`
+        instead of silently delivering to fewer members.
+        """
+        _served_by[websocket] = self
+
+    def release(self, websocket: WebSocket) -> None:
+        """Undo :meth:`serve` (the connection ended)."""
+        if _served_by.get(websocket) is self:
+            del _served_by[websocket]
 
     def _check(self, name: str, websocket: WebSocket, joined: int) -> None:
         problem = None

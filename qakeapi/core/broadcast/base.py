@@ -112,6 +112,7 @@ class BroadcastBackend(abc.ABC):
         size: int,
         ttl: float,
         gap: bool = False,
+        publication: tuple[str, int] | None = None,
     ) -> tuple[str, int]:
         """Number a publication, append it to a room's history and publish it on ``channel``, atomically.
 
@@ -127,6 +128,9 @@ class BroadcastBackend(abc.ABC):
             size: How many entries the history keeps.
             ttl: Seconds the history lives after this append.
             gap: Record first that publications the backend could not number happened.
+            publication: ``(publisher, number)``, unique per publication: an append that repeats
+                the publisher's last one (a retry after a reply was lost) is not appended again,
+                and answers the offset the first one got. Publishing is idempotent that way.
 
         Returns:
             The history's epoch and the publication's offset.

@@ -15,13 +15,14 @@ _hubs: dict[str, dict[str, set[MemoryBackend]]] = {}
 
 
 class _History:
-    __slots__ = ("entries", "epoch", "expires_at", "top")
+    __slots__ = ("entries", "epoch", "expires_at", "last", "top")
 
     def __init__(self, epoch: str) -> None:
         self.epoch = epoch
         self.top = 0
         self.entries: deque[HistoryEntry] = deque()
         self.expires_at = 0.0
+        self.last: dict[str, tuple[int, int]] = {}  # publisher -> (its last number, the offset it got)
 
     def add(self, entry: HistoryEntry, size: int, ttl: float) -> None:
         self.entries.append(entry)
@@ -110,9 +111,14 @@ class MemoryBackend(BroadcastBackend):
         size: int,
         ttl: float,
         gap: bool = False,
+        publication: tuple[str, int] | None = None,
     ) -> tuple[str, int]:
         """Number, keep and publish a publication (see the base class)."""
         history = self._history(keys) or _History(epoch)
+        if publication is not None:
+            number, offset = history.last.get(publication[0], (-1, 0))
+            if number == publication[1]:  # a retry of the last one: already appended
+                return history.epoch, offset
         offset = history.top + 1
         # Publish first: if it raises, nothing changed.
         await self.publish(channel, f'{header},"o":{offset},"e":"{history.epoch}"}}\n{data}')
@@ -121,6 +127,8 @@ class MemoryBackend(BroadcastBackend):
             history.add(HistoryEntry(history.top, None), size, ttl)
         history.top = offset
         history.add(HistoryEntry(offset, data), size, ttl)
+        if publication is not None:
+            history.last[publication[0]] = (publication[1], offset)
         return history.epoch, offset
 
     async def mark_history_gap(self, keys: tuple[str, str], *, size: int, ttl: float) -> None:

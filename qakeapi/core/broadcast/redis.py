@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["RedisBackend", "redact_url", "with_one_retry"]
+__all__ = ["RedisBackend", "redact_url", "redis_errors", "with_one_retry"]
 
 logger = logging.getLogger("qakeapi.broadcast.redis")
 
@@ -48,7 +48,6 @@ async def with_one_retry(operation: Callable[[], Awaitable[_T]], what: str, safe
         BroadcastError: Redis could not be reached, or refused the command.
     """
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
 
     for attempt in (1, 2):
         try:
@@ -57,10 +56,21 @@ async def with_one_retry(operation: Callable[[], Awaitable[_T]], what: str, safe
             if attempt == 1:
                 continue
             error: Exception = exc
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             error = exc
         raise BroadcastError(f"cannot {what} on {safe_url}: {type(error).__name__}: {error}") from error
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What redis-py raises when Redis cannot be reached or refuses a command.
+
+    ``RedisClusterException`` (an unreachable or not yet created Redis Cluster, a slot nobody
+    serves) is not a ``RedisError``: a loop that caught only ``RedisError`` died on it.
+    """
+    from redis.exceptions import RedisClusterException, RedisError
+
+    return (RedisError, RedisClusterException, OSError)
 
 
 def redact_url(url: str) -> str:

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
-from qakeapi.core.broadcast.redis import redact_url, with_one_retry
+from qakeapi.core.broadcast.redis import redact_url, redis_errors, with_one_retry
 from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
+from qakeapi.core.tasks import stop_tasks
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -62,10 +63,20 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[3], 'epoch', epoch, 'top', 0)
 end
+if ARGV[9] ~= '' then
+  local last = redis.call('HGET', KEYS[3], 'p:' .. ARGV[9])
+  if last then
+    local at = string.find(last, ':', 1, true)
+    if string.sub(last, 1, at - 1) == ARGV[10] then
+      return {epoch, tonumber(string.sub(last, at + 1))}
+    end
+  end
+end
 if ARGV[8] == '1' then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], redis.call('HGET', KEYS[3], 'top') .. '-*', 'gap', '1')
 end
 local offset = redis.call('HINCRBY', KEYS[3], 'top', 1)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'p:' .. ARGV[9], ARGV[10] .. ':' .. offset) end
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -240,7 +251,8 @@ class RedisStreamBackend(BroadcastBackend):
             plain = self.url.replace("+cluster://", "://", 1)
             cluster: Any = RedisCluster.from_url(plain, **timeouts)
             return cast("Redis", cluster)
-        return Redis.from_url(self.url, **timeouts)
+        client: Redis = Redis.from_url(self.url, **timeouts)  # typed Any before redis-py 8.2
+        return client
 
     async def connect(self) -> None:
         """Create the clients and start the reader, without waiting for Redis. Idempotent."""
@@ -272,9 +284,8 @@ class RedisStreamBackend(BroadcastBackend):
         # The reader stops by itself when its XREAD returns (within ``block``); cancelling a
         # command under redis-py's cluster client can leave its connections half-closed.
         await asyncio.wait((reader,), timeout=self.block + 0.5)
-        if not reader.done():
-            reader.cancel()
-            await asyncio.wait((reader,), timeout=1.0)
+        if not reader.done():  # cancelled until it stops: a library may absorb one cancellation
+            await stop_tasks((reader,), 1.0)
         self.connected_since = None
         self._end_events()
         clients = [self._writer, self._reader_client, *self._sentinel_clients]
@@ -355,9 +366,12 @@ class RedisStreamBackend(BroadcastBackend):
         size: int,
         ttl: float,
         gap: bool = False,
+        publication: tuple[str, int] | None = None,
     ) -> tuple[str, int]:
         """Number, keep and publish a publication in one script (see the base class)."""
+        publisher, number = publication if publication is not None else ("", 0)
         args = [header, data, epoch, size, max(1, int(ttl * 1000)), self.max_len, self.ttl or "", "1" if gap else "0"]
+        args += [publisher, number]  # the meta hash keeps each publisher's last one: a retry is not appended twice
         result = await self._script(_APPEND, [channel, *keys], args, f"append to the history {keys[0]!r}")
         return _text(result[0]), int(result[1])
 
@@ -386,8 +400,7 @@ class RedisStreamBackend(BroadcastBackend):
 
     async def _read(self) -> None:
         """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""
-        from redis.exceptions import RedisError
-
+        expected = redis_errors()
         delay = self.min_backoff
         down_since: float | None = None
         failures = 0
@@ -402,7 +415,7 @@ class RedisStreamBackend(BroadcastBackend):
             try:
                 streams: dict[Any, Any] = dict(self._positions)
                 response: Any = await client.xread(streams, count=1000, block=max(1, int(self.block * 1000)))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # whatever it is, the reader retries: it must not die
                 if self._stopping:  # disconnect() closed the client under the read
                     return
                 self.connected_since = None
@@ -415,6 +428,7 @@ class RedisStreamBackend(BroadcastBackend):
                         self.safe_url,
                         type(exc).__name__,
                         exc,
+                        exc_info=not isinstance(exc, expected),  # a traceback for the unexpected, once
                     )
                 else:
                     logger.debug("Redis stream reader on %s: attempt %d failed: %s", self.safe_url, failures, exc)

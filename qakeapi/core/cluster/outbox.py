@@ -54,6 +54,9 @@ class Loss:
         rooms: The rooms they were for.
         users: The users they were for.
         connections: The connection ids they were for.
+        causes: How many were dropped for each cause: ``"age"`` (waited longer than the
+            buffer's ``max_age``), ``"full"`` (the buffer was full) or ``"down"`` (refused: the
+            backend had been down longer than ``max_age``).
     """
 
     count: int = 0
@@ -61,9 +64,10 @@ class Loss:
     rooms: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
     connections: set[str] = field(default_factory=set)
+    causes: dict[str, int] = field(default_factory=dict)
 
-    def add(self, kind: Kind, data: dict[str, Any]) -> None:
-        """Record one dropped envelope (control envelopes are not anybody's messages)."""
+    def add(self, kind: Kind, data: dict[str, Any], cause: str) -> None:
+        """Record one envelope dropped for ``cause`` (control envelopes are not anybody's messages)."""
         if kind is Kind.ALL:
             self.everyone = True
         elif kind is Kind.ROOM:
@@ -75,11 +79,21 @@ class Loss:
         else:
             return
         self.count += 1
+        self.causes[cause] = self.causes.get(cause, 0) + 1
         if len(self.rooms) + len(self.users) + len(self.connections) > _MAX_NAMED_TARGETS:
             self.everyone = True
             self.rooms.clear()
             self.users.clear()
             self.connections.clear()
+
+    def describe(self, max_age: float) -> str:
+        """Why they were dropped, for a log line ("3 waited longer than 5.0s, 1 found the buffer full")."""
+        words = {
+            "age": f"waited longer than {max_age}s for the backend",
+            "full": "found the buffer full",
+            "down": f"came after the backend had been down for over {max_age}s",
+        }
+        return ", ".join(f"{count} {words[cause]}" for cause, count in sorted(self.causes.items()))
 
     def as_data(self) -> dict[str, Any]:
         """The fields of a :attr:`~qakeapi.core.cluster.envelope.Kind.LOST` envelope."""
@@ -139,6 +153,8 @@ class Outbox:
         self.published = 0
         self.dropped = 0
         self.loss = Loss()
+        self.enqueued = 0  # envelopes ever buffered
+        self.settled = 0  # of those, how many went out or were dropped for good
         self._items: deque[Pending] = deque()
         self._seq = 0
 
@@ -160,9 +176,10 @@ class Outbox:
         reason = self.refusal(now)
         if reason is not None:
             self.dropped += 1
-            self.loss.add(kind, data)
+            self.loss.add(kind, data, "full" if len(self._items) >= self.max_size else "down")
             raise ClusterUnavailableError(reason)
         self._items.append(Pending(kind, data, frame, now))
+        self.enqueued += 1
 
     def put_control(self, kind: Kind, data: dict[str, Any], now: float, *, force: bool = False) -> bool:
         """Buffer a control envelope (heartbeat, presence); returns ``False`` if it was refused.
@@ -174,6 +191,7 @@ class Outbox:
         if not force and self.refusal(now) is not None:
             return False
         self._items.append(Pending(kind, data, None, now))
+        self.enqueued += 1
         return True
 
     def refusal(self, now: float) -> str | None:
@@ -201,11 +219,14 @@ class Outbox:
             if item.kind is Kind.SKIP or item.kind is Kind.REVOKE:
                 kept.append(item)
                 continue
-            self.loss.add(item.kind, item.data)
+            self.loss.add(item.kind, item.data, "age")
             if item.kind in DATA_KINDS:
                 self.dropped += 1
                 if item.seq >= 0:
-                    kept.append(Pending(Kind.SKIP, {}, None, item.enqueued_at, item.seq))
+                    kept.append(Pending(Kind.SKIP, {}, None, item.enqueued_at, item.seq))  # in its place
+                    expired += 1
+                    continue
+            self.settled += 1
             expired += 1
         self._items.extendleft(reversed(kept))
         return expired
@@ -228,6 +249,11 @@ class Outbox:
         for _ in range(count):
             self._items.popleft()
         self.published += count
+        self.settled += count
+
+    def drained(self, mark: int) -> bool:
+        """Whether every envelope buffered up to ``mark`` (a past ``enqueued``) went out or was dropped."""
+        return self.settled >= mark
 
     def failed(self, now: float) -> bool:
         """Publishing failed; return ``True`` if the backend was up until now."""

@@ -10,8 +10,9 @@ import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any
 
-from qakeapi.core.codec import decode_json, encode_json
+from qakeapi.core.codec import check_sendable, decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
+from qakeapi.core.limits import RejectionLog
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, _keep, fan_out, stats
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
@@ -22,6 +23,7 @@ __all__ = ["TRANSPORT_ABORT", "WebSocket", "WebSocketState", "message_for"]
 logger = logging.getLogger("qakeapi.websockets")
 
 _ids = itertools.count(1)
+_unsendable_log = RejectionLog(logger)  # frames the server could not encode: logged once per path
 
 
 class WebSocketState(enum.Enum):
@@ -98,7 +100,7 @@ class WebSocket:
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
-        self.outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY)
+        self.outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY, self._unsendable)
         self.outbox.open = False  # opened by the accept
 
     def __repr__(self) -> str:
@@ -384,6 +386,23 @@ class WebSocket:
             )
         return None
 
+    def _unsendable(self, error: UnicodeEncodeError) -> None:
+        """The server could not encode a frame for this connection: it was dropped, the connection kept."""
+        culprit = error.object[error.start : error.start + 1]
+        _unsendable_log.reject(
+            "unsendable",
+            self.path,
+            "WebSocket %s (path=%s client=%s user=%s): a text frame could not be sent (%s %s at position %d); "
+            "the frame was dropped for this connection, which is kept",
+            self.id,
+            self.path,
+            self.client,
+            self.user_id,
+            error.reason,
+            culprit.encode("unicode_escape").decode("ascii"),
+            error.start,
+        )
+
     def _abort_if_unread(self) -> None:
         """A slow consumer's close frame is still not taken by the server: abort its transport."""
         if not self.outbox.busy or self.client_state is WebSocketState.DISCONNECTED:
@@ -466,7 +485,8 @@ class WebSocket:
 
         Raises:
             WebSocketDisconnect: The peer closed the connection.
-            ValueError: The message is not valid JSON.
+            ValueError: The message is not valid JSON, or is JSON that could not be encoded
+                back and sent (see :func:`~qakeapi.core.codec.decode_json`).
         """
         return decode_json(await self.receive_message())
 
@@ -529,8 +549,10 @@ class WebSocket:
 
         Raises:
             WebSocketClosedError: The connection is closed.
+            ValueError: ``data`` holds a lone surrogate, which cannot be sent as UTF-8
+                (:class:`~qakeapi.core.codec.LoneSurrogateError`); nothing was sent.
         """
-        await self._send_data({"type": "websocket.send", "text": data})
+        await self._send_data({"type": "websocket.send", "text": check_sendable(data)})
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary message.
@@ -553,7 +575,8 @@ class WebSocket:
         Raises:
             WebSocketClosedError: The connection is closed.
             TypeError: ``data`` is not JSON-serialisable.
-            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
+            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``, or ``data`` holds what
+                :func:`~qakeapi.core.codec.encode_json` refuses (``NaN``, a lone surrogate).
         """
         if mode == "text":
             message: Message = {"type": "websocket.send", "text": encode_json(data)}

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
-from qakeapi.core.codec import NonStandardJSONError, strict_decoder
+from qakeapi.core.codec import UnencodableJSONError, strict_decoder
 from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -45,7 +45,7 @@ _M = TypeVar("_M", bound=MessageHook)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
-_decode = strict_decoder().decode  # json.loads without its per-call argument checks; no NaN
+_decode = strict_decoder().decode  # json.loads without its per-call argument checks; refuses NaN and the like
 
 
 class _SetView(AbstractSet[WebSocket]):
@@ -72,9 +72,14 @@ class WebSocketHandler:
     ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
     message, in order; ``on_disconnect`` hooks run exactly once when the connection ends, however
     it ends. A text message that is valid JSON reaches ``on_message`` decoded; other text arrives
-    as ``str`` and binary messages as ``bytes``. Valid means strict JSON (RFC 8259): text using
-    ``NaN`` or ``Infinity`` arrives as ``str`` too (so whatever is decoded can be encoded back),
-    and the first such message of a connection is logged at WARNING, in one line.
+    as ``str`` and binary messages as ``bytes``. Valid means strict JSON (RFC 8259) that can be
+    encoded back and sent as UTF-8 (:func:`~qakeapi.core.codec.decode_json`): text whose value
+    could not be (``NaN`` or ``Infinity``, a lone surrogate such as ``"\\ud800"``, a number out
+    of range such as ``1e400``, nesting deeper than :data:`~qakeapi.core.codec.MAX_DEPTH`) is
+    refused as JSON and arrives as the ``str`` itself, like any other text that is not JSON, so
+    the application answers it as it answers bad JSON and the connection keeps working. The
+    first such message of each kind on a connection is logged at WARNING, in one line, never
+    with a traceback; the rest are counted and summed up in one line when the connection ends.
 
     An exception escaping a hook is logged with the connection's context; after ``on_message``
     the connection keeps going, after ``on_connect`` it is closed with
@@ -237,7 +242,7 @@ class WebSocketHandler:
         if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
             await self._refuse_address(websocket, address)
             return
-        non_standard = 0
+        refused: dict[str, int] | None = None  # messages refused as JSON, by kind
         try:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
@@ -264,11 +269,14 @@ class WebSocketHandler:
                                 break
                             try:
                                 message = _decode(data)
-                            except NonStandardJSONError as exc:  # NaN/Infinity: not JSON, the text itself
-                                non_standard += 1
-                                if non_standard == 1:
-                                    _log_non_standard(websocket, exc)
-                            except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
+                            except UnencodableJSONError as exc:  # NaN, "\ud800", 1e400 ...: the text itself
+                                if refused is None:
+                                    refused = {}
+                                seen = refused.get(exc.kind, 0)
+                                refused[exc.kind] = seen + 1
+                                if not seen:
+                                    _log_refused(websocket, exc)
+                            except ValueError:  # not JSON: the text itself
                                 pass
                         elif limit is not None and len(data) > limit:
                             await self._too_big(websocket, len(data))
@@ -287,13 +295,8 @@ class WebSocketHandler:
                 await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
                 raise
             finally:
-                if non_standard > 1:
-                    logger.info(
-                        "WebSocket %s (path=%s): %d messages used NaN/Infinity and were delivered as text",
-                        websocket.id,
-                        websocket.path,
-                        non_standard,
-                    )
+                if refused is not None:
+                    _log_refused_counts(websocket, refused)
                 self._connections.discard(websocket)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)
@@ -420,15 +423,29 @@ class WebSocketHandler:
         )
 
 
-def _log_non_standard(websocket: WebSocket, exc: NonStandardJSONError) -> None:
+def _log_refused(websocket: WebSocket, exc: UnencodableJSONError) -> None:
     logger.warning(
-        "WebSocket %s (path=%s client=%s): a message used %s, which is not JSON; it is delivered as text "
-        "(further ones on this connection are counted, not logged)",
+        "WebSocket %s (path=%s client=%s user=%s): a message was refused as JSON (%s): %s; it is delivered "
+        "as text (further ones of this kind on this connection are counted, not logged)",
         websocket.id,
         websocket.path,
         websocket.client,
-        exc.constant,
+        websocket.user_id,
+        exc.kind,
+        exc,
     )
+
+
+def _log_refused_counts(websocket: WebSocket, refused: dict[str, int]) -> None:
+    for kind, count in sorted(refused.items()):
+        if count > 1:
+            logger.info(
+                "WebSocket %s (path=%s): %d messages were refused as JSON (%s) and delivered as text",
+                websocket.id,
+                websocket.path,
+                count,
+                kind,
+            )
 
 
 def _is_async(hook: Callable[..., Any]) -> bool:

@@ -19,8 +19,13 @@ a connection whose outbox is owned wait in its queue, bounded by :class:`SendPol
 ``"drop_oldest"``
     the oldest queued frame is dropped (and counted) to make room; the connection stays open.
 
+A write that raises :class:`UnicodeEncodeError` (the server could not encode a text frame: it
+holds a lone surrogate) wrote nothing: that item is dropped (counted in
+:attr:`SendStats.unsendable`) and the outbox goes on with the next one, so a frame that cannot
+be sent costs its recipients that frame, never their connection.
+
 The outbox knows nothing of WebSockets: it writes opaque items with the ``send`` it was given
-and reports giving up through a callback.
+and reports giving up (and unsendable items) through callbacks.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ __all__ = [
     "Overflow",
     "SendPolicy",
     "SendStats",
+    "UnsendableCallback",
     "fan_out",
     "stats",
 ]
@@ -106,6 +112,8 @@ class SendStats:
         aborted: Slow consumers whose transport was aborted (their close frame still not
             taken after ``close_timeout``, on a server with the
             :data:`~qakeapi.core.websockets.connection.TRANSPORT_ABORT` extension).
+        unsendable: Frames the server could not encode (a lone surrogate in a text frame),
+            dropped for their connection, which was kept (also counted in ``dropped``).
     """
 
     queued: int = 0
@@ -114,6 +122,7 @@ class SendStats:
     failed: int = 0
     close_timeouts: int = 0
     aborted: int = 0
+    unsendable: int = 0
 
 
 stats = SendStats()
@@ -134,6 +143,10 @@ GiveUpCallback = Callable[[GiveUp, BaseException | None], Any]
 consumer). For :attr:`GiveUp.SLOW_CONSUMER` it may return a final item (a close frame), which the
 outbox writes after the write that is blocked now; ``None`` for nothing."""
 
+UnsendableCallback = Callable[[UnicodeEncodeError], Any]
+"""``callback(error)``: called when the server could not encode an item (it was dropped; the
+outbox goes on)."""
+
 
 class Outbox:
     """The ordered, bounded way out of one connection.
@@ -146,6 +159,7 @@ class Outbox:
         send: Writes one item (for a WebSocket: the ASGI ``send``); awaited by the owning task.
         on_give_up: Called once, synchronously, when the outbox gives up (see :class:`GiveUp`).
         policy: The slow-reader policy.
+        on_unsendable: Called, synchronously, for each item the server could not encode.
 
     Attributes:
         policy: The slow-reader policy.
@@ -153,16 +167,28 @@ class Outbox:
         open: Whether it still takes items.
     """
 
-    __slots__ = ("_on_give_up", "_owned", "_queue", "_send", "_waiters", "dropped", "open", "policy")
+    __slots__ = (
+        "_on_give_up",
+        "_on_unsendable",
+        "_owned",
+        "_queue",
+        "_send",
+        "_waiters",
+        "dropped",
+        "open",
+        "policy",
+    )
 
     def __init__(
         self,
         send: Callable[[Any], Awaitable[None]],
         on_give_up: GiveUpCallback,
         policy: SendPolicy = DEFAULT_SEND_POLICY,
+        on_unsendable: UnsendableCallback | None = None,
     ) -> None:
         self._send = send
         self._on_give_up = on_give_up
+        self._on_unsendable = on_unsendable
         self.policy = policy
         self.dropped = 0
         self.open = True
@@ -294,12 +320,27 @@ class Outbox:
 
     def _fail(self, exc: BaseException) -> None:
         """Owner only: a write raised. Drop what waits, give up once, let go."""
+        if isinstance(exc, UnicodeEncodeError) and self.open:
+            self._skip(exc)
+            return
         self._clear()
         if self.open:
             self.open = False
             stats.failed += 1
             self._on_give_up(GiveUp.SEND_FAILED, exc)
         self._release()
+
+    def _skip(self, exc: UnicodeEncodeError) -> None:
+        """Owner only: the server could not encode this item and wrote nothing. Drop it, go on."""
+        self._drop(1)
+        stats.unsendable += 1
+        if self._on_unsendable is not None:
+            self._on_unsendable(exc)
+        if self._queue:  # still owned: a task of its own writes what waits
+            loop = asyncio.get_running_loop()
+            _keep(_start(loop, _drain_all([self], loop)))
+        else:
+            self._release()
 
     def _clear(self) -> None:
         if self._queue:
