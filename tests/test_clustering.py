@@ -270,7 +270,7 @@ async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
 ) -> None:
     a, b = make_cluster()
     failures: list[float] = []
-    expire = a.manager._expire_peers
+    expire = a.manager._membership.expire_peers
 
     def fails_once(now: float) -> None:
         if not failures:
@@ -278,7 +278,7 @@ async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
             raise RuntimeError("a bug in the heartbeat loop")
         expire(now)
 
-    monkeypatch.setattr(a.manager, "_expire_peers", fails_once)
+    monkeypatch.setattr(a.manager._membership, "expire_peers", fails_once)
     caplog.set_level(logging.ERROR, "qakeapi")
     await a.manager.start()
     await b.manager.start()

@@ -29,7 +29,7 @@ __all__ = [
     "DEFAULT_MAX_BUFFER",
     "ClusterUnavailableError",
     "Loss",
-    "Outbox",
+    "PublishBuffer",
     "Pending",
 ]
 
@@ -125,7 +125,7 @@ class Pending:
     seq: int = -1
 
 
-class Outbox:
+class PublishBuffer:
     """An ordered, bounded buffer of envelopes to publish, with the backend's up/down state.
 
     Args:
@@ -276,3 +276,18 @@ class Outbox:
             return None
         loss, self.loss = self.loss, Loss()
         return loss
+
+
+def __getattr__(name: str) -> object:
+    """``Outbox``, this class's name before 0.2, still works for one release, with a warning."""
+    if name == "Outbox":
+        import warnings
+
+        warnings.warn(
+            "qakeapi.core.cluster.outbox.Outbox is now PublishBuffer (the name Outbox is the connection's "
+            "send queue, qakeapi.core.websockets.outbox.Outbox)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PublishBuffer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

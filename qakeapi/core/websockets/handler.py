@@ -141,6 +141,7 @@ class WebSocketHandler:
         self._disconnect_hooks: list[ConnectionHook] = []
         self._interceptors: list[MessageInterceptor] = []
         self._connections: set[WebSocket] = set()
+        self._by_id: dict[int, WebSocket] = {}
         install_log_redaction()
 
     # -- registration -------------------------------------------------------------------
@@ -207,6 +208,11 @@ class WebSocketHandler:
         """The connections this handler is running now (a live, read-only view)."""
         return _SetView(self._connections)
 
+    def connection(self, connection_id: int) -> WebSocket | None:
+        """The connection with :attr:`WebSocket.id <qakeapi.core.websockets.connection.WebSocket.id>`
+        ``connection_id`` that this handler is running, if any (a lookup, not a scan)."""
+        return self._by_id.get(connection_id)
+
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every connection of this handler on this process.
 
@@ -247,6 +253,7 @@ class WebSocketHandler:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
             self._connections.add(websocket)
+            self._by_id[websocket.id] = websocket
             try:
                 if await self._run_connect_hooks(websocket):
                     # The receive loop, inline: this frame is suspended in every receive, and each
@@ -298,6 +305,7 @@ class WebSocketHandler:
                 if refused is not None:
                     _log_refused_counts(websocket, refused)
                 self._connections.discard(websocket)
+                self._by_id.pop(websocket.id, None)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)
                 await websocket.close()
