@@ -7,7 +7,8 @@ import pytest
 from qakeapi import BroadcastError
 from qakeapi.core.cluster.envelope import Kind
 from qakeapi.core.cluster.inbox import Inbox
-from qakeapi.core.cluster.outbox import ClusterUnavailableError, PublishBuffer
+from qakeapi.core.cluster.outbox import PublishBuffer
+from qakeapi.exceptions import ClusterUnavailableError
 
 
 def outbox(**options: float) -> PublishBuffer:

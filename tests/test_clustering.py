@@ -26,11 +26,10 @@ from qakeapi.core.broadcast.base import Event
 from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_envelope
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import ClusteredManager, create_cluster_backend, create_clustered_manager, lost_event
 from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import RoomLimitError, Rooms
-from qakeapi.exceptions import UnlinkedRoomsError
+from qakeapi.core.rooms import Rooms
+from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError, UnlinkedRoomsError
 from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import wait_until
 from tests.test_rooms import make_ws

@@ -244,7 +244,7 @@ class ClusteredManager:
             How many connections of this node it was sent to.
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: The other nodes cannot be reached (the backend has been
+            qakeapi.exceptions.ClusterUnavailableError: The other nodes cannot be reached (the backend has been
                 down longer than ``buffer_seconds``, or the buffer is full). Local connections
                 got the message.
         """
@@ -263,7 +263,7 @@ class ClusteredManager:
             How many connections of this node it was sent to.
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: As for :meth:`broadcast`.
+            qakeapi.exceptions.ClusterUnavailableError: As for :meth:`broadcast`.
         """
         await self.start()
         frame = as_frame(message)
@@ -280,7 +280,7 @@ class ClusteredManager:
             if it belongs to this node and is not connected (or the id is malformed).
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: As for :meth:`broadcast`.
+            qakeapi.exceptions.ClusterUnavailableError: As for :meth:`broadcast`.
         """
         await self.start()
         owner = instance_of(connection)
@@ -304,7 +304,7 @@ class ClusteredManager:
             revoked_at: The revocation time (Unix seconds).
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: The backend has been down
+            qakeapi.exceptions.ClusterUnavailableError: The backend has been down
                 longer than ``buffer_seconds`` (or the buffer is full): the other nodes will not
                 get this revocation, and the caller has to retry it.
         """
@@ -339,7 +339,7 @@ class ClusteredManager:
             <qakeapi.core.cluster.history.Recovery.as_message>`).
 
         Raises:
-            qakeapi.core.rooms.RoomLimitError: The join was refused.
+            qakeapi.exceptions.RoomLimitError: The join was refused.
         """
         await self.start()
         self.rooms.join(room, websocket)

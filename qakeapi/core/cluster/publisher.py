@@ -60,7 +60,7 @@ class Publisher:
         """Buffer a client message for the other nodes.
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: It cannot be buffered (see
+            qakeapi.exceptions.ClusterUnavailableError: It cannot be buffered (see
                 :meth:`PublishBuffer.put <qakeapi.core.cluster.outbox.PublishBuffer.put>`).
         """
         try:

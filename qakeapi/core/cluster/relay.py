@@ -72,7 +72,7 @@ class ClusterRooms:
         """Publish ``frame`` for the members of ``room`` on the other nodes.
 
         Raises:
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: The other nodes cannot be reached.
+            qakeapi.exceptions.ClusterUnavailableError: The other nodes cannot be reached.
         """
         data: dict[str, Any] = {"room": room}
         if exclude is not None:
@@ -92,7 +92,7 @@ class ClusterRooms:
 
         Raises:
             TypeError: ``message`` is bytes (a history keeps JSON).
-            qakeapi.core.cluster.outbox.ClusterUnavailableError: It had to go unnumbered, and the
+            qakeapi.exceptions.ClusterUnavailableError: It had to go unnumbered, and the
                 other nodes cannot be reached.
         """
         assert self.history is not None, "room_publish is for rooms with history (see sequenced())"

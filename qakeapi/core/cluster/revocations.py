@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 
 from qakeapi.core.cluster.envelope import Envelope, Kind
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.cluster.publisher import Publisher
+from qakeapi.exceptions import ClusterUnavailableError
 
 __all__ = ["RevocationHook", "Revocations"]
 

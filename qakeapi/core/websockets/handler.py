@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
-from qakeapi.core.codec import UnencodableJSONError, strict_decoder
+from qakeapi.core.codec import strict_decoder
 from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -24,7 +24,7 @@ from qakeapi.core.limits import (
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
 __all__ = ["ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
