@@ -21,9 +21,17 @@ def test_round_trip(frame: str | bytes | None) -> None:
 
 
 def test_the_wire_format_is_a_json_header_line_then_the_frame() -> None:
-    payload = encode_envelope(Envelope(Kind.ALL, "123456789012", "node-1", 3, {}, "hi ✓"))
+    payload = encode_envelope(Envelope(Kind.ALL, "123456789012", "node-1", 3, {}, "hi ✓"), now=1_700_000_000.25)
     head, _, body = payload.partition(b"\n")
-    assert json.loads(head) == {"q": 1, "k": "all", "i": "123456789012", "n": "node-1", "s": 3, "f": "t"}
+    assert json.loads(head) == {
+        "q": 1,
+        "k": "all",
+        "i": "123456789012",
+        "n": "node-1",
+        "s": 3,
+        "t": 1_700_000_000_250,
+        "f": "t",
+    }
     assert body == "hi ✓".encode()
     binary = encode_envelope(Envelope(Kind.USER, "123456789012", "n", 4, {"user": "alice"}, b"\x00"))
     assert json.loads(binary.partition(b"\n")[0])["f"] == "b"

@@ -173,7 +173,16 @@ async def exercise(url: str, restart: Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_two_nodes_recover_a_client_and_a_redis_restart_ends_the_epoch(server: RedisServer) -> None:
+@pytest.mark.parametrize("secret", [None, "history-cluster-secret-0123456789"])
+async def test_two_nodes_recover_a_client_and_a_redis_restart_ends_the_epoch(
+    server: RedisServer, secret: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a cluster secret (from QAKEAPI_CLUSTER_SECRET) the script closes a signed header: it still verifies."""
+    if secret is None:
+        monkeypatch.delenv("QAKEAPI_CLUSTER_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("QAKEAPI_CLUSTER_SECRET", secret)
+
     async def restart() -> None:
         server.stop()
         server.start()

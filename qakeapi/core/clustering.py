@@ -29,6 +29,7 @@ with history, :class:`~qakeapi.core.cluster.recovery.HistoryRooms`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ from qakeapi.core.cluster.lifecycle import Lifecycle
 from qakeapi.core.cluster.membership import PresenceHook
 from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER
 from qakeapi.core.cluster.revocations import RevocationHook
+from qakeapi.core.cluster.signing import SECRET_VARIABLE
 from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION
 from qakeapi.core.websockets.connection import WebSocket
@@ -105,6 +107,10 @@ class ClusteredManager:
             (:func:`lost_event` by default; ``None`` sends nothing).
         history: Which rooms keep a history their members can recover from, and how much
             (see :mod:`qakeapi.core.cluster.history`); ``None``: no room does.
+        secret: The secret the nodes share to authenticate their envelopes (at least 16
+            bytes; see :mod:`qakeapi.core.cluster.signing`). ``None``: the environment variable
+            ``QAKEAPI_CLUSTER_SECRET``, if set; without either, anyone who can write to the
+            backend can speak for any node (one warning at start-up says so).
 
     Raises:
         ValueError: A bad setting, or ``history`` with a backend that keeps none.
@@ -134,6 +140,7 @@ class ClusteredManager:
         max_room_name_length: int = DEFAULT_MAX_ROOM_NAME_LENGTH,
         on_lost: Callable[[int, str], Any] | None = lost_event,
         history: HistoryPolicy | None = None,
+        secret: str | bytes | None = None,
     ) -> None:
         if history is not None and not backend.supports_history:
             raise ValueError(f"{type(backend).__name__} keeps no room history; use redis:// (streams) or memory://")
@@ -152,6 +159,7 @@ class ClusteredManager:
             max_room_name_length,
             on_lost,
             history,
+            secret if secret is not None else os.environ.get(SECRET_VARIABLE) or None,
         )
         parts = assemble(handler, backend, settings, self.start)
         self.presence, self.inbox, self.outbox, self.peers = parts.presence, parts.inbox, parts.outbox, parts.peers

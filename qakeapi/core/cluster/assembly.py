@@ -23,6 +23,7 @@ from qakeapi.core.cluster.publisher import Publisher
 from qakeapi.core.cluster.recovery import HistoryRooms
 from qakeapi.core.cluster.relay import ClusterRooms
 from qakeapi.core.cluster.revocations import Revocations
+from qakeapi.core.cluster.signing import Signer
 from qakeapi.core.presence import Presence
 from qakeapi.core.rooms import Rooms
 from qakeapi.core.websockets.handler import WebSocketHandler
@@ -45,6 +46,7 @@ class Settings:
     max_room_name_length: int
     on_lost: Callable[[int, str], Any] | None
     history: HistoryPolicy | None
+    secret: str | bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.node_id or "\n" in self.node_id:
@@ -78,7 +80,8 @@ def assemble(
     presence, inbox = Presence(), Inbox()
     outbox = PublishBuffer(s.instance_id, s.node_id, max_age=s.buffer_seconds, max_size=s.max_buffer)
     peers = Peers(presence, s.node_timeout)
-    publisher = Publisher(backend, s.channel, outbox, s.node_id)
+    signer = Signer(s.secret) if s.secret else None
+    publisher = Publisher(backend, s.channel, outbox, s.node_id, signer)
     rooms = Rooms(max_rooms_per_connection=s.max_rooms_per_connection, max_room_name_length=s.max_room_name_length)
     directory = Directory(handler, rooms, s.instance_id, s.node_id, s.on_lost)
     membership = Membership(
@@ -105,6 +108,7 @@ def assemble(
         peers,
         dispatch_table(directory, membership, revocations, history),
         on_missing=(directory.on_missing, membership.on_missing),
+        signer=signer,
     )
     return Parts(
         presence, inbox, outbox, peers, rooms, publisher, directory, membership, history, revocations, dispatcher

@@ -17,10 +17,14 @@ from qakeapi.core.broadcast.base import Event
 from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode_envelope
 from qakeapi.core.cluster.inbox import Inbox
 from qakeapi.core.cluster.peers import Peers
+from qakeapi.core.cluster.signing import Signer
 
-__all__ = ["Dispatcher", "EnvelopeHandler"]
+__all__ = ["REJECTION_REPORT_INTERVAL", "Dispatcher", "EnvelopeHandler"]
 
 logger = logging.getLogger("qakeapi.clustering")
+
+REJECTION_REPORT_INTERVAL = 60.0
+"""Seconds between two log lines about dropped unauthenticated messages (the first is at once)."""
 
 EnvelopeHandler = Callable[[Envelope, int], None]
 """``handler(envelope, missing)``: ``missing`` is how many numbered envelopes of its sender never arrived."""
@@ -38,6 +42,7 @@ class Dispatcher:
         peers: Told of every instance heard from.
         handlers: What handles each kind.
         on_missing: Called with ``(envelope, missing)`` when envelopes of its sender were lost.
+        signer: Checks every envelope's MAC and age (``None``: the cluster has no secret).
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class Dispatcher:
         handlers: Mapping[Kind, EnvelopeHandler],
         *,
         on_missing: Sequence[EnvelopeHandler] = (),
+        signer: Signer | None = None,
     ) -> None:
         self.channel = channel
         self.instance_id = instance_id
@@ -58,6 +64,10 @@ class Dispatcher:
         self.peers = peers
         self.handlers = dict(handlers)
         self.on_missing = tuple(on_missing)
+        self.signer = signer
+        self.rejected: dict[str, int] = {}  # "forged" / "replayed" -> how many were dropped
+        self._reported_at: float | None = None  # when a rejection was last logged
+        self._unreported = 0
 
     async def run(self, events: AsyncIterator[Event]) -> None:
         """Dispatch every event of ``events`` (until the stream ends)."""
@@ -67,6 +77,12 @@ class Dispatcher:
 
     def receive(self, payload: bytes) -> None:
         """Decode one message of the channel and dispatch it; junk and failures are logged, never raised."""
+        if self.signer is not None:
+            try:
+                payload = self.signer.verify(payload, time.time())
+            except ValueError as exc:
+                self._reject(str(exc))
+                return
         try:
             envelope = decode_envelope(payload)
         except ValueError as exc:
@@ -88,6 +104,23 @@ class Dispatcher:
             logger.exception(
                 "node %s: handling a %s message from node %s failed", self.node_id, envelope.kind.value, envelope.node
             )
+
+    def _reject(self, why: str) -> None:
+        cause = why.partition(":")[0]
+        self.rejected[cause] = self.rejected.get(cause, 0) + 1
+        now = time.monotonic()
+        if self._reported_at is not None and now - self._reported_at < REJECTION_REPORT_INTERVAL:
+            self._unreported += 1  # junk written to Redis must not flood the log: one line a minute
+            return
+        logger.warning(
+            "node %s: dropped %d unauthenticated message(s) on %r (latest: %s); is something other than the "
+            "nodes writing to the backend, or a node without the cluster secret?",
+            self.node_id,
+            self._unreported + 1,
+            self.channel,
+            why,
+        )
+        self._reported_at, self._unreported = now, 0
 
     def dispatch(self, envelope: Envelope) -> None:
         """Hand ``envelope`` to the handler of its kind (after the skip, duplicate and gap checks)."""

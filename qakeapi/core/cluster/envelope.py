@@ -4,7 +4,8 @@ The wire format is a line of JSON (the header, ASCII, never a newline inside), `
 frame's bytes: UTF-8 text when the header's ``"f"`` is ``"t"``, raw bytes when it is ``"b"``,
 nothing when there is no frame. Nothing is pickled. The header always holds::
 
-    {"q": 1, "k": <kind>, "i": <instance id>, "n": <node id>, "s": <sequence number>, ...}
+    {"q": 1, "k": <kind>, "i": <instance id>, "n": <node id>, "s": <sequence number>,
+     "t": <when it was made, Unix ms>, ...}
 
 and per kind the fields listed in :class:`Kind`.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,11 +97,13 @@ class Envelope:
     frame: str | bytes | None = None
 
 
-def encode_header(envelope: Envelope) -> str:
+def encode_header(envelope: Envelope, now: float | None = None) -> str:
     """The header line of ``envelope`` (ASCII JSON, no newline), as :func:`encode_envelope` writes it.
 
     Args:
         envelope: The envelope.
+        now: When it is made, in Unix seconds (default: now); a receiver with a cluster secret
+            drops it once it is older than the replay window (:mod:`qakeapi.core.cluster.signing`).
 
     Returns:
         The header.
@@ -110,6 +114,7 @@ def encode_header(envelope: Envelope) -> str:
         "i": envelope.instance,
         "n": envelope.node,
         "s": envelope.seq,
+        "t": int((time.time() if now is None else now) * 1000),
     }
     header.update(envelope.data)
     frame = envelope.frame
@@ -118,18 +123,19 @@ def encode_header(envelope: Envelope) -> str:
     return json.dumps(header, separators=(",", ":"))
 
 
-def encode_envelope(envelope: Envelope) -> bytes:
+def encode_envelope(envelope: Envelope, now: float | None = None) -> bytes:
     """Encode ``envelope`` for the wire.
 
     Args:
         envelope: The envelope.
+        now: When it is made, in Unix seconds (default: now).
 
     Returns:
         The header line, ``\\n`` and the frame's bytes.
     """
     frame = envelope.frame
     body = b"" if frame is None else frame.encode() if isinstance(frame, str) else frame
-    return encode_header(envelope).encode() + b"\n" + body
+    return encode_header(envelope, now).encode() + b"\n" + body
 
 
 def decode_envelope(payload: bytes) -> Envelope:
@@ -163,6 +169,7 @@ def decode_envelope(payload: bytes) -> Envelope:
     if not isinstance(instance, str) or not isinstance(node, str) or not isinstance(seq, int) or seq < 0:
         raise ValueError("malformed cluster envelope header: bad instance, node or sequence number")
     header.pop("q")
+    header.pop("t", None)
     form = header.pop("f", None)
     frame: str | bytes | None
     if form == "t":

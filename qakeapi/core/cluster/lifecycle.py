@@ -61,6 +61,7 @@ class Lifecycle:
     async def _start(self) -> None:
         parts = self.parts
         _warn_if_memory_in_workers(self.backend, self.node_id)
+        _warn_if_unauthenticated(self.backend, self.node_id, parts.publisher.signer is not None)
         await self.backend.connect()
         await self.backend.subscribe(parts.dispatcher.channel)
         parts.publisher.open()
@@ -123,6 +124,20 @@ class Lifecycle:
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 logger.error("node %s: task %r had failed", self.node_id, task.get_name(), exc_info=task.exception())
+
+
+def _warn_if_unauthenticated(backend: BroadcastBackend, node_id: str, signed: bool) -> None:
+    from qakeapi.core.broadcast.memory import MemoryBackend
+
+    if not signed and not isinstance(backend, MemoryBackend):
+        logger.warning(
+            "node %s: cluster envelopes are not authenticated: anyone who can write to %s can send any client "
+            "a message or revoke any user on every node. Give every node the same secret: the environment "
+            "variable QAKEAPI_CLUSTER_SECRET (or ClusteredManager(secret=...)), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            node_id,
+            getattr(backend, "safe_url", type(backend).__name__),
+        )
 
 
 def _warn_if_memory_in_workers(backend: BroadcastBackend, node_id: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from qakeapi.core.broadcast.base import BroadcastBackend
 from qakeapi.core.cluster.envelope import Kind, encode_envelope
 from qakeapi.core.cluster.outbox import PublishBuffer
+from qakeapi.core.cluster.signing import Signer
 from qakeapi.exceptions import BroadcastError
 
 __all__ = ["BATCH", "Publisher"]
@@ -39,10 +40,14 @@ class Publisher:
         channel: The cluster channel.
         outbox: The instance's publish buffer.
         node_id: The node's label, for the log.
+        signer: Signs every envelope (``None``: no cluster secret).
     """
 
-    def __init__(self, backend: BroadcastBackend, channel: str, outbox: PublishBuffer, node_id: str) -> None:
+    def __init__(
+        self, backend: BroadcastBackend, channel: str, outbox: PublishBuffer, node_id: str, signer: Signer | None = None
+    ) -> None:
         self.backend = backend
+        self.signer = signer
         self.channel = channel
         self.outbox = outbox
         self.node_id = node_id
@@ -103,7 +108,10 @@ class Publisher:
             if not batch:
                 continue
             try:
-                await self.backend.publish_many(self.channel, [encode_envelope(envelope) for envelope in batch])
+                payloads = [encode_envelope(envelope) for envelope in batch]
+                if self.signer is not None:
+                    payloads = [self.signer.sign(payload) for payload in payloads]
+                await self.backend.publish_many(self.channel, payloads)
             except Exception as exc:
                 self._failed(exc, now)
                 await asyncio.sleep(delay)

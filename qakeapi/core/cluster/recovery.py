@@ -110,7 +110,7 @@ class HistoryRooms:
             await self.backend.append_history(
                 self.channel,
                 history_keys(self.channel, room),
-                header[:-1],  # the backend closes it with the offset and the epoch
+                self._open(header, data),  # the backend closes it with the offset and the epoch
                 data,
                 epoch=new_epoch(),
                 size=self.policy.size,
@@ -120,6 +120,12 @@ class HistoryRooms:
         except BroadcastError as exc:
             return self._publish_unnumbered(room, data, exclude, exc)
         return members
+
+    def _open(self, header: str, data: str) -> str:
+        """The header without its closing brace (the backend's script closes it), signed if the cluster has a secret."""
+        open_header = header[:-1]
+        signer = self.publisher.signer
+        return open_header if signer is None else signer.sign_open(open_header, data)
 
     def _publish_unnumbered(self, room: str, data: str, exclude: WebSocket | None, error: BroadcastError | None) -> int:
         """Deliver here at once and through the publish buffer, unnumbered; the room stays so until

@@ -15,9 +15,13 @@ from qakeapi.core.cluster.envelope import Envelope, Kind
 from qakeapi.core.cluster.publisher import Publisher
 from qakeapi.exceptions import ClusterUnavailableError
 
-__all__ = ["RevocationHook", "Revocations"]
+__all__ = ["CLOCK_SKEW", "RevocationHook", "Revocations"]
 
 logger = logging.getLogger("qakeapi.clustering")
+
+CLOCK_SKEW = 30.0
+"""Seconds a revocation may be dated ahead of this node's clock; later ones count as of now, so a
+revocation never refuses tokens issued after it reached this node."""
 
 RevocationHook = Callable[[str, str, float], object]
 """``hook(user_id, reason, revoked_at)`` — applies a revocation from another node."""
@@ -53,6 +57,16 @@ class Revocations:
         user, reason, revoked_at = data.get("user"), data.get("reason"), data.get("at")
         if not isinstance(user, str) or not isinstance(reason, str) or not isinstance(revoked_at, (int, float)):
             raise ValueError("malformed revocation: expected a string user and reason and a numeric time")
+        at, now = float(revoked_at), time.time()
+        if at > now + CLOCK_SKEW:  # a revocation refuses tokens issued up to its time: never the future's
+            logger.warning(
+                "node %s: a revocation of user %s from node %s is dated %.0fs ahead; applying it as of now",
+                self.node_id,
+                user,
+                envelope.node,
+                at - now,
+            )
+            at = now
         logger.info("node %s: node %s revoked user %s", self.node_id, envelope.node, user)
         for apply in self.hooks:
-            apply(user, reason, float(revoked_at))
+            apply(user, reason, at)
