@@ -24,7 +24,7 @@ import re
 __all__ = ["MIN_SECRET_BYTES", "REPLAY_WINDOW", "SECRET_VARIABLE", "Signer"]
 
 MIN_SECRET_BYTES = 16
-"""The shortest secret accepted: 128 bits (use ``secrets.token_urlsafe(32)``)."""
+"""The shortest secret accepted, in bytes (128 bits; ``secrets.token_urlsafe(32)`` makes a good one)."""
 
 SECRET_VARIABLE = "QAKEAPI_CLUSTER_SECRET"
 """The environment variable a manager takes its secret from when it is given none."""
