@@ -39,7 +39,9 @@ cluster = create_clustered_manager(ws_handler, redis_url=redis_url("memory://aut
 app.on_startup(cluster.start)
 app.on_shutdown(cluster.close)
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), transport=cluster, **auth_options())
+auth_middleware = WebSocketAuthMiddleware(
+    authenticator, subprotocols=("chat",), transport=cluster, handler=cluster, **auth_options()
+)
 
 
 @ws_handler.on_connect

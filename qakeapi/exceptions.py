@@ -9,6 +9,7 @@ The tree::
     │   ├── WebSocketDisconnect        the peer went away (close code + reason)
     │   └── WebSocketClosedError       sending on a closed connection; also a ConnectionError
     ├── AuthenticationError            a token was missing, malformed, expired or forged
+    ├── AuthLinkError                  an auth middleware not linked to its handler; also a TypeError
     ├── BroadcastError                 a broadcast backend could not publish; also a ConnectionError
     └── MissingDependencyError         an optional extra is not installed; also an ImportError
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "AuthLinkError",
     "AuthenticationError",
     "BroadcastError",
     "HTTPException",
@@ -125,3 +127,11 @@ class MissingDependencyError(QakeAPIError, ImportError):
         self.package = package
         self.extra = extra
         super().__init__(f"{package} is not installed; install it with: pip install 'qakeapi-realtime[{extra}]'")
+
+
+class AuthLinkError(QakeAPIError, TypeError):
+    """An authentication middleware cannot link itself to the handler that runs its connections.
+
+    Unlinked, in-band ``{"type": "auth"}`` messages (token refresh, late authentication) would
+    reach application code instead of the middleware; the message says what to write.
+    """

@@ -27,7 +27,7 @@ from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
-__all__ = ["ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
+__all__ = ["AUTH_LINK_SCOPE_KEY", "ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -39,6 +39,12 @@ MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
 MessageInterceptor = Callable[[WebSocket, Any], Awaitable[bool]]
 """``async def interceptor(websocket, message) -> bool`` — sees a message before the
 ``on_message`` hooks; returning ``True`` consumes it."""
+
+AUTH_LINK_SCOPE_KEY = "qakeapi.auth_link"
+"""The scope key under which an authentication middleware leaves, for the connection it
+authenticated, the :data:`MessageInterceptor` of its in-band ``{"type": "auth"}`` messages. A
+handler hands such a message that none of its own interceptors consumed to it: whatever wraps
+the handler, an in-band token never reaches ``on_message``."""
 
 _C = TypeVar("_C", bound=ConnectionHook)
 _M = TypeVar("_M", bound=MessageHook)
@@ -135,7 +141,8 @@ class WebSocketHandler:
         self.penalties = penalties if penalties is not None else PenaltyBox()
         self.rejections = RejectionLog(logger)
         """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"rate_penalty"``
-        (handshakes refused during a penalty), ``"connections_per_ip"``."""
+        (handshakes refused during a penalty), ``"connections_per_ip"``, ``"auth_unbound"`` (in-band
+        auth messages that only the connection's middleware, not a bound one, took)."""
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
@@ -256,6 +263,7 @@ class WebSocketHandler:
                     receive = websocket.receive_message
                     clock = time.monotonic
                     bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
+                    auth_link = websocket.scope.get(AUTH_LINK_SCOPE_KEY)
                     while websocket.application_state is WebSocketState.CONNECTED:
                         data = await receive()
                         if bucket is not None and not bucket.take(clock()):
@@ -282,6 +290,9 @@ class WebSocketHandler:
                             await self._too_big(websocket, len(data))
                             break
                         if self._interceptors and await self._intercepted(websocket, message):
+                            continue
+                        if auth_link is not None and type(message) is dict and message.get("type") == "auth":
+                            await self._stray_auth(auth_link, websocket, message)
                             continue
                         for hook in hooks:
                             try:
@@ -347,6 +358,23 @@ class WebSocketHandler:
                 self._hook_failed(interceptor, websocket, exc)
                 return True
         return False
+
+    async def _stray_auth(self, auth_link: MessageInterceptor, websocket: WebSocket, message: Any) -> None:
+        """An in-band auth message that no interceptor of this handler took: the middleware of the
+        connection handles it (never ``on_message``), and the missing link is logged once."""
+        self.rejections.reject(
+            "auth_unbound",
+            "",
+            "WebSocket %s (path=%s): an in-band auth message reached a handler that is not bound to the "
+            "authentication middleware that ran the connection; it went to the middleware, not on_message. "
+            "Bind them where both are created: auth_middleware.bind(ws_handler)",
+            websocket.id,
+            websocket.path,
+        )
+        try:
+            await auth_link(websocket, message)
+        except Exception as exc:
+            self._hook_failed(auth_link, websocket, exc)
 
     async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
         for hook in self._connect_hooks:
