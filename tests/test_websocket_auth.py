@@ -492,3 +492,13 @@ async def test_without_a_middleware_auth_messages_are_the_apps() -> None:
         await session.send_json({"type": "auth", "password": "app-defined"})
         assert await session.receive_json() == "ok"
     assert seen == [{"type": "auth", "password": "app-defined"}]
+
+
+@pytest.mark.asyncio
+async def test_a_numeric_string_exp_is_refused_at_the_handshake() -> None:
+    # Accepted, such a token would make a connection that never expires (its exp is not a number).
+    server = make_app()
+    token = jwt.encode({"sub": "alice", "exp": str(int(time.time()) + 10**6)}, KEY, algorithm="HS256")
+    async with connect(TestClient(server.app), "header", token) as session:
+        report = await session.receive_json()
+    assert (report["user_id"], report["auth_error"]) == (None, "invalid_claim")
