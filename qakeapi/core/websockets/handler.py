@@ -93,10 +93,12 @@ class WebSocketHandler:
 
     Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
     logged once per kind and client, not per message: a message over ``max_message_size``
-    closes with 1009; messages faster than ``rate_limit`` close with 1008, and the client's
-    address is then refused new handshakes for the limit's ``penalty``
-    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``), so a
-    flooding client cannot reconnect for a fresh burst; a handshake from an address that has
+    closes with 1009; messages faster than ``rate_limit`` close with 1008, and the flooder is
+    then refused new handshakes for the limit's ``penalty``
+    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``): its user at
+    once, its address at the second such close within a minute
+    (:class:`~qakeapi.core.limits.PenaltyBox`), so that other clients behind the same NAT keep
+    connecting after one flood; a handshake from an address that has
     ``max_connections_per_ip`` connections open is refused. Refusals are HTTP 429 before the
     upgrade where the server supports it, else 403; 1013 when already accepted (by a
     middleware that chose a subprotocol).
@@ -116,8 +118,8 @@ class WebSocketHandler:
         max_connections_per_ip: Connections one client address may have open at once (counted
             in ``connections``); ``None`` disables the cap.
         connections: The per-address counter; by default one shared by the whole process.
-        penalties: The addresses refused after a rate-limit close; by default one for this
-            handler. Give several handlers the same :class:`~qakeapi.core.limits.PenaltyBox`
+        penalties: The users and addresses refused after rate-limit closes; by default one
+            for this handler. Give several handlers the same :class:`~qakeapi.core.limits.PenaltyBox`
             to refuse a flooder on all of their paths.
     """
 
@@ -241,11 +243,13 @@ class WebSocketHandler:
         websocket.send_policy = self.send_policy
         client = websocket.client
         address = client[0] if client is not None else None
-        if address is not None and self.penalties:  # an empty box is false: no lookup then
-            wait = self.penalties.retry_after(address, time.monotonic())
-            if wait > 0.0:
-                await self._refuse_penalized(websocket, address, wait)
-                return
+        if self.penalties:  # an empty box is false: no lookup then
+            now = time.monotonic()
+            for key in (address, None if websocket.user_id is None else "user:" + websocket.user_id):
+                wait = 0.0 if key is None else self.penalties.retry_after(key, now)
+                if wait > 0.0:
+                    await self._refuse_penalized(websocket, str(key), wait)
+                    return
         if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
             await self._refuse_address(websocket, address)
             return
@@ -387,13 +391,19 @@ class WebSocketHandler:
         rate = self.rate_limit
         assert rate is not None
         client = websocket.client
-        if client is not None and rate.penalty > 0:
-            self.penalties.penalize(client[0], time.monotonic(), rate.penalty)
+        refused = []  # the flooder's user at once; its address on a repeat (a NAT's other users stay)
+        if rate.penalty > 0:
+            now = time.monotonic()
+            if websocket.user_id is not None:
+                self.penalties.penalize("user:" + websocket.user_id, now, rate.penalty)
+                refused.append("user")
+            if client is not None and self.penalties.strike(client[0], now, rate.penalty):
+                refused.append("address")
         self.rejections.reject(
             "rate",
             client[0] if client is not None else str(websocket.id),
             "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d); "
-            "its address is refused for %ss",
+            "refused for %ss: %s",
             websocket.id,
             websocket.path,
             client,
@@ -401,6 +411,7 @@ class WebSocketHandler:
             rate.rate,
             rate.burst,
             rate.penalty,
+            " and ".join(f"its {what}" for what in refused) or "nobody yet (its address on a repeat)",
         )
         await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
