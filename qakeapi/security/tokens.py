@@ -67,7 +67,7 @@ class AuthConfig:
 
     Raises:
         ValueError: The algorithm is not allowed, the secret is empty, or an HMAC secret is
-            shorter than :data:`MIN_HMAC_KEY_BYTES`.
+            shorter than :data:`~qakeapi.security.tokens.MIN_HMAC_KEY_BYTES`.
 
     Warns:
         InsecureKeyWarning: An HMAC secret shorter than the algorithm needs.
