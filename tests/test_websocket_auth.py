@@ -7,13 +7,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import jwt
 import pytest
 
 from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
+from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.datastructures import Headers, QueryParams
 from qakeapi.exceptions import AuthLinkError
 from qakeapi.security.websocket_auth import (
@@ -434,10 +434,30 @@ def test_bind_refuses_what_is_not_a_handler(target: object) -> None:
 @pytest.mark.asyncio
 async def test_a_clustered_manager_binds_through_its_handler() -> None:
     handler = WebSocketHandler()
-    manager = SimpleNamespace(handler=handler)
-    middleware = WebSocketAuthMiddleware(AUTH)
-    middleware.bind(manager)
-    assert handler in middleware._bound
+    cluster = create_clustered_manager(handler, redis_url="memory://auth-link", node_id="n1")
+    middleware = WebSocketAuthMiddleware(AUTH, handler=cluster)
+    seen: list[Any] = []
+
+    @handler.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        seen.append(message)
+        await websocket.send_json({"echo": message, "user": websocket.user_id})
+
+    app = Application()
+    app.on_startup(cluster.start)
+    app.on_shutdown(cluster.close)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await middleware(websocket, lambda ws: cluster.handle_connection(ws))
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        await session.send_json({"type": "auth", "token": AUTH.create_token("alice")})
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json("hi")
+        assert await session.receive_json() == {"echo": "hi", "user": "alice"}
+    assert seen == ["hi"]
+    assert handler.rejections.counts["auth_unbound"] == 0  # its own interceptor took it
 
 
 @pytest.mark.asyncio

@@ -268,6 +268,8 @@ class WebSocketHandler:
                     clock = time.monotonic
                     bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
                     auth_link = websocket.scope.get(AUTH_LINK_SCOPE_KEY)
+                    if auth_link in self._interceptors:  # bound to this handler: its interceptor takes them
+                        auth_link = None
                     while websocket.application_state is WebSocketState.CONNECTED:
                         data = await receive()
                         if bucket is not None and not bucket.take(clock()):
