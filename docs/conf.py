@@ -35,6 +35,8 @@ intersphinx_mapping = {
 }
 intersphinx_timeout = 10
 nitpick_ignore = [
+    # asyncio.Task as annotations render it (the C implementation's module name).
+    ("py:class", "_asyncio.Task"),
     # Type variables of decorator signatures (they stand for "the decorated function").
     ("py:class", "qakeapi.core.application._E"),
     ("py:class", "qakeapi.core.application._H"),

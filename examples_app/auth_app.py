@@ -31,10 +31,10 @@ from examples_app.settings import (
     redis_url,
 )
 from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.origins import OriginPolicy
 from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.exceptions import ClusterUnavailableError
 from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
 
 __all__ = ["app", "auth_middleware", "authenticator", "cluster", "issue_token", "origin_policy", "ws_handler"]

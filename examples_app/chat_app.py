@@ -21,11 +21,11 @@ from typing import Any
 
 from examples_app.settings import node_id, redis_url
 from qakeapi import Application, HTMLResponse, Request, WebSocket
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import Room, RoomLimitError, Rooms
+from qakeapi.core.rooms import Room, Rooms
 from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError
 
 __all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "manager", "ws_handler"]
 

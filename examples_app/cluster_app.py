@@ -19,9 +19,9 @@ from typing import Any
 
 from examples_app.settings import node_id, redis_url
 from qakeapi import Application, WebSocket
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.exceptions import ClusterUnavailableError
 
 __all__ = ["NODE_ID", "app", "clustered_manager", "ws_handler"]
 

@@ -27,10 +27,9 @@ from typing import Any
 from examples_app.settings import node_id, redis_url
 from qakeapi import Application, WebSocket
 from qakeapi.core.cluster.history import HistoryPolicy, Position
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.rooms import RoomLimitError
 from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError
 
 __all__ = ["app", "manager", "ws_handler"]
 

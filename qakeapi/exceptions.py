@@ -11,6 +11,14 @@ The tree::
     ├── AuthenticationError            a token was missing, malformed, expired or forged
     ├── AuthLinkError                  an auth middleware not linked to its handler; also a TypeError
     ├── BroadcastError                 a broadcast backend could not publish; also a ConnectionError
+    │   └── ClusterUnavailableError    a message could not be buffered for the other nodes
+    ├── UnencodableJSONError           JSON refused when decoding: it could not be sent back; a ValueError
+    │   ├── NonStandardJSONError       NaN, Infinity
+    │   ├── LoneSurrogateError         "\ud800": not text
+    │   ├── NumberOutOfRangeError      1e400, or an integer past Python's digit limit
+    │   └── NestingTooDeepError        deeper than the codec's MAX_DEPTH
+    ├── RoomLimitError                 a join was refused (name, or too many rooms); also a ValueError
+    ├── UnlinkedRoomsError             a cluster's connection joined a Rooms() of its own; a RuntimeError
     └── MissingDependencyError         an optional extra is not installed; also an ImportError
 """
 
@@ -22,9 +30,16 @@ __all__ = [
     "AuthLinkError",
     "AuthenticationError",
     "BroadcastError",
+    "ClusterUnavailableError",
     "HTTPException",
+    "LoneSurrogateError",
     "MissingDependencyError",
+    "NestingTooDeepError",
+    "NonStandardJSONError",
+    "NumberOutOfRangeError",
     "QakeAPIError",
+    "RoomLimitError",
+    "UnencodableJSONError",
     "UnlinkedRoomsError",
     "ValidationError",
     "WebSocketClosedError",
@@ -127,6 +142,92 @@ class MissingDependencyError(QakeAPIError, ImportError):
         self.package = package
         self.extra = extra
         super().__init__(f"{package} is not installed; install it with: pip install 'qakeapi-realtime[{extra}]'")
+
+
+# -- what the JSON codec refuses (qakeapi.core.codec) ----------------------------------------
+
+
+class UnencodableJSONError(QakeAPIError, ValueError):
+    """Well-formed JSON text whose value could not be encoded back and sent: refused when decoding.
+
+    Attributes:
+        kind: What was refused, the same for every error of a class (a log names it).
+    """
+
+    kind = "unencodable JSON"
+
+
+class NonStandardJSONError(UnencodableJSONError):
+    """The text used ``NaN``, ``Infinity`` or ``-Infinity``, which are not JSON (RFC 8259).
+
+    Args:
+        constant: The constant found.
+    """
+
+    kind = "NaN/Infinity"
+
+    def __init__(self, constant: str) -> None:
+        self.constant = constant
+        super().__init__(f"{constant} is not valid JSON (RFC 8259 has no NaN or infinities)")
+
+
+class LoneSurrogateError(UnencodableJSONError):
+    """A string holds a lone surrogate (``"\\ud800"``), which is not text and cannot be sent as UTF-8.
+
+    Args:
+        code_point: The surrogate's code point (``0xD800`` to ``0xDFFF``).
+    """
+
+    kind = "lone surrogate"
+
+    def __init__(self, code_point: int) -> None:
+        self.code_point = code_point
+        super().__init__(f"a string holds the lone surrogate \\u{code_point:04x}, which cannot be sent as UTF-8")
+
+
+class NumberOutOfRangeError(UnencodableJSONError):
+    """A number is out of range: a float beyond the largest double (``1e400``), or an integer longer
+    than Python converts.
+
+    Args:
+        number: The number's text (or a description of it), shortened.
+        limit: The most digits an integer may have.
+    """
+
+    kind = "number out of range"
+
+    def __init__(self, number: str, limit: int) -> None:
+        self.number = number
+        super().__init__(f"a number is out of range: {number} (finite doubles and integers of at most {limit} digits)")
+
+
+class NestingTooDeepError(UnencodableJSONError):
+    """Arrays and objects are nested more than :data:`~qakeapi.core.codec.MAX_DEPTH` levels deep.
+
+    Args:
+        limit: The deepest nesting accepted.
+    """
+
+    kind = "nesting too deep"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"JSON nests too deeply (more than {limit} levels)")
+
+
+# -- rooms and clusters -----------------------------------------------------------------------
+
+
+class RoomLimitError(QakeAPIError, ValueError):
+    """A join was refused: the room name is too long (or empty), or the connection is in too many rooms."""
+
+
+class ClusterUnavailableError(BroadcastError):
+    """A message could not be buffered for the other nodes (the backend has been down too long,
+    or the buffer is full). Local connections already got it; the other nodes' did not, and they
+    will be told when the backend is back."""
+
+
+# -- authentication -------------------------------------------------------------------------
 
 
 class AuthLinkError(QakeAPIError, TypeError):

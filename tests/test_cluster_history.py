@@ -318,7 +318,10 @@ async def test_live_publications_during_a_recovery_follow_the_replay_without_dup
         for n in (3, 4):
             await sender.send_json({"say": f"m{n}", "room": "lobby"})
         await publications(sender, 2)
-        await wait_until(lambda: b.manager._room_offsets.get("lobby", ("", 0))[1] == 4, "node 2 received 3 and 4")
+        await wait_until(
+            lambda: b.manager._history is not None and b.manager._history._offsets.get("lobby", ("", 0))[1] == 4,
+            "node 2 received 3 and 4",
+        )
         b.backend.release.set()
         got = await publications(back, 3)
         assert [(p["offset"], p["data"]["text"]) for p in got] == [(2, "m2"), (3, "m3"), (4, "m4")]
@@ -348,7 +351,9 @@ async def test_publications_the_backend_cannot_number_go_out_unnumbered_and_brea
         a.backend.restore()
         [remote] = await publications(listener, 1)  # through the publish buffer once the link is back
         assert remote == local
-        await wait_until(lambda: not a.manager._unnumbered, "the gap is recorded")
+        await wait_until(
+            lambda: a.manager._history is not None and not a.manager._history.unnumbered, "the gap is recorded"
+        )
         assert sum("cannot number publications" in r.getMessage() for r in caplog.records) == 1
 
         late = await b.connect(stack)

@@ -7,11 +7,12 @@ import pytest
 from qakeapi import BroadcastError
 from qakeapi.core.cluster.envelope import Kind
 from qakeapi.core.cluster.inbox import Inbox
-from qakeapi.core.cluster.outbox import ClusterUnavailableError, Outbox
+from qakeapi.core.cluster.outbox import PublishBuffer
+from qakeapi.exceptions import ClusterUnavailableError
 
 
-def outbox(**options: float) -> Outbox:
-    return Outbox(
+def outbox(**options: float) -> PublishBuffer:
+    return PublishBuffer(
         "123456789012", "node-1", max_age=options.get("max_age", 5.0), max_size=int(options.get("max_size", 100))
     )
 
@@ -149,9 +150,9 @@ def test_too_many_named_targets_become_everyone() -> None:
 
 def test_outbox_bounds_must_be_sane() -> None:
     with pytest.raises(ValueError, match="max_age must be positive"):
-        Outbox("1", "n", max_age=0)
+        PublishBuffer("1", "n", max_age=0)
     with pytest.raises(ValueError, match="max_size at least 1"):
-        Outbox("1", "n", max_size=0)
+        PublishBuffer("1", "n", max_size=0)
 
 
 def test_inbox_drops_duplicates_and_counts_gaps() -> None:
@@ -180,7 +181,7 @@ def test_inbox_check_notices_missing_messages_before_a_control_envelope() -> Non
 
 
 def test_revocations_never_expire_while_messages_around_them_do() -> None:
-    outbox = Outbox("i", "n", max_age=1.0)
+    outbox = PublishBuffer("i", "n", max_age=1.0)
     outbox.put(Kind.ROOM, {"room": "r"}, "old", now=0.0)
     assert outbox.put_control(Kind.REVOKE, {"user": "alice", "reason": "x", "at": 1.0}, now=0.0, force=True)
     outbox.put(Kind.ALL, {}, "old too", now=0.5)
@@ -203,3 +204,10 @@ def test_drained_tells_when_everything_buffered_up_to_a_mark_went_out_or_was_dro
     box.expire(6.0)  # "b" (never handed to the backend) is dropped for its age
     assert box.drained(mark)
     assert not box.drained(box.enqueued)  # "c" still waits
+
+
+def test_the_old_name_still_works_with_a_deprecation_warning() -> None:
+    import qakeapi.core.cluster.outbox as module
+
+    with pytest.warns(DeprecationWarning, match="now PublishBuffer"):
+        assert module.Outbox is PublishBuffer

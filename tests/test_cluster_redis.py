@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -125,7 +127,11 @@ async def test_a_node_starts_at_once_with_redis_down_and_joins_when_it_appears(
         await second.close()
     assert "pw-not-in-logs" not in caplog.text
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) <= 8, lines  # per node: down and up, reader and sender; not one line per attempt
+    # Per node, each state change once (down and up, reader and sender), not one line per attempt.
+    # (A loaded machine may add a line that is not a repeat, e.g. "closing with 1 publishes not sent".)
+    kinds = Counter(re.sub(r"node-\d|\d+(\.\d+)?", "#", line) for line in lines)
+    assert all(count <= 2 for count in kinds.values()), kinds
+    assert sum("lost its connection" in line for line in lines) == 2, lines
 
 
 # -- Sentinel ------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest_asyncio
 
 from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_envelope
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import ClusteredManager
+from qakeapi.exceptions import ClusterUnavailableError
 from qakeapi.security.sessions import AuthCloseCode
 from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.testing import TestClient, WebSocketTestSession

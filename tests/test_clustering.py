@@ -26,11 +26,10 @@ from qakeapi.core.broadcast.base import Event
 from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_envelope
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.clustering import ClusteredManager, create_cluster_backend, create_clustered_manager, lost_event
 from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import RoomLimitError, Rooms
-from qakeapi.exceptions import UnlinkedRoomsError
+from qakeapi.core.rooms import Rooms
+from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError, UnlinkedRoomsError
 from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import wait_until
 from tests.test_rooms import make_ws
@@ -270,7 +269,7 @@ async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
 ) -> None:
     a, b = make_cluster()
     failures: list[float] = []
-    expire = a.manager._expire_peers
+    expire = a.manager._membership.expire_peers
 
     def fails_once(now: float) -> None:
         if not failures:
@@ -278,7 +277,7 @@ async def test_a_background_loop_that_fails_is_logged_at_once_and_restarted(
             raise RuntimeError("a bug in the heartbeat loop")
         expire(now)
 
-    monkeypatch.setattr(a.manager, "_expire_peers", fails_once)
+    monkeypatch.setattr(a.manager._membership, "expire_peers", fails_once)
     caplog.set_level(logging.ERROR, "qakeapi")
     await a.manager.start()
     await b.manager.start()

@@ -8,16 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qakeapi.core.codec import (
-    MAX_DEPTH,
+from qakeapi.core.codec import MAX_DEPTH, check_sendable, decode_json, encode_json
+from qakeapi.exceptions import (
     LoneSurrogateError,
     NestingTooDeepError,
     NonStandardJSONError,
     NumberOutOfRangeError,
     UnencodableJSONError,
-    check_sendable,
-    decode_json,
-    encode_json,
 )
 
 

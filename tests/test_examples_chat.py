@@ -17,8 +17,8 @@ import pytest_asyncio
 import examples_app
 from examples_app.chat_app import DEFAULT_ROOM, ChatService, app, chat
 from qakeapi import Application, WebSocket, WebSocketHandler
-from qakeapi.core.cluster.outbox import ClusterUnavailableError
 from qakeapi.core.rooms import Rooms
+from qakeapi.exceptions import ClusterUnavailableError
 from qakeapi.testing import TestClient, WebSocketTestSession
 
 INVALID = {"type": "error", "message": "Invalid message: expected a JSON object with a 'type'"}

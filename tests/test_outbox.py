@@ -15,10 +15,10 @@ import anyio
 import pytest
 
 from qakeapi import Application, WebSocketDisconnect, WebSocketHandler
-from qakeapi.core.codec import LoneSurrogateError
 from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
 from qakeapi.core.websockets.outbox import GiveUp, Outbox, Overflow, SendPolicy, fan_out, stats
+from qakeapi.exceptions import LoneSurrogateError
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
 from qakeapi.types import Message

@@ -75,3 +75,36 @@ def test_every_public_class_and_function_is_in_all(name: str) -> None:
 def test_top_level_package_reexports_the_essentials() -> None:
     for item in ("Application", "WebSocket", "WebSocketHandler", "CloseCode", "WebSocketDisconnect"):
         assert item in qakeapi.__all__
+
+
+def test_the_framework_s_own_features_are_at_the_top() -> None:
+    """Rooms, the send policy and clustering are what QakeAPI is for: no deep path needed."""
+    from qakeapi import (
+        ClusteredManager,
+        HistoryPolicy,
+        Overflow,
+        Position,
+        Rooms,
+        SendPolicy,
+        create_clustered_manager,
+    )
+    from qakeapi.core.cluster.history import HistoryPolicy as deep_history
+    from qakeapi.core.clustering import ClusteredManager as deep_manager
+    from qakeapi.core.rooms import Rooms as deep_rooms
+
+    assert (Rooms, ClusteredManager, HistoryPolicy) == (deep_rooms, deep_manager, deep_history)
+    assert {"Overflow", "Position", "SendPolicy", "create_clustered_manager"} <= set(qakeapi.__all__)
+    assert callable(create_clustered_manager)
+    assert {Overflow.__name__, Position.__name__, SendPolicy.__name__} == {"Overflow", "Position", "SendPolicy"}
+
+
+def test_importing_qakeapi_needs_no_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['jwt'] = None; sys.modules['redis'] = None; sys.modules['uvicorn'] = None; "
+        "import qakeapi; print(len(qakeapi.__all__))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from qakeapi.core.codec import LoneSurrogateError, encode_json
-from qakeapi.core.rooms import Room, RoomLimitError, Rooms
+from qakeapi.core.codec import encode_json
+from qakeapi.core.rooms import Room, Rooms
 from qakeapi.core.websockets import WebSocket
-from qakeapi.exceptions import QakeAPIError
+from qakeapi.exceptions import LoneSurrogateError, QakeAPIError, RoomLimitError
 from qakeapi.types import Message
 
 

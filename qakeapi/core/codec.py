@@ -2,18 +2,18 @@
 
 Text in is text out: whatever QakeAPI decodes, it can encode back, and what it encodes can be
 sent as UTF-8. Decoding is strict JSON (RFC 8259) and refuses, with an
-:class:`UnencodableJSONError` (a :class:`ValueError`), the valid-looking text whose value could
+:class:`~qakeapi.exceptions.UnencodableJSONError` (a :class:`ValueError`), the valid-looking text whose value could
 not be encoded back:
 
 - ``NaN``, ``Infinity`` and ``-Infinity``, which Python's :mod:`json` accepts by default
-  (:class:`NonStandardJSONError`);
+  (:class:`~qakeapi.exceptions.NonStandardJSONError`);
 - a lone surrogate such as ``"\\ud800"``: the escape is well-formed, but the string it makes is
-  not Unicode text and cannot be sent as UTF-8 (:class:`LoneSurrogateError`; a high and a low
+  not Unicode text and cannot be sent as UTF-8 (:class:`~qakeapi.exceptions.LoneSurrogateError`; a high and a low
   surrogate escaped as a pair are one character and fine);
 - a number out of range: a float that would be infinity (``1e400``), or an integer longer than
-  Python converts (:func:`sys.get_int_max_str_digits`) (:class:`NumberOutOfRangeError`);
+  Python converts (:func:`sys.get_int_max_str_digits`) (:class:`~qakeapi.exceptions.NumberOutOfRangeError`);
 - arrays and objects nested more than :data:`MAX_DEPTH` levels deep, which might exceed the
-  recursion limit when encoded from deeper in a program (:class:`NestingTooDeepError`).
+  recursion limit when encoded from deeper in a program (:class:`~qakeapi.exceptions.NestingTooDeepError`).
 
 Encoding refuses the same values (``NaN``, infinities, lone surrogates) with a :class:`ValueError`,
 so a frame that could not be sent never leaves :func:`encode_json`.
@@ -29,13 +29,17 @@ from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any, NoReturn
 
+from qakeapi.exceptions import (
+    LoneSurrogateError,
+    NestingTooDeepError,
+    NonStandardJSONError,
+    NumberOutOfRangeError,
+    UnencodableJSONError,
+)
+
+# The errors live in qakeapi.exceptions (the one tree); importable from here as before.
 __all__ = [
     "MAX_DEPTH",
-    "LoneSurrogateError",
-    "NestingTooDeepError",
-    "NonStandardJSONError",
-    "NumberOutOfRangeError",
-    "UnencodableJSONError",
     "check_sendable",
     "decode_json",
     "encode_json",
@@ -52,69 +56,6 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.decoder skips around a docu
 _SHOWN = 24  # the longest piece of a refused number shown in an error (and so in a log line)
 
 
-class UnencodableJSONError(ValueError):
-    """Well-formed JSON text whose value could not be encoded back and sent: refused when decoding.
-
-    Attributes:
-        kind: What was refused, the same for every error of a class (a log names it).
-    """
-
-    kind = "unencodable JSON"
-
-
-class NonStandardJSONError(UnencodableJSONError):
-    """The text used ``NaN``, ``Infinity`` or ``-Infinity``, which are not JSON (RFC 8259).
-
-    Args:
-        constant: The constant found.
-    """
-
-    kind = "NaN/Infinity"
-
-    def __init__(self, constant: str) -> None:
-        self.constant = constant
-        super().__init__(f"{constant} is not valid JSON (RFC 8259 has no NaN or infinities)")
-
-
-class LoneSurrogateError(UnencodableJSONError):
-    """A string holds a lone surrogate (``"\\ud800"``), which is not text and cannot be sent as UTF-8.
-
-    Args:
-        code_point: The surrogate's code point (``0xD800`` to ``0xDFFF``).
-    """
-
-    kind = "lone surrogate"
-
-    def __init__(self, code_point: int) -> None:
-        self.code_point = code_point
-        super().__init__(f"a string holds the lone surrogate \\u{code_point:04x}, which cannot be sent as UTF-8")
-
-
-class NumberOutOfRangeError(UnencodableJSONError):
-    """A number is out of range: a float beyond the largest double (``1e400``), or an integer longer
-    than Python converts.
-
-    Args:
-        number: The number's text (or a description of it), shortened.
-    """
-
-    kind = "number out of range"
-
-    def __init__(self, number: str) -> None:
-        self.number = number
-        limit = _int_digits()
-        super().__init__(f"a number is out of range: {number} (finite doubles and integers of at most {limit} digits)")
-
-
-class NestingTooDeepError(UnencodableJSONError):
-    """Arrays and objects are nested more than :data:`MAX_DEPTH` levels deep."""
-
-    kind = "nesting too deep"
-
-    def __init__(self) -> None:
-        super().__init__(f"JSON nests too deeply (more than {MAX_DEPTH} levels)")
-
-
 def _reject_constant(constant: str) -> NoReturn:
     raise NonStandardJSONError(constant)
 
@@ -122,7 +63,9 @@ def _reject_constant(constant: str) -> NoReturn:
 def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise NumberOutOfRangeError(text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)")
+        raise NumberOutOfRangeError(
+            text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)", _int_digits()
+        )
     return value
 
 
@@ -142,13 +85,13 @@ class _StrictDecoder(json.JSONDecoder):
         except (UnencodableJSONError, json.JSONDecodeError):
             raise
         except ValueError:  # the only other one: an integer longer than int() converts
-            raise NumberOutOfRangeError(f"an integer of more than {_int_digits()} digits") from None
+            raise NumberOutOfRangeError(f"an integer of more than {_int_digits()} digits", _int_digits()) from None
         except RecursionError:
-            raise NestingTooDeepError from None
+            raise NestingTooDeepError(MAX_DEPTH) from None
         if end != len(s) and _w(s, end).end() != len(s):
             raise json.JSONDecodeError("Extra data", s, _w(s, end).end())
         if len(s) > 2 * MAX_DEPTH and s.count("[") + s.count("{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
-            raise NestingTooDeepError
+            raise NestingTooDeepError(MAX_DEPTH)
         if "\\u" in s and _SURROGATE_ESCAPE.search(s):  # escapes of surrogates: a lone one?
             check_sendable(_encoder.encode(value))
         elif not s.isascii():  # raw surrogates (text from a server never has them: it was UTF-8)
@@ -182,10 +125,10 @@ def strict_decoder() -> json.JSONDecoder:
     """A :class:`json.JSONDecoder` that refuses what :func:`encode_json` could not send back.
 
     Returns:
-        The decoder; its ``decode`` raises :class:`NonStandardJSONError` on ``NaN`` and the
-        infinities, :class:`LoneSurrogateError` on a lone surrogate and
-        :class:`NumberOutOfRangeError` on a number out of range (all
-        :class:`UnencodableJSONError`), and :class:`json.JSONDecodeError` on text that is not JSON.
+        The decoder; its ``decode`` raises :class:`~qakeapi.exceptions.NonStandardJSONError` on ``NaN`` and the
+        infinities, :class:`~qakeapi.exceptions.LoneSurrogateError` on a lone surrogate and
+        :class:`~qakeapi.exceptions.NumberOutOfRangeError` on a number out of range (all
+        :class:`~qakeapi.exceptions.UnencodableJSONError`), and :class:`json.JSONDecodeError` on text that is not JSON.
     """
     return _StrictDecoder()
 
@@ -223,7 +166,7 @@ def encode_json(data: Any) -> str:
     Raises:
         TypeError: ``data`` holds a value JSON cannot represent.
         ValueError: ``data`` holds ``NaN`` or an infinity, an integer longer than Python
-            converts, or a string holding a lone surrogate (:class:`LoneSurrogateError`).
+            converts, or a string holding a lone surrogate (:class:`~qakeapi.exceptions.LoneSurrogateError`).
     """
     return check_sendable(_encoder.encode(data))
 
@@ -239,7 +182,7 @@ def decode_json(data: str | bytes) -> Any:
 
     Raises:
         ValueError: ``data`` is not valid UTF-8 or not JSON (a :class:`json.JSONDecodeError`),
-            or is JSON whose value could not be encoded back (an :class:`UnencodableJSONError`:
+            or is JSON whose value could not be encoded back (an :class:`~qakeapi.exceptions.UnencodableJSONError`:
             ``NaN`` and infinities, a lone surrogate, a number out of range, nesting deeper than
             :data:`MAX_DEPTH`).
     """

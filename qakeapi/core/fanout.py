@@ -86,7 +86,7 @@ def as_frame(message: Any) -> str | bytes:
     Raises:
         TypeError: ``message`` holds a value JSON cannot represent.
         ValueError: ``message`` holds what :func:`~qakeapi.core.codec.encode_json` refuses, or is
-            text holding a lone surrogate (:class:`~qakeapi.core.codec.LoneSurrogateError`): a
+            text holding a lone surrogate (:class:`~qakeapi.exceptions.LoneSurrogateError`): a
             frame no recipient could be sent, refused before any of them (or another node) sees it.
     """
     if isinstance(message, str):

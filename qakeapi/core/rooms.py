@@ -7,7 +7,7 @@ exactly once, local members first and directly.
 
 Limits protect a node from a client that joins without end: ``max_rooms_per_connection``
 (default 100) and ``max_room_name_length`` (default 200 characters). A join past them raises
-:class:`RoomLimitError`; the first refusal of a connection is logged as a warning naming it,
+:class:`~qakeapi.exceptions.RoomLimitError`; the first refusal of a connection is logged as a warning naming it,
 later ones of the same connection at debug level (until it leaves all its rooms).
 """
 
@@ -20,13 +20,12 @@ from typing import Any, Protocol
 
 from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
 from qakeapi.core.websockets.connection import WebSocket
-from qakeapi.exceptions import QakeAPIError, UnlinkedRoomsError
+from qakeapi.exceptions import RoomLimitError, UnlinkedRoomsError
 
 __all__ = [
     "DEFAULT_MAX_ROOMS_PER_CONNECTION",
     "DEFAULT_MAX_ROOM_NAME_LENGTH",
     "Room",
-    "RoomLimitError",
     "RoomRelay",
     "Rooms",
 ]
@@ -38,10 +37,6 @@ _served_by: dict[WebSocket, Rooms] = {}
 
 DEFAULT_MAX_ROOMS_PER_CONNECTION = 100
 DEFAULT_MAX_ROOM_NAME_LENGTH = 200
-
-
-class RoomLimitError(QakeAPIError, ValueError):
-    """A join was refused: the room name is too long (or empty), or the connection is in too many rooms."""
 
 
 class RoomRelay(Protocol):
@@ -116,7 +111,7 @@ class Room:
 
         Raises:
             BroadcastError: On a cluster, when the other nodes cannot be reached (see
-                :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`); local members
+                :class:`~qakeapi.exceptions.ClusterUnavailableError`); local members
                 got the message.
             ValueError: ``message`` could not be sent to anyone (``NaN``, a lone surrogate: see
                 :func:`~qakeapi.core.fanout.as_frame`); no member and no other node got it.

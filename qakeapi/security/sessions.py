@@ -322,7 +322,7 @@ class AuthSessions:
         Raises:
             ValueError: ``reason`` is longer than a close frame allows.
             qakeapi.exceptions.BroadcastError: The transport could not take the revocation
-                (for a cluster, :class:`~qakeapi.core.cluster.outbox.ClusterUnavailableError`);
+                (for a cluster, :class:`~qakeapi.exceptions.ClusterUnavailableError`);
                 this node's connections are closed all the same.
         """
         if len(reason.encode()) > 123:

@@ -10,7 +10,7 @@ further client message follows.
 
 Past the bound: envelopes older than ``max_age`` are dropped, and while the backend has been
 down for longer than ``max_age`` (or the buffer is full) new ones are refused with
-:class:`ClusterUnavailableError`. Either way what was lost, and for whom, is recorded in a
+:class:`~qakeapi.exceptions.ClusterUnavailableError`. Either way what was lost, and for whom, is recorded in a
 :class:`Loss` that is published once the backend is back, so the affected clients are told.
 Pure: the clock is passed in.
 """
@@ -22,26 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.cluster.envelope import DATA_KINDS, Envelope, Kind
-from qakeapi.exceptions import BroadcastError
+from qakeapi.exceptions import ClusterUnavailableError
 
 __all__ = [
     "DEFAULT_BUFFER_SECONDS",
     "DEFAULT_MAX_BUFFER",
-    "ClusterUnavailableError",
     "Loss",
-    "Outbox",
+    "PublishBuffer",
     "Pending",
 ]
 
 DEFAULT_BUFFER_SECONDS = 5.0
 DEFAULT_MAX_BUFFER = 100_000
 _MAX_NAMED_TARGETS = 1000
-
-
-class ClusterUnavailableError(BroadcastError):
-    """A message could not be buffered for the other nodes (the backend has been down too long,
-    or the buffer is full). Local connections already got it; the other nodes' did not, and they
-    will be told when the backend is back."""
 
 
 @dataclass(slots=True)
@@ -125,7 +118,7 @@ class Pending:
     seq: int = -1
 
 
-class Outbox:
+class PublishBuffer:
     """An ordered, bounded buffer of envelopes to publish, with the backend's up/down state.
 
     Args:
@@ -276,3 +269,18 @@ class Outbox:
             return None
         loss, self.loss = self.loss, Loss()
         return loss
+
+
+def __getattr__(name: str) -> object:
+    """``Outbox``, this class's name before 0.2, still works for one release, with a warning."""
+    if name == "Outbox":
+        import warnings
+
+        warnings.warn(
+            "qakeapi.core.cluster.outbox.Outbox is now PublishBuffer (the name Outbox is the connection's "
+            "send queue, qakeapi.core.websockets.outbox.Outbox)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PublishBuffer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

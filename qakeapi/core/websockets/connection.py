@@ -550,7 +550,7 @@ class WebSocket:
         Raises:
             WebSocketClosedError: The connection is closed.
             ValueError: ``data`` holds a lone surrogate, which cannot be sent as UTF-8
-                (:class:`~qakeapi.core.codec.LoneSurrogateError`); nothing was sent.
+                (:class:`~qakeapi.exceptions.LoneSurrogateError`); nothing was sent.
         """
         await self._send_data({"type": "websocket.send", "text": check_sendable(data)})
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
-from qakeapi.core.codec import UnencodableJSONError, strict_decoder
+from qakeapi.core.codec import strict_decoder
 from qakeapi.core.fanout import broadcast_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -24,7 +24,7 @@ from qakeapi.core.limits import (
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
 __all__ = ["AUTH_LINK_SCOPE_KEY", "ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
@@ -150,6 +150,7 @@ class WebSocketHandler:
         self._disconnect_hooks: list[ConnectionHook] = []
         self._interceptors: list[MessageInterceptor] = []
         self._connections: set[WebSocket] = set()
+        self._by_id: dict[int, WebSocket] = {}
         install_log_redaction()
 
     # -- registration -------------------------------------------------------------------
@@ -216,6 +217,11 @@ class WebSocketHandler:
         """The connections this handler is running now (a live, read-only view)."""
         return _SetView(self._connections)
 
+    def connection(self, connection_id: int) -> WebSocket | None:
+        """The connection with :attr:`WebSocket.id <qakeapi.core.websockets.connection.WebSocket.id>`
+        ``connection_id`` that this handler is running, if any (a lookup, not a scan)."""
+        return self._by_id.get(connection_id)
+
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every connection of this handler on this process.
 
@@ -258,6 +264,7 @@ class WebSocketHandler:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
             self._connections.add(websocket)
+            self._by_id[websocket.id] = websocket
             try:
                 if await self._run_connect_hooks(websocket):
                     # The receive loop, inline: this frame is suspended in every receive, and each
@@ -315,6 +322,7 @@ class WebSocketHandler:
                 if refused is not None:
                     _log_refused_counts(websocket, refused)
                 self._connections.discard(websocket)
+                self._by_id.pop(websocket.id, None)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)
                 await websocket.close()

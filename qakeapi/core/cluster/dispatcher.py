@@ -1,0 +1,111 @@
+"""Envelopes from the cluster channel, decoded once and handed to the one handler of their kind.
+
+Every envelope a node receives goes through :meth:`Dispatcher.dispatch`: decoded (junk on the
+channel is one warning line, never a traceback), its own ones skipped, duplicates dropped and
+gaps counted by the :class:`~qakeapi.core.cluster.inbox.Inbox`, then looked up in a table from
+:class:`~qakeapi.core.cluster.envelope.Kind` to handler. Where a kind of envelope is handled is
+that table, in :meth:`ClusteredManager._handlers <qakeapi.core.clustering.ClusteredManager>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+from qakeapi.core.broadcast.base import Event
+from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode_envelope
+from qakeapi.core.cluster.inbox import Inbox
+from qakeapi.core.cluster.peers import Peers
+
+__all__ = ["Dispatcher", "EnvelopeHandler"]
+
+logger = logging.getLogger("qakeapi.clustering")
+
+EnvelopeHandler = Callable[[Envelope, int], None]
+"""``handler(envelope, missing)``: ``missing`` is how many numbered envelopes of its sender never arrived."""
+
+
+class Dispatcher:
+    """Decodes, filters and routes the envelopes of one cluster channel.
+
+    Args:
+        channel: The cluster channel (events of other channels are passed over).
+        instance_id: This instance's id (its own envelopes come back and are skipped, but
+            numbered history publications, which every node delivers).
+        node_id: This node's label, for the log.
+        inbox: Drops duplicates and counts gaps, per sender.
+        peers: Told of every instance heard from.
+        handlers: What handles each kind.
+        on_missing: Called with ``(envelope, missing)`` when envelopes of its sender were lost.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        instance_id: str,
+        node_id: str,
+        inbox: Inbox,
+        peers: Peers,
+        handlers: Mapping[Kind, EnvelopeHandler],
+        *,
+        on_missing: Sequence[EnvelopeHandler] = (),
+    ) -> None:
+        self.channel = channel
+        self.instance_id = instance_id
+        self.node_id = node_id
+        self.inbox = inbox
+        self.peers = peers
+        self.handlers = dict(handlers)
+        self.on_missing = tuple(on_missing)
+
+    async def run(self, events: AsyncIterator[Event]) -> None:
+        """Dispatch every event of ``events`` (until the stream ends)."""
+        async for event in events:
+            if event.channel == self.channel:  # a backend may be shared with other channels
+                self.receive(event.payload)
+
+    def receive(self, payload: bytes) -> None:
+        """Decode one message of the channel and dispatch it; junk and failures are logged, never raised."""
+        try:
+            envelope = decode_envelope(payload)
+        except ValueError as exc:
+            logger.warning("node %s: ignoring a malformed message on %r: %s", self.node_id, self.channel, exc)
+            return
+        try:
+            self.dispatch(envelope)
+        except (KeyError, TypeError, ValueError) as exc:  # fields missing or of the wrong shape
+            logger.warning(
+                "node %s: ignoring a malformed %s message from node %s (instance %s): %s: %s",
+                self.node_id,
+                envelope.kind.value,
+                envelope.node,
+                envelope.instance,
+                type(exc).__name__,
+                exc,
+            )
+        except Exception:
+            logger.exception(
+                "node %s: handling a %s message from node %s failed", self.node_id, envelope.kind.value, envelope.node
+            )
+
+    def dispatch(self, envelope: Envelope) -> None:
+        """Hand ``envelope`` to the handler of its kind (after the skip, duplicate and gap checks)."""
+        if envelope.kind is Kind.HISTORY:  # numbered by the backend: every node delivers it, this one too
+            self.handlers[Kind.HISTORY](envelope, 0)
+            return
+        if envelope.instance == self.instance_id:
+            return
+        if envelope.kind in NUMBERED_KINDS:
+            missing = self.inbox.accept(envelope.instance, envelope.seq)
+            if missing is None:  # a duplicate
+                return
+        else:
+            missing = self.inbox.check(envelope.instance, envelope.seq)
+        self.peers.heard(envelope.instance, envelope.node, time.monotonic())
+        if missing:
+            for tell in self.on_missing:
+                tell(envelope, missing)
+        handler = self.handlers.get(envelope.kind)
+        if handler is not None:
+            handler(envelope, missing)

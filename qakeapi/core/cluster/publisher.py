@@ -1,0 +1,146 @@
+"""The way out to the other nodes: the publish buffer and the loop that sends it.
+
+Everything a node tells the others (client messages, presence, heartbeats, revocations) is put
+in its :class:`~qakeapi.core.cluster.outbox.PublishBuffer` and published by :meth:`Publisher.run`, in
+order, in batches. While the backend is unreachable the buffer keeps what it may (bounded in
+age and size), the loop retries with backoff, and only the changes of state are logged: down
+once, back once, and what was lost and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from qakeapi.core.broadcast.base import BroadcastBackend
+from qakeapi.core.cluster.envelope import Kind, encode_envelope
+from qakeapi.core.cluster.outbox import PublishBuffer
+from qakeapi.exceptions import BroadcastError
+
+__all__ = ["BATCH", "Publisher"]
+
+logger = logging.getLogger("qakeapi.clustering")
+
+BATCH = 512
+"""The most envelopes published in one round trip."""
+
+_MIN_BACKOFF = 0.02
+_MAX_BACKOFF = 0.5
+
+
+class Publisher:
+    """Publishes one instance's envelopes on the cluster channel, in order.
+
+    Args:
+        backend: The broadcast backend shared by the nodes.
+        channel: The cluster channel.
+        outbox: The instance's publish buffer.
+        node_id: The node's label, for the log.
+    """
+
+    def __init__(self, backend: BroadcastBackend, channel: str, outbox: PublishBuffer, node_id: str) -> None:
+        self.backend = backend
+        self.channel = channel
+        self.outbox = outbox
+        self.node_id = node_id
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+
+    def open(self) -> None:
+        """Get ready to run in the current event loop (before :meth:`run`)."""
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        if self.outbox:
+            self._wake.set()
+
+    def publish(self, kind: Kind, data: dict[str, Any], frame: str | bytes) -> None:
+        """Buffer a client message for the other nodes.
+
+        Raises:
+            qakeapi.exceptions.ClusterUnavailableError: It cannot be buffered (see
+                :meth:`PublishBuffer.put <qakeapi.core.cluster.outbox.PublishBuffer.put>`).
+        """
+        try:
+            self.outbox.put(kind, data, frame, time.monotonic())
+        finally:
+            self._kick()
+
+    def control(self, kind: Kind, data: dict[str, Any], *, force: bool = False) -> None:
+        """Buffer a control envelope (refused quietly while the backend is down, unless ``force``)."""
+        if self.outbox.put_control(kind, data, time.monotonic(), force=force):
+            self._kick()
+
+    def _kick(self) -> None:
+        """Something was buffered: wake the loop (and the buffer is not idle any more)."""
+        if self._wake is not None and self._idle is not None and self.outbox:
+            self._idle.clear()
+            self._wake.set()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the buffer is empty, unless the backend is down."""
+        if self.outbox.down_since is None and self._idle is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def run(self) -> None:
+        """Publish the buffer in order; on failure keep it, retry with backoff, log state changes only."""
+        assert self._wake is not None, "call open() first"
+        assert self._idle is not None
+        delay = _MIN_BACKOFF
+        outbox = self.outbox
+        while True:
+            if not outbox:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = time.monotonic()
+            outbox.expire(now)
+            batch = outbox.batch(BATCH)
+            if not batch:
+                continue
+            try:
+                await self.backend.publish_many(self.channel, [encode_envelope(envelope) for envelope in batch])
+            except Exception as exc:
+                self._failed(exc, now)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+                continue
+            delay = _MIN_BACKOFF
+            self._sent(len(batch))
+
+    def _failed(self, exc: Exception, now: float) -> None:
+        if not isinstance(exc, BroadcastError):
+            logger.exception("node %s: publishing to the cluster failed unexpectedly", self.node_id)
+        if self.outbox.failed(now):
+            logger.warning(
+                "node %s: cannot publish to the cluster (%s); buffering publishes for up to %.1fs",
+                self.node_id,
+                exc,
+                self.outbox.max_age,
+            )
+
+    def _sent(self, count: int) -> None:
+        outbox = self.outbox
+        waiting = len(outbox)
+        outbox.sent(count)
+        if outbox.down_since is not None:
+            down_for = time.monotonic() - outbox.down_since
+            loss = outbox.recovered()
+            logger.warning(
+                "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped%s",
+                self.node_id,
+                down_for,
+                waiting,
+                0 if loss is None else loss.count,
+                "" if loss is None else f" ({loss.describe(outbox.max_age)})",
+            )
+        elif (loss := outbox.take_loss()) is not None:
+            logger.warning(
+                "node %s: %d publishes were dropped: %s", self.node_id, loss.count, loss.describe(outbox.max_age)
+            )
+        if loss is not None:  # the affected clients on the other nodes are told
+            self.control(Kind.LOST, loss.as_data())
