@@ -6,7 +6,8 @@ Beyond the guide: the middleware's and the handler's options come from the envir
 (:func:`examples_app.settings.auth_options`, :func:`examples_app.settings.handler_options`);
 the app speaks the ``chat`` subprotocol when the client offers it (next to a ``bearer`` token,
 say); handshakes from another site are refused with 403 by the application's origin policy
-(:class:`~qakeapi.core.origins.OriginPolicy`: the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``);
+(:class:`~qakeapi.core.origins.OriginPolicy`: the same host, plus ``QAKEAPI_ALLOWED_ORIGINS``;
+a plain-http host name other than localhost must be listed in ``QAKEAPI_ALLOWED_HOSTS``);
 and ``POST /api/revoke`` with ``Authorization: Bearer <token>`` signs that user out everywhere
 (closes their connections with 4003 and refuses their older tokens).
 
@@ -20,7 +21,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from examples_app.settings import allowed_origins, auth_config, auth_options, handler_options, node_id, redis_url
+from examples_app.settings import (
+    allowed_hosts,
+    allowed_origins,
+    auth_config,
+    auth_options,
+    handler_options,
+    node_id,
+    redis_url,
+)
 from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.origins import OriginPolicy
@@ -32,14 +41,16 @@ __all__ = ["app", "auth_middleware", "authenticator", "cluster", "issue_token", 
 
 logger = logging.getLogger("examples_app")
 
-origin_policy = OriginPolicy(allowed_origins())
+origin_policy = OriginPolicy(allowed_origins(), allowed_hosts=allowed_hosts())
 app = Application(origins=origin_policy)
 ws_handler = WebSocketHandler(**handler_options())
 cluster = create_clustered_manager(ws_handler, redis_url=redis_url("memory://auth_app"), node_id=node_id())
 app.on_startup(cluster.start)
 app.on_shutdown(cluster.close)
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator, subprotocols=("chat",), transport=cluster, **auth_options())
+auth_middleware = WebSocketAuthMiddleware(
+    authenticator, subprotocols=("chat",), transport=cluster, handler=cluster, **auth_options()
+)
 
 
 @ws_handler.on_connect

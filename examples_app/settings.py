@@ -12,7 +12,7 @@ from typing import Any
 from qakeapi.core.limits import RateLimit
 from qakeapi.security.websocket_auth import AuthConfig
 
-__all__ = ["allowed_origins", "auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
+__all__ = ["allowed_hosts", "allowed_origins", "auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
 
 logger = logging.getLogger("examples_app")
 
@@ -48,6 +48,12 @@ def auth_options() -> dict[str, Any]:
 def allowed_origins() -> list[str]:
     """Origins allowed besides the same host: ``QAKEAPI_ALLOWED_ORIGINS``, comma-separated."""
     return [origin.strip() for origin in os.environ.get("QAKEAPI_ALLOWED_ORIGINS", "").split(",") if origin.strip()]
+
+
+def allowed_hosts() -> list[str]:
+    """Host names the same-host origin rule trusts over plain http besides IP addresses and
+    localhost: ``QAKEAPI_ALLOWED_HOSTS``, comma-separated (``*.example.com`` for subdomains)."""
+    return [host.strip() for host in os.environ.get("QAKEAPI_ALLOWED_HOSTS", "").split(",") if host.strip()]
 
 
 def handler_options() -> dict[str, Any]:

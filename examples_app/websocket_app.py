@@ -33,7 +33,7 @@ __all__ = ["app", "authenticator", "chat", "manager", "ws_handler"]
 app = Application()
 ws_handler = WebSocketHandler()
 authenticator = JWTAuthenticator(auth_config())
-auth_middleware = WebSocketAuthMiddleware(authenticator)
+auth_middleware = WebSocketAuthMiddleware(authenticator, handler=ws_handler)  # the explicit auth link
 manager = create_clustered_manager(
     ws_handler,
     redis_url=redis_url("memory://websocket_app"),

@@ -9,6 +9,7 @@ The tree::
     │   ├── WebSocketDisconnect        the peer went away (close code + reason)
     │   └── WebSocketClosedError       sending on a closed connection; also a ConnectionError
     ├── AuthenticationError            a token was missing, malformed, expired or forged
+    ├── AuthLinkError                  an auth middleware not linked to its handler; also a TypeError
     ├── BroadcastError                 a broadcast backend could not publish; also a ConnectionError
     │   └── ClusterUnavailableError    a message could not be buffered for the other nodes
     ├── UnencodableJSONError           JSON refused when decoding: it could not be sent back; a ValueError
@@ -26,6 +27,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "AuthLinkError",
     "AuthenticationError",
     "BroadcastError",
     "ClusterUnavailableError",
@@ -223,3 +225,14 @@ class ClusterUnavailableError(BroadcastError):
     """A message could not be buffered for the other nodes (the backend has been down too long,
     or the buffer is full). Local connections already got it; the other nodes' did not, and they
     will be told when the backend is back."""
+
+
+# -- authentication -------------------------------------------------------------------------
+
+
+class AuthLinkError(QakeAPIError, TypeError):
+    """An authentication middleware cannot link itself to the handler that runs its connections.
+
+    Unlinked, in-band ``{"type": "auth"}`` messages (token refresh, late authentication) would
+    reach application code instead of the middleware; the message says what to write.
+    """

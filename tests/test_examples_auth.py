@@ -329,7 +329,7 @@ def test_auth_config_with_empty_secret_key_is_random(monkeypatch: pytest.MonkeyP
 
 
 def test_auth_config_warns_about_a_short_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QAKEAPI_SECRET_KEY", "short")
+    monkeypatch.setenv("QAKEAPI_SECRET_KEY", "your-secret-key")
     with pytest.warns(InsecureKeyWarning):
         config = settings.auth_config()
     assert config.short_key

@@ -187,18 +187,19 @@ async def test_after_a_rate_limit_close_the_address_is_refused_for_the_penalty(
     handler = WebSocketHandler(rate_limit=RateLimit(rate=1, burst=2, penalty=10), connections=ConnectionCounter())
     client = serve(handler)
     with caplog.at_level(logging.WARNING, logger="qakeapi"):
-        async with client.websocket_connect("/ws") as flooder:
-            for n in range(3):
-                await flooder.send_json(n)
-            assert [await flooder.receive_json() for _ in range(2)] == [0, 1]
-            with pytest.raises(WebSocketDisconnect) as closed:
-                await flooder.receive_json()
-            assert closed.value.code == CloseCode.POLICY_VIOLATION
+        for _ in range(2):  # the address is refused at its second flood (the first one costs the connection)
+            async with client.websocket_connect("/ws") as flooder:
+                for n in range(3):
+                    await flooder.send_json(n)
+                assert [await flooder.receive_json() for _ in range(2)] == [0, 1]
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    await flooder.receive_json()
+                assert closed.value.code == CloseCode.POLICY_VIOLATION
         for _ in range(3):  # refused before the upgrade (the test client has no HTTP extension: a close)
             with pytest.raises(WebSocketDisconnect):
                 await client.websocket_connect("/ws")
     assert 9.0 < handler.penalties.retry_after("testclient", time.monotonic()) <= 10.0
-    assert handler.rejections.counts == {"rate": 1, "rate_penalty": 3}
+    assert handler.rejections.counts == {"rate": 2, "rate_penalty": 3}
     refusals = [r.getMessage() for r in caplog.records if "exceeded the rate limit" in r.getMessage()]
     assert len(refusals) == 1
     assert "from testclient for 10s more" in refusals[0]
@@ -259,3 +260,72 @@ async def test_the_cap_counts_across_handlers_sharing_a_counter() -> None:
 def test_bad_cap_is_refused() -> None:
     with pytest.raises(ValueError, match="max_connections_per_ip"):
         WebSocketHandler(max_connections_per_ip=0)
+
+
+# -- the penalty: the flooder first, its address on a repeat -------------------------------------
+
+
+def test_a_strike_penalizes_a_key_only_at_the_second_within_the_memory() -> None:
+    box = PenaltyBox(strikes=2, memory=60.0)
+    assert box.strike("nat", now=0.0, seconds=10.0) is False
+    assert box.retry_after("nat", now=0.0) == 0.0
+    assert box.strike("nat", now=30.0, seconds=10.0) is True
+    assert box.retry_after("nat", now=30.0) == 10.0
+    assert box.strike("far", now=0.0, seconds=10.0) is False
+    assert box.strike("far", now=61.0, seconds=10.0) is False  # the first was forgotten
+    assert box.retry_after("far", now=61.0) == 0.0
+    assert PenaltyBox(strikes=1).strike("once", now=0.0, seconds=5.0) is True  # the former rule
+
+
+def test_strikes_are_bounded_in_memory() -> None:
+    box = PenaltyBox(max_keys=2)
+    for n, key in enumerate("abc"):
+        box.strike(key, now=float(n), seconds=10.0)
+    assert box.strike("a", now=3.0, seconds=10.0) is False  # "a" was forgotten to make room
+    assert box.strike("c", now=3.0, seconds=10.0) is True
+    with pytest.raises(ValueError, match="strikes"):
+        PenaltyBox(strikes=0)
+
+
+def nat_app(handler: WebSocketHandler) -> Application:
+    """``handler`` behind an endpoint that takes the user from ``?user=`` (as a middleware would)."""
+    app = Application()
+
+    @handler.on_message
+    async def echo(websocket: WebSocket, message: Any) -> None:
+        await websocket.send_json(message)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        websocket.user_id = websocket.query_params.get("user")
+        await handler.handle_connection(websocket)
+
+    return app
+
+
+async def flood_once(client: TestClient, path: str) -> None:
+    async with client.websocket_connect(path) as flooder:
+        for n in range(3):
+            await flooder.send_json(n)
+        with pytest.raises(WebSocketDisconnect) as closed:  # noqa: PT012 - the echoes come first
+            for _ in range(3):
+                await flooder.receive_json()
+        assert closed.value.code == CloseCode.POLICY_VIOLATION
+
+
+@pytest.mark.asyncio
+async def test_one_flood_leaves_the_other_users_of_its_address_in() -> None:
+    # Every test client connection has the address "testclient": a NAT of many users.
+    handler = WebSocketHandler(rate_limit=RateLimit(rate=1, burst=2, penalty=10), connections=ConnectionCounter())
+    client = TestClient(nat_app(handler), timeout=2.0)
+    await flood_once(client, "/ws?user=mallory")
+    for n in range(50):  # new users behind the same NAT
+        async with client.websocket_connect(f"/ws?user=user{n}") as session:
+            await session.send_json(n)
+            assert await session.receive_json() == n
+    with pytest.raises(WebSocketDisconnect):  # the flooder itself is refused at once
+        await client.websocket_connect("/ws?user=mallory")
+    assert handler.rejections.counts["rate_penalty"] == 1
+    await flood_once(client, "/ws")  # a second flood from the address: now the address is refused
+    with pytest.raises(WebSocketDisconnect):
+        await client.websocket_connect("/ws?user=someone-else")

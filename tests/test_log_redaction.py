@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 
@@ -135,3 +136,60 @@ def test_handler_and_auth_middleware_install_it(clean_loggers: None) -> None:
         assert isinstance(f, TokenRedactingFilter)
         f.filter(record)
     assert record.getMessage() == f"/ws?sesame={REDACTED}"
+
+
+# -- cookies, and daphne's access log ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cookie: sid=abc; theme=dark", f"cookie: {REDACTED}"),
+        ("Set-Cookie: sid=abc; HttpOnly", f"Set-Cookie: {REDACTED}"),
+        ("'headers': [(b'cookie', b'sid=abc')]", f"'headers': [(b'cookie', b'{REDACTED}')]"),
+    ],
+    ids=repr,
+)
+def test_redact_cookie_values(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_filter_redacts_the_value_after_a_secret_header_name(caplog: pytest.LogCaptureFixture) -> None:
+    # What the websockets library logs for every request header at DEBUG (uvicorn --log-level debug).
+    logger = logging.getLogger("custom.headers")
+    f = TokenRedactingFilter()
+    logger.addFilter(f)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="custom.headers"):
+            logger.debug("< %s: %s", "cookie", "sid=cookie-secret-1; theme=dark")
+            logger.debug("> %s: %s", "Set-Cookie", "sid=cookie-secret-2")
+            logger.debug("< %s: %s", "Authorization", "Basic dXNlcjpwYXNzd29yZA==")
+            logger.debug("< %s: %s", "host", "127.0.0.1:8000")
+    finally:
+        logger.removeFilter(f)
+    assert "cookie-secret" not in caplog.text
+    assert "dXNlcjpwYXNzd29yZA" not in caplog.text
+    assert "< host: 127.0.0.1:8000" in caplog.text
+    assert caplog.text.count(REDACTED) == 3
+
+
+def test_daphnes_access_log_is_redacted_when_daphne_runs_the_app(
+    clean_loggers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access = pytest.importorskip("daphne.access")
+    monkeypatch.setattr(access.AccessLogGenerator, "write_entry", access.AccessLogGenerator.write_entry)
+    stream = io.StringIO()
+    install_log_redaction(query_params=["sesame"])
+    install_log_redaction()  # again: one wrapper
+    log = access.AccessLogGenerator(stream)
+    log(
+        "http",
+        "complete",
+        {"client": "1.2.3.4:5", "method": "GET", "path": "/x?token=abc&sesame=def", "status": 200, "size": 2},
+    )
+    log("websocket", "connecting", {"client": "1.2.3.4:5", "path": "/ws?token=ghi"})
+    written = stream.getvalue()
+    for secret in ("abc", "def", "ghi"):
+        assert secret not in written, written
+    assert f'"GET /x?token={REDACTED}&sesame={REDACTED}" 200 2' in written
+    assert written.count(REDACTED) == 3

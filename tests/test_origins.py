@@ -72,12 +72,13 @@ def test_str_round_trips(text: str) -> None:
     ("origin", "host", "scheme"),
     [
         ("https://good.example", "good.example", "wss"),
-        ("http://good.example", "good.example", "ws"),
         ("https://good.example", "good.example", "ws"),  # TLS ends at a proxy
         ("https://good.example", "good.example:443", "ws"),
-        ("http://good.example:8000", "good.example:8000", "ws"),
-        ("http://GOOD.example:8000", "good.EXAMPLE:8000", "ws"),
+        ("http://localhost:8000", "localhost:8000", "ws"),
+        ("http://LocalHost:8000", "localhost:8000", "ws"),
+        ("http://app.localhost:8000", "app.localhost:8000", "ws"),
         ("http://127.0.0.1:8000", "127.0.0.1:8000", "ws"),
+        ("http://192.168.1.10", "192.168.1.10", "ws"),
         ("http://[::1]:8000", "[::1]:8000", "ws"),
     ],
 )
@@ -106,8 +107,51 @@ def test_wrong_scheme_on_a_secure_connection_is_refused() -> None:
     policy = OriginPolicy()
     assert not policy.check(scope("http://good.example", "good.example", "wss")).allowed
     # an http origin's default port is 80, so a Host without a port means port 80 to it
-    assert policy.check(scope("http://good.example", "good.example", "ws")).allowed
-    assert not policy.check(scope("http://good.example", "good.example:443", "ws")).allowed
+    assert policy.check(scope("http://10.0.0.1", "10.0.0.1", "ws")).allowed
+    assert not policy.check(scope("http://10.0.0.1", "10.0.0.1:443", "ws")).allowed
+
+
+# -- the Host header is trusted only where another site cannot have chosen it (DNS rebinding) -----
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://evil.com", "evil.com"),
+        ("http://evil.com:8000", "evil.com:8000"),
+        ("http://EVIL.com:8000", "evil.COM:8000"),
+        ("http://localhost.evil.com:8000", "localhost.evil.com:8000"),
+        ("http://127.0.0.1.nip.io:8000", "127.0.0.1.nip.io:8000"),
+    ],
+)
+def test_a_plain_http_name_the_policy_does_not_list_is_refused(origin: str, host: str) -> None:
+    decision = OriginPolicy().check(scope(origin, host, "ws"))
+    assert decision == OriginDecision(False, OriginReason.HOST_NOT_ALLOWED, origin)
+    assert "allowed_hosts=" in decision.reason.advice
+
+
+@pytest.mark.parametrize(
+    ("hosts", "origin", "allowed"),
+    [
+        (["good.example"], "http://good.example:8000", True),
+        (["Good.Example."], "http://good.example", True),
+        (["good.example"], "http://evil.com:8000", False),
+        (["*.good.example"], "http://chat.good.example", True),
+        (["*.good.example"], "http://good.example", False),
+        (["*.good.example"], "http://evilgood.example", False),
+        (["*"], "http://evil.com:8000", True),
+    ],
+)
+def test_allowed_hosts_extend_the_trusted_names(hosts: list[str], origin: str, allowed: bool) -> None:
+    host = origin.split("://", 1)[1]
+    decision = OriginPolicy(allowed_hosts=hosts).check(scope(origin, host, "ws"))
+    assert decision.allowed is allowed
+    assert decision.reason is (OriginReason.SAME_HOST if allowed else OriginReason.HOST_NOT_ALLOWED)
+
+
+def test_a_listed_origin_needs_no_trusted_host() -> None:
+    policy = OriginPolicy(["http://app.example:3000"])
+    assert policy.check(scope("http://app.example:3000", "api.example:8000", "ws")).allowed
 
 
 @pytest.mark.parametrize("host", [None, "", "good.example:bad", ":80"])
@@ -194,4 +238,7 @@ def test_repr_lists_the_policy() -> None:
     assert repr(policy) == (
         "OriginPolicy(['http://localhost:3000', 'https://*.corp.example'], same_host=True, "
         "allow_missing=True, allow_null=True)"
+    )
+    assert repr(OriginPolicy(allowed_hosts=["*.b.example", "a.example"])).endswith(
+        "allowed_hosts=['a.example', '*.b.example'])"
     )

@@ -13,7 +13,13 @@ import jwt
 import pytest
 
 from qakeapi.exceptions import AuthenticationError, QakeAPIError, ValidationError
-from qakeapi.security.tokens import ALLOWED_ALGORITHMS, AuthConfig, InsecureKeyWarning, JWTAuthenticator
+from qakeapi.security.tokens import (
+    ALLOWED_ALGORITHMS,
+    MIN_HMAC_KEY_BYTES,
+    AuthConfig,
+    InsecureKeyWarning,
+    JWTAuthenticator,
+)
 
 KEY = "k" * 32
 OTHER_KEY = "o" * 32
@@ -87,7 +93,7 @@ def test_short_hmac_key_warns_with_the_byte_counts(algorithm: str, key: str, hav
 
 def test_short_key_warning_points_at_the_caller() -> None:
     with pytest.warns(InsecureKeyWarning) as record:
-        AuthConfig(secret_key="short")
+        AuthConfig(secret_key="your-secret-key")
     assert len(record) == 1
     assert record[0].filename == __file__
 
@@ -289,15 +295,15 @@ def test_tiny_expiry_produces_a_token_that_is_already_expired() -> None:
 def test_pyjwt_would_warn_about_the_short_key() -> None:
     # Proves the next test is meaningful: PyJWT itself does warn for this key.
     with pytest.warns(jwt.InsecureKeyLengthWarning):
-        jwt.encode({"sub": "u"}, "short-key", algorithm="HS256")
+        jwt.encode({"sub": "u"}, "your-secret-key", algorithm="HS256")
 
 
 def test_pyjwt_short_key_warning_does_not_leak_from_create_or_verify() -> None:
     with pytest.warns(InsecureKeyWarning):
-        auth = JWTAuthenticator(AuthConfig(secret_key="short-key"))
+        auth = JWTAuthenticator(AuthConfig(secret_key="your-secret-key"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-        expired = craft({"sub": "u", "exp": now() - 10}, key="short-key")
+        expired = craft({"sub": "u", "exp": now() - 10}, key="your-secret-key")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         token = auth.create_token("u")
@@ -306,3 +312,43 @@ def test_pyjwt_short_key_warning_does_not_leak_from_create_or_verify() -> None:
             auth.verify_token(expired)
     assert claims["sub"] == "u"
     assert [str(w.message) for w in caught] == []
+
+
+# -- the key policy: too short to resist guessing is refused ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key"), [("HS256", "k" * 3), ("HS256", "k" * 11), ("HS384", "k" * 8), ("HS512", "é" * 5)]
+)
+def test_an_hmac_key_shorter_than_the_minimum_is_refused(algorithm: str, key: str) -> None:
+    length = len(key.encode())
+    with pytest.raises(ValueError, match=f"the secret key is {length} bytes; .* shorter than 12 bytes .* refused"):
+        AuthConfig(secret_key=key, algorithm=algorithm)
+
+
+def test_the_minimum_key_runs_with_its_warning() -> None:
+    assert MIN_HMAC_KEY_BYTES == 12
+    with pytest.warns(InsecureKeyWarning, match="12 bytes; HS256 needs at least 32"):
+        config = AuthConfig(secret_key="k" * 12)
+    with pytest.warns(InsecureKeyWarning, match="15 bytes"):
+        guide = AuthConfig(secret_key="your-secret-key")  # the guide's key
+    auth = JWTAuthenticator(guide)
+    assert auth.verify_token(auth.create_token("alice"))["sub"] == "alice"
+    assert config.short_key
+
+
+# -- time claims are numbers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("exp", "9999999999"), ("nbf", "1"), ("nbf", True), ("iat", "1"), ("iat", True), ("iat", False)],
+    ids=repr,
+)
+def test_a_time_claim_that_is_not_a_number_is_refused(claim: str, value: object) -> None:
+    # PyJWT alone accepts each of these (it reads them with int()); a string exp then never expires.
+    claims: dict[str, Any] = {"sub": "u", "exp": now() + 600}
+    claims[claim] = value
+    with pytest.raises(AuthenticationError, match=f"'{claim}' must be a number") as info:
+        authenticator().verify_token(craft(claims))
+    assert info.value.reason == "invalid_claim"

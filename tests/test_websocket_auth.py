@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +13,9 @@ import jwt
 import pytest
 
 from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
+from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.datastructures import Headers, QueryParams
+from qakeapi.exceptions import AuthLinkError
 from qakeapi.security.websocket_auth import (
     BEARER_SUBPROTOCOL,
     AuthConfig,
@@ -338,3 +342,183 @@ async def test_tokens_never_appear_in_log_records(caplog: pytest.LogCaptureFixtu
             assert token not in formatted, f"a token leaked into a log record of {record.name}: {formatted}"
             for part in token.split("."):
                 assert part not in formatted, f"part of a token leaked into a log record of {record.name}"
+
+
+# -- the link between the middleware and its handler ----------------------------------------------
+
+
+def wrapped(kind: str, handler: WebSocketHandler) -> Callable[[WebSocket], Awaitable[None]]:
+    """``handler.handle_connection`` behind the three wrappings an app writes."""
+    if kind == "lambda":
+        return lambda ws: handler.handle_connection(ws)
+    if kind == "partial":
+        return functools.partial(WebSocketHandler.handle_connection, handler)
+
+    async def run(ws: WebSocket) -> None:
+        await handler.handle_connection(ws)
+
+    return run
+
+
+WRAPPINGS = ["lambda", "partial", "async_def"]
+
+
+def linked_app(kind: str, link: str) -> tuple[Application, list[Any]]:
+    """An app whose endpoint calls the middleware with a wrapped handler; ``link`` says how they are bound."""
+    app = Application()
+    handler = WebSocketHandler()
+    middleware = WebSocketAuthMiddleware(AUTH, handler=handler if link == "parameter" else None)
+    if link == "bind":
+        middleware.bind(handler)
+    seen: list[Any] = []
+
+    @handler.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        seen.append(message)
+        await websocket.send_json({"echo": message, "user": websocket.user_id})
+
+    runner = wrapped(kind, handler)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await middleware(websocket, runner)
+
+    return app, seen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", WRAPPINGS)
+async def test_a_wrapped_handler_without_a_binding_is_refused_with_the_line_to_write(kind: str) -> None:
+    app, seen = linked_app(kind, "none")
+    with pytest.raises(AuthLinkError, match=r"auth_middleware\.bind\(ws_handler\)"):  # noqa: PT012 - at connect
+        async with TestClient(app).websocket_connect("/ws") as session:
+            await session.send_json({"type": "auth", "token": AUTH.create_token("alice")})
+            await session.receive_json()
+    assert seen == []
+
+
+@pytest.mark.asyncio
+async def test_an_unbound_wrapper_is_refused_before_the_upgrade() -> None:
+    app, _ = linked_app("lambda", "none")
+    client = TestClient(app, raise_server_exceptions=False)
+    with pytest.raises(WebSocketDisconnect):
+        async with client.websocket_connect("/ws") as session:
+            await session.receive_json()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("link", ["bind", "parameter"])
+@pytest.mark.parametrize("kind", WRAPPINGS)
+async def test_a_bound_wrapped_handler_never_shows_in_band_tokens_to_hooks(kind: str, link: str) -> None:
+    app, seen = linked_app(kind, link)
+    token = AUTH.create_token("alice")
+    async with TestClient(app).websocket_connect("/ws") as session:
+        await session.send_json({"type": "auth", "token": token})  # late authentication
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json({"type": "auth", "token": AUTH.create_token("alice")})  # refresh
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json("hi")
+        assert await session.receive_json() == {"echo": "hi", "user": "alice"}
+    assert seen == ["hi"]
+
+
+@pytest.mark.parametrize("target", [object(), "ws_handler", None.__class__])
+def test_bind_refuses_what_is_not_a_handler(target: object) -> None:
+    middleware = WebSocketAuthMiddleware(AUTH)
+    with pytest.raises(AuthLinkError, match="cannot bind"):
+        middleware.bind(target)
+    with pytest.raises(AuthLinkError, match="cannot bind"):
+        WebSocketAuthMiddleware(AUTH, handler=target)
+
+
+@pytest.mark.asyncio
+async def test_a_clustered_manager_binds_through_its_handler() -> None:
+    handler = WebSocketHandler()
+    cluster = create_clustered_manager(handler, redis_url="memory://auth-link", node_id="n1")
+    middleware = WebSocketAuthMiddleware(AUTH, handler=cluster)
+    seen: list[Any] = []
+
+    @handler.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        seen.append(message)
+        await websocket.send_json({"echo": message, "user": websocket.user_id})
+
+    app = Application()
+    app.on_startup(cluster.start)
+    app.on_shutdown(cluster.close)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await middleware(websocket, lambda ws: cluster.handle_connection(ws))
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        await session.send_json({"type": "auth", "token": AUTH.create_token("alice")})
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json("hi")
+        assert await session.receive_json() == {"echo": "hi", "user": "alice"}
+    assert seen == ["hi"]
+    assert handler.rejections.counts["auth_unbound"] == 0  # its own interceptor took it
+
+
+@pytest.mark.asyncio
+async def test_a_handler_bound_elsewhere_still_hands_in_band_tokens_to_the_middleware(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Application()
+    bound, other = WebSocketHandler(), WebSocketHandler()
+    middleware = WebSocketAuthMiddleware(AUTH, handler=bound)
+    seen: list[Any] = []
+
+    @other.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        seen.append(message)
+        await websocket.send_json({"echo": message, "user": websocket.user_id})
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await middleware(websocket, lambda ws: other.handle_connection(ws))  # the wrong handler
+
+    token = AUTH.create_token("alice")
+    async with TestClient(app).websocket_connect("/ws") as session:
+        await session.send_json({"type": "auth", "token": token})
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json({"type": "auth", "token": token})
+        assert (await session.receive_json())["type"] == "auth.ok"
+        await session.send_json("hi")
+        assert await session.receive_json() == {"echo": "hi", "user": "alice"}
+    assert seen == ["hi"]
+    assert other.rejections.counts["auth_unbound"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "auth_middleware.bind(ws_handler)" in r.getMessage()]
+    assert len(warnings) == 1
+    assert token not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_without_a_middleware_auth_messages_are_the_apps() -> None:
+    app = Application()
+    handler = WebSocketHandler()
+    seen: list[Any] = []
+
+    @handler.on_message
+    async def record(websocket: WebSocket, message: Any) -> None:
+        seen.append(message)
+        await websocket.send_json("ok")
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await handler.handle_connection(websocket)
+
+    async with TestClient(app).websocket_connect("/ws") as session:
+        await session.send_json({"type": "auth", "password": "app-defined"})
+        assert await session.receive_json() == "ok"
+    assert seen == [{"type": "auth", "password": "app-defined"}]
+
+
+@pytest.mark.asyncio
+async def test_a_numeric_string_exp_is_refused_at_the_handshake() -> None:
+    # Accepted, such a token would make a connection that never expires (its exp is not a number).
+    server = make_app()
+    token = jwt.encode({"sub": "alice", "exp": str(int(time.time()) + 10**6)}, KEY, algorithm="HS256")
+    async with connect(TestClient(server.app), "header", token) as session:
+        report = await session.receive_json()
+    assert (report["user_id"], report["auth_error"]) == (None, "invalid_claim")

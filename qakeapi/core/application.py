@@ -234,13 +234,15 @@ class Application:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
     async def _refuse_origin(self, websocket: WebSocket, decision: OriginDecision) -> None:
+        advice = decision.reason.advice
         logger.warning(
-            "WebSocket %s at %s from %s: origin %r refused (%s); answering 403",
+            "WebSocket %s at %s from %s: origin %r refused (%s); answering 403%s",
             websocket.id,
             websocket.path,
             websocket.client,
             decision.origin,
             decision.reason.value,
+            f" ({advice})" if advice else "",
         )
         await websocket.deny(403, [(b"content-type", b"application/json")], b'{"detail":"origin not allowed"}')
 

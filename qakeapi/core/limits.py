@@ -3,9 +3,14 @@
 * :class:`TokenBucket` — the per-connection message rate limit: ``rate`` tokens a second, at
   most ``burst`` saved up; a message takes one; an empty bucket closes the connection with
   1008 (:attr:`~qakeapi.status.CloseCode.POLICY_VIOLATION`).
-* :class:`PenaltyBox` — addresses whose connection was closed for flooding, refused new
-  handshakes until their penalty (:class:`RateLimit`'s ``penalty``) is over, so that reconnecting
-  does not buy a fresh burst.
+* :class:`PenaltyBox` — keys refused new handshakes until their penalty (:class:`RateLimit`'s
+  ``penalty``) is over, so that reconnecting does not buy a fresh burst. The penalty is aimed
+  at the flooder first, at its address only on repeat: a connection closed for flooding
+  refuses its *user* (when it was authenticated) at once, and its *address* only at the
+  second such close from that address within ``memory`` seconds (60). Many clients share an
+  address behind a NAT or a proxy; refusing the address at the first flood would lock all of
+  them out for one client's doing. The cost: an anonymous flooder gets two bursts, not one,
+  before its address is refused (then the NAT is refused too, for the penalty).
 * :class:`ConnectionCounter` — connections per key (the client's IP address), shared by every
   handler that uses it (by default one counter for the whole process, so a cap counts
   connections across paths).
@@ -13,8 +18,8 @@
   and key once, so a flood writes a line, not a line per message or per handshake.
 
 The defaults (:class:`~qakeapi.core.websockets.handler.WebSocketHandler` uses them):
-:data:`DEFAULT_RATE_LIMIT` (200 messages a second, bursts of 1,000, then the address is refused
-for 10 seconds) and
+:data:`DEFAULT_RATE_LIMIT` (200 messages a second, bursts of 1,000, then the flooder is refused
+for 10 seconds: its user at once, its address on a repeat) and
 :data:`DEFAULT_MAX_CONNECTIONS_PER_IP` (1,024). Behind a reverse proxy every client has the
 proxy's address unless the server rewrites it (``uvicorn --proxy-headers
 --forwarded-allow-ips=...``); raise or disable the per-IP cap there.
@@ -45,10 +50,11 @@ class RateLimit:
     Args:
         rate: Messages a second, sustained.
         burst: Messages that may arrive at once (the bucket's size).
-        penalty: Seconds during which the client address of a connection closed for
-            exceeding the limit is refused new handshakes (HTTP 429 with ``Retry-After``);
-            without it a flooding client reconnects at once and gets a fresh burst. ``0``:
-            no penalty.
+        penalty: Seconds during which a connection closed for exceeding the limit has its
+            user (when authenticated) refused new handshakes (HTTP 429 with ``Retry-After``),
+            and its client address too when that address flooded before within a minute
+            (:class:`PenaltyBox`); without it a flooding client reconnects at once and gets a
+            fresh burst. ``0``: no penalty.
 
     Raises:
         ValueError: ``rate`` is not positive, ``burst`` is below 1 or ``penalty`` is negative.
@@ -187,24 +193,57 @@ connection_counter = ConnectionCounter()
 
 
 class PenaltyBox:
-    """Keys (client addresses) refused until a deadline; bounded in memory.
+    """Keys (client addresses, users) refused until a deadline; bounded in memory.
 
     Args:
-        max_keys: How many keys it holds at most. When full, expired entries are dropped, then
-            the oldest ones, so a flood of addresses costs bounded memory (an address dropped
-            that way is served again before its penalty ends).
+        max_keys: How many keys it holds at most (penalties and strikes each). When full,
+            expired entries are dropped, then the oldest ones, so a flood of addresses costs
+            bounded memory (an address dropped that way is served again before its penalty ends).
+        strikes: How many :meth:`strike` calls for one key within ``memory`` seconds penalize it.
+        memory: Seconds a strike is remembered.
 
     Raises:
-        ValueError: ``max_keys`` is below 1.
+        ValueError: ``max_keys`` or ``strikes`` is below 1, or ``memory`` is negative.
     """
 
-    __slots__ = ("_until", "max_keys")
+    __slots__ = ("_strikes", "_until", "max_keys", "memory", "strikes")
 
-    def __init__(self, max_keys: int = 65536) -> None:
+    def __init__(self, max_keys: int = 65536, *, strikes: int = 2, memory: float = 60.0) -> None:
         if max_keys < 1:
             raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        if strikes < 1:
+            raise ValueError(f"strikes must be at least 1, got {strikes}")
+        if not memory >= 0:
+            raise ValueError(f"memory must be 0 or more seconds, got {memory}")
         self.max_keys = max_keys
+        self.strikes = strikes
+        self.memory = memory
         self._until: dict[str, float] = {}
+        self._strikes: dict[str, tuple[int, float]] = {}  # key -> (strikes, time of the last one)
+
+    def strike(self, key: str, now: float, seconds: float) -> bool:
+        """Count a strike against ``key``; at the ``strikes``-th within ``memory`` seconds, penalize it.
+
+        Args:
+            key: The key (a client address).
+            now: The current time, on the clock :meth:`retry_after` is given.
+            seconds: The penalty, when this strike earns one.
+
+        Returns:
+            Whether ``key`` is now refused for ``seconds``.
+        """
+        counts = self._strikes
+        count, last = counts.pop(key, (0, now))
+        count = count + 1 if now - last <= self.memory else 1
+        if count >= self.strikes:
+            self.penalize(key, now, seconds)
+            return True
+        if len(counts) >= self.max_keys:
+            expired = [old for old, (_, at) in counts.items() if now - at > self.memory]
+            for old in expired or [next(iter(counts))]:  # else the oldest strike goes
+                del counts[old]
+        counts[key] = (count, now)  # re-inserted: the dict stays in the order of the last strikes
+        return False
 
     def penalize(self, key: str, now: float, seconds: float) -> None:
         """Refuse ``key`` for ``seconds`` from ``now`` (a later end of the same key's penalty wins).

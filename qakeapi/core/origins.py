@@ -21,7 +21,14 @@ The rules, in order (:meth:`OriginPolicy.check`):
    port only.
 6. Same host (``same_host=True``, the default): allowed when the origin's host and port equal
    the ``Host`` header's (a ``Host`` without a port means the default port of the origin's
-   scheme). On a ``wss`` connection the origin must be ``https``.
+   scheme). On a ``wss`` connection the origin must be ``https``. The ``Host`` header is
+   trusted only where another site cannot have chosen it (DNS rebinding: a page of
+   ``http://evil.example:8000`` whose name the attacker re-points at your server's address
+   sends ``Origin`` and ``Host`` that match): an ``https`` origin (the browser checked the
+   server's certificate for that name, and refuses ``ws://`` from an ``https`` page), an IP
+   address, ``localhost`` and its subdomains, or a host in ``allowed_hosts``
+   (``"*.example.com"`` for subdomains, ``"*"`` for any host: the rule without this check).
+   A matching origin on another host is refused with ``"host_not_allowed"``.
 7. Anything else: refused (``"not_allowed"``).
 
 Hosts compare case-insensitively; a trailing dot is ignored.
@@ -30,6 +37,7 @@ Hosts compare case-insensitively; a trailing dot is ignored.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +60,17 @@ class OriginReason(str, enum.Enum):
     AMBIGUOUS = "ambiguous"
     MALFORMED = "malformed"
     NOT_ALLOWED = "not_allowed"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+
+    @property
+    def advice(self) -> str:
+        """What to write about a refusal for this reason, or ``""``."""
+        if self is OriginReason.HOST_NOT_ALLOWED:
+            return (
+                "a plain-http origin's host is trusted when it is an IP address, localhost or listed: "
+                "Application(origins=OriginPolicy(allowed_hosts=['chat.example.com']))"
+            )
+        return ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,9 @@ class OriginPolicy:
         same_host: Allow an origin whose host and port are the ``Host`` header's.
         allow_missing: Allow a handshake without an ``Origin`` header (non-browser clients).
         allow_null: Allow ``Origin: null``.
+        allowed_hosts: Host names the same-host rule trusts over plain ``http`` besides IP
+            addresses and ``localhost`` (see the module); ``"*.example.com"`` trusts the
+            subdomains of ``example.com``, ``"*"`` every host.
 
     Raises:
         ValueError: An ``allowed`` entry is not an origin.
@@ -154,8 +176,12 @@ class OriginPolicy:
         same_host: bool = True,
         allow_missing: bool = True,
         allow_null: bool = False,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.same_host = same_host
+        hosts = {host.strip().rstrip(".").lower() for host in allowed_hosts}
+        self.allowed_hosts: frozenset[str] = frozenset(h for h in hosts if not h.startswith("*."))
+        self.allowed_host_suffixes: tuple[str, ...] = tuple(sorted(h[1:] for h in hosts if h.startswith("*.")))
         self.allow_missing = allow_missing
         self.allow_null = allow_null
         exact: set[Origin] = set()
@@ -171,10 +197,34 @@ class OriginPolicy:
         listed = sorted(
             [str(o) for o in self.allowed] + [str(o).replace("://", "://*.") for o in self.allowed_subdomains]
         )
+        hosts = sorted(self.allowed_hosts) + ["*" + suffix for suffix in self.allowed_host_suffixes]
         return (
             f"OriginPolicy({listed!r}, same_host={self.same_host}, allow_missing={self.allow_missing}, "
-            f"allow_null={self.allow_null})"
+            f"allow_null={self.allow_null}" + (f", allowed_hosts={hosts!r})" if hosts else ")")
         )
+
+    def trusts_host(self, origin: Origin) -> bool:
+        """Whether the same-host rule may trust a ``Host`` header equal to ``origin``'s host.
+
+        Args:
+            origin: The origin, whose host and port equal the ``Host`` header's.
+
+        Returns:
+            ``True`` for an ``https`` origin, an IP address, ``localhost`` (and its subdomains)
+            and a host of ``allowed_hosts``.
+        """
+        host = origin.host
+        if origin.scheme == "https" or host == "localhost" or host.endswith(".localhost"):
+            return True
+        if "*" in self.allowed_hosts or host in self.allowed_hosts:
+            return True
+        if any(host.endswith(suffix) for suffix in self.allowed_host_suffixes):
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
 
     def is_listed(self, origin: Origin) -> bool:
         """Whether ``origin`` is on the allow-list (exactly, or as a listed subdomain).
@@ -219,6 +269,8 @@ class OriginPolicy:
         if self.is_listed(origin):
             return OriginDecision(True, OriginReason.LISTED, sent)
         if self.same_host and self._same_host(origin, scope):
+            if not self.trusts_host(origin):
+                return OriginDecision(False, OriginReason.HOST_NOT_ALLOWED, sent)
             return OriginDecision(True, OriginReason.SAME_HOST, sent)
         return OriginDecision(False, OriginReason.NOT_ALLOWED, sent)
 
@@ -234,5 +286,6 @@ class OriginPolicy:
 
 
 DEFAULT_ORIGIN_POLICY = OriginPolicy()
-"""The policy of an :class:`~qakeapi.Application` nobody configured: same host and port only,
-no ``null``, a missing ``Origin`` allowed."""
+"""The policy of an :class:`~qakeapi.Application` nobody configured: same host and port only
+(a plain-``http`` host trusted when it is an IP address or ``localhost``), no ``null``, a
+missing ``Origin`` allowed."""

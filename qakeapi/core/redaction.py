@@ -15,7 +15,15 @@ INFO on every WebSocket implementation, so ``--no-access-log`` does not hide it;
 * the credentials after ``Bearer`` (an ``Authorization`` header) and the subprotocol after
   ``bearer,`` (the ``["bearer", token]`` subprotocol pair);
 * the token of a Kubernetes-style ``base64url.bearer.authorization.k8s.io.<token>`` subprotocol;
-* anything shaped like a JSON Web Token (``eyJ...``, three base64url segments).
+* anything shaped like a JSON Web Token (``eyJ...``, three base64url segments);
+* the value of a ``Cookie`` or ``Set-Cookie`` header, written as ``Cookie: <value>`` or as the
+  pair ``(b'cookie', b'<value>')`` of a scope, and the argument after a ``Cookie``,
+  ``Set-Cookie``, ``Authorization`` or ``Proxy-Authorization`` argument (the ``websockets``
+  library logs each request header at DEBUG as ``"< %s: %s", name, value``).
+
+daphne writes its access log to a stream, not through :mod:`logging`; when daphne runs the
+application (``daphne.access`` is loaded), :func:`install_log_redaction` also redacts the
+request its ``AccessLogGenerator`` writes (an HTTP request's path comes with its query string).
 
 Each is replaced by :data:`REDACTED`. The filter never drops a record and keeps the shape of
 ``record.args`` (uvicorn's access formatter unpacks it), so log lines stay useful.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,6 +82,12 @@ DEFAULT_REDACTED_LOGGERS = (
     "websockets.protocol",
     "hypercorn.error",
     "hypercorn.access",
+    "daphne",
+    "daphne.server",
+    "daphne.http_protocol",
+    "daphne.ws_protocol",
+    "granian.access",
+    "_granian",
 )
 """The loggers :func:`install_log_redaction` filters by default (the ASGI servers' own)."""
 
@@ -80,6 +95,8 @@ _B64URL = r"[A-Za-z0-9_\-]"
 _JWT = re.compile(rf"eyJ{_B64URL}+\.{_B64URL}+\.{_B64URL}*")
 _BEARER = re.compile(r"(?i)(\bbearer(?:\s*,\s*|\s+))([^\s,;\"'<>]+)")
 _K8S = re.compile(r"(?i)(base64url\.bearer\.authorization\.k8s\.io\.)([A-Za-z0-9_\-=%.]+)")
+_COOKIE = re.compile(r"(?i)(\b(?:set-)?cookie(?:\s*:\s*|['\"],\s*b?['\"]))([^\r\n'\"]+)")
+_SECRET_HEADERS = frozenset({"cookie", "set-cookie", "authorization", "proxy-authorization"})
 
 
 def _query_pattern(names: Iterable[str]) -> re.Pattern[str]:
@@ -110,6 +127,8 @@ def redact(text: str, query: re.Pattern[str] = _QUERY) -> str:
     if "bearer" in lowered:
         text = _K8S.sub(rf"\1{REDACTED}", text)
         text = _BEARER.sub(lambda m: m.group(0) if m.group(2) == REDACTED else m.group(1) + REDACTED, text)
+    if "cookie" in lowered:
+        text = _COOKIE.sub(rf"\1{REDACTED}", text)
     return text
 
 
@@ -156,7 +175,12 @@ class TokenRedactingFilter(logging.Filter):
             record.msg = redact(record.msg, self._query)
         args = record.args
         if isinstance(args, tuple):
-            record.args = tuple(_redact_value(arg, self._query) for arg in args)
+            redacted = [_redact_value(arg, self._query) for arg in args]
+            for index in range(1, len(args)):  # "< %s: %s", "Cookie", value: the value goes
+                name = args[index - 1]
+                if isinstance(name, str) and name.strip().lower() in _SECRET_HEADERS:
+                    redacted[index] = REDACTED if isinstance(args[index], (str, bytes)) else redacted[index]
+            record.args = tuple(redacted)
         elif isinstance(args, dict):
             record.args = {key: _redact_value(value, self._query) for key, value in args.items()}
         return True
@@ -193,4 +217,30 @@ def install_log_redaction(
         logger.addFilter(installed)
     if installed is None:
         installed = TokenRedactingFilter(extra)
+    _redact_daphne_access_log(installed)
     return installed
+
+
+def _redact_daphne_access_log(installed: TokenRedactingFilter) -> None:
+    """Redact the request of daphne's access log (a stream, not a logger) when daphne is loaded."""
+    global _daphne_query  # covers the widest set of names asked for so far
+    access = sys.modules.get("daphne.access")
+    generator = getattr(access, "AccessLogGenerator", None)
+    if generator is None:
+        return
+    if not installed.query_params <= _daphne_names:
+        _daphne_names.update(installed.query_params)
+        _daphne_query = _query_pattern(_daphne_names)
+    if getattr(generator.write_entry, "_qakeapi_redacted", False):
+        return
+    original = generator.write_entry
+
+    def write_entry(self: Any, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> Any:
+        return original(self, host, date, redact(request, _daphne_query), *args, **kwargs)
+
+    write_entry._qakeapi_redacted = True  # type: ignore[attr-defined]
+    generator.write_entry = write_entry
+
+
+_daphne_names: set[str] = set(REDACTED_QUERY_PARAMS)
+_daphne_query = _QUERY

@@ -1,8 +1,22 @@
-"""JWT issuing and verification (PyJWT) with an explicit algorithm allow-list."""
+"""JWT issuing and verification (PyJWT) with an explicit algorithm allow-list.
+
+**HMAC keys.** A token signed with an HMAC secret can be tested against guessed keys offline,
+as fast as the attacker computes HMACs, from a single token it saw. So :class:`AuthConfig`
+refuses (``ValueError``) an HMAC secret shorter than :data:`MIN_HMAC_KEY_BYTES` (12 bytes of
+UTF-8), and warns (:class:`InsecureKeyWarning`) below the algorithm's hash output, as RFC 7518
+section 3.2 requires: 32 bytes for HS256, 48 for HS384, 64 for HS512. Length does not measure
+randomness: generate the key (``python -c "import secrets; print(secrets.token_urlsafe(32))"``).
+
+**Time claims.** ``exp``, ``nbf`` and ``iat`` are NumericDates (RFC 7519 section 2): a JSON
+number. A token where one of them is anything else (a numeric string such as ``"9999999999"``,
+``true``) is refused with the reason ``"invalid_claim"``; PyJWT alone would read a numeric
+string ``exp`` and the connection would then never expire.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -15,11 +29,18 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise MissingDependencyError("PyJWT", "jwt") from None
 
-__all__ = ["ALLOWED_ALGORITHMS", "AuthConfig", "InsecureKeyWarning", "JWTAuthenticator"]
+__all__ = ["ALLOWED_ALGORITHMS", "MIN_HMAC_KEY_BYTES", "AuthConfig", "InsecureKeyWarning", "JWTAuthenticator"]
 
 logger = logging.getLogger("qakeapi.security")
 
 _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+MIN_HMAC_KEY_BYTES = 12
+"""The shortest HMAC secret :class:`AuthConfig` accepts, in bytes of UTF-8. An 8-byte
+printable-ASCII key is one of 95**8 (about 6.6e15): at a billion guesses a second, under 80
+days to try them all; a 12-byte one is one of 95**12 (about 5.4e23), some 17 million years at
+that rate. Keys from 12 bytes up to the algorithm's hash output are accepted with an
+:class:`InsecureKeyWarning` (the 15-byte key of the guide's example keeps running)."""
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 ALLOWED_ALGORITHMS = frozenset(
     {*_HMAC_MIN_BYTES, "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
 )
@@ -45,7 +66,8 @@ class AuthConfig:
             ``secret_key``.
 
     Raises:
-        ValueError: The algorithm is not allowed or the secret is empty.
+        ValueError: The algorithm is not allowed, the secret is empty, or an HMAC secret is
+            shorter than :data:`~qakeapi.security.tokens.MIN_HMAC_KEY_BYTES`.
 
     Warns:
         InsecureKeyWarning: An HMAC secret shorter than the algorithm needs.
@@ -67,11 +89,18 @@ class AuthConfig:
         if self.token_expiry <= timedelta(0):
             raise ValueError("token_expiry must be positive")
         needed = _HMAC_MIN_BYTES.get(self.algorithm)
-        if needed is not None and len(self.secret_key.encode()) < needed:
+        length = len(self.secret_key.encode())
+        generate = f"python -c 'import secrets; print(secrets.token_urlsafe({needed}))'"
+        if needed is not None and length < MIN_HMAC_KEY_BYTES:
+            raise ValueError(
+                f"the secret key is {length} bytes; an {self.algorithm} key shorter than {MIN_HMAC_KEY_BYTES} "
+                f"bytes can be guessed from one token, so it is refused; {self.algorithm} needs {needed} random "
+                f"bytes (generate one with: {generate})"
+            )
+        if needed is not None and length < needed:
             warnings.warn(
-                f"the secret key is {len(self.secret_key.encode())} bytes; {self.algorithm} needs at least "
-                f"{needed} random bytes to be secure (generate one with: python -c "
-                f"'import secrets; print(secrets.token_urlsafe({needed}))')",
+                f"the secret key is {length} bytes; {self.algorithm} needs at least "
+                f"{needed} random bytes to be secure (generate one with: {generate})",
                 InsecureKeyWarning,
                 stacklevel=3,
             )
@@ -142,7 +171,8 @@ class JWTAuthenticator:
         """Verify ``token`` and return its claims.
 
         Only the configured algorithm is accepted; ``exp`` and ``sub`` are required; ``nbf``,
-        ``iss`` and ``aud`` are checked when present or configured.
+        ``iss`` and ``aud`` are checked when present or configured; ``exp``, ``nbf`` and ``iat``
+        must be JSON numbers.
 
         Args:
             token: The encoded token.
@@ -151,8 +181,9 @@ class JWTAuthenticator:
             The verified claims.
 
         Raises:
-            AuthenticationError: The token is malformed, forged, expired, not yet valid, or
-                for another issuer or audience; ``reason`` says which.
+            AuthenticationError: The token is malformed, forged, expired, not yet valid, has a
+                time claim that is not a number (``"invalid_claim"``), or is for another issuer
+                or audience; ``reason`` says which.
         """
         options = {"require": ["exp", "sub"]}
         try:
@@ -167,6 +198,13 @@ class JWTAuthenticator:
             raise AuthenticationError(reason, f"token rejected: {reason.replace('_', ' ')} ({exc})") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise AuthenticationError("missing_claim", "token rejected: 'sub' must be a non-empty string")
+        for name in _TIME_CLAIMS:
+            value = claims.get(name, 0)
+            if type(value) not in (int, float) or not math.isfinite(value):  # not bool, not a string
+                raise AuthenticationError(
+                    "invalid_claim",
+                    f"token rejected: {name!r} must be a number (a NumericDate), not {type(value).__name__}",
+                )
         return claims
 
     def _decode(self, token: str, options: Any) -> dict[str, Any]:

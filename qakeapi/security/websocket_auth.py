@@ -26,6 +26,17 @@ in-band refresh with ``{"type": "auth", "token": ...}``, :meth:`WebSocketAuthMid
 (4003), and, when auth is optional, an ``auth_timeout`` after which a connection that never
 authenticated is closed (4001).
 
+**The link to the handler.** In-band auth messages are taken from the handler's message stream
+before its ``on_message`` hooks, so the middleware must know the handler. It binds itself to
+the :class:`~qakeapi.core.websockets.handler.WebSocketHandler` it is given with ``handler=`` or
+:meth:`WebSocketAuthMiddleware.bind` (a :class:`~qakeapi.core.clustering.ClusteredManager`
+gives its ``handler``), and to the handler whose ``handle_connection`` it is called with. Called
+with anything else (a ``lambda``, a :func:`functools.partial`, a wrapping ``async def``) while
+bound to nothing, it raises :class:`~qakeapi.exceptions.AuthLinkError`, which says what to
+write. Each connection it runs also carries the link in its scope
+(:data:`~qakeapi.core.websockets.handler.AUTH_LINK_SCOPE_KEY`), so a handler it is not bound
+to hands it the auth messages too: an in-band token never reaches ``on_message``.
+
 **Logs.** Constructing the middleware installs :func:`~qakeapi.core.redaction.install_log_redaction`
 (covering ``query_param`` too), so the server's own log lines (uvicorn prints the request line
 with its query string at INFO) carry ``token=[redacted]`` instead of the token.
@@ -43,8 +54,8 @@ from typing import Any
 
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.core.websockets.handler import WebSocketHandler
-from qakeapi.exceptions import AuthenticationError, WebSocketClosedError
+from qakeapi.core.websockets.handler import AUTH_LINK_SCOPE_KEY, WebSocketHandler
+from qakeapi.exceptions import AuthenticationError, AuthLinkError, WebSocketClosedError
 from qakeapi.security.sessions import AuthCloseCode, AuthSessions, RevocationTransport
 from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
 
@@ -142,6 +153,21 @@ def _offers_bearer_token(subprotocols: list[str]) -> bool:
     return index + 1 < len(subprotocols) and bool(subprotocols[index + 1])
 
 
+def _handler_of(target: object) -> WebSocketHandler | None:
+    """``target`` if it is a handler, else its ``handler`` attribute if that is one (a manager)."""
+    if isinstance(target, WebSocketHandler):
+        return target
+    inner = getattr(target, "handler", None)
+    return inner if isinstance(inner, WebSocketHandler) else None
+
+
+_BIND_HINT = (
+    "bind it once where both are created: auth_middleware.bind(ws_handler) "
+    "(or WebSocketAuthMiddleware(authenticator, handler=ws_handler)); a ClusteredManager can be given "
+    "in place of its handler"
+)
+
+
 def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -170,6 +196,12 @@ class WebSocketAuthMiddleware:
             (``None``: no cap); past it the handshake is refused (429) or, when optional, stays
             unauthenticated.
         transport: Carries revocations to the other nodes of a cluster.
+        handler: The handler this middleware authenticates connections for (or an object with
+            a ``handler`` attribute, such as a :class:`~qakeapi.core.clustering.ClusteredManager`);
+            the same as calling :meth:`bind`.
+
+    Raises:
+        AuthLinkError: ``handler`` is neither.
     """
 
     def __init__(
@@ -184,6 +216,7 @@ class WebSocketAuthMiddleware:
         auth_timeout: float | None = 60.0,
         max_connections_per_user: int | None = 16,
         transport: RevocationTransport | None = None,
+        handler: object = None,
     ) -> None:
         self.authenticator = authenticator
         self.required = required
@@ -198,8 +231,10 @@ class WebSocketAuthMiddleware:
             revocation_ttl=lifetime + expiry_grace,
             transport=transport,
         )
-        self._attached: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()
+        self._bound: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()
         install_log_redaction(query_params=(query_param,))
+        if handler is not None:
+            self.bind(handler)
 
     # -- the handshake ---------------------------------------------------------------------
 
@@ -308,34 +343,59 @@ class WebSocketAuthMiddleware:
 
     # -- running a connection --------------------------------------------------------------
 
-    def attach(self, handler: WebSocketHandler) -> None:
-        """Route in-band ``{"type": "auth", "token": ...}`` messages of ``handler`` to this middleware.
+    def bind(self, handler: object) -> None:
+        """Take the in-band ``{"type": "auth", "token": ...}`` messages of ``handler``'s connections.
 
-        Done automatically when the middleware is called with ``handler.handle_connection`` or
-        with the ``handle_connection`` of an object that runs a handler (its ``handler``
-        attribute, as :class:`~qakeapi.core.clustering.ClusteredManager` has). Those messages
-        are consumed: ``on_message`` hooks never see a token.
+        They go to :meth:`handle_auth_message` before the ``on_message`` hooks, which never see
+        them. Binding twice is harmless; a middleware may be bound to several handlers.
 
         Args:
-            handler: The handler whose connections this middleware authenticates.
+            handler: A :class:`~qakeapi.core.websockets.handler.WebSocketHandler`, or an object
+                that runs one as its ``handler`` attribute (a
+                :class:`~qakeapi.core.clustering.ClusteredManager`).
+
+        Raises:
+            AuthLinkError: ``handler`` is neither.
         """
-        if handler not in self._attached:
-            handler.intercept(self.handle_auth_message)
-            self._attached.add(handler)
+        bound = _handler_of(handler)
+        if bound is None:
+            raise AuthLinkError(
+                f"WebSocketAuthMiddleware cannot bind {handler!r}: give it the WebSocketHandler that runs "
+                "the connections (or a ClusteredManager, which has one): auth_middleware.bind(ws_handler)"
+            )
+        if bound not in self._bound:
+            bound.intercept(self.handle_auth_message)
+            self._bound.add(bound)
+
+    attach = bind
+    """The former name of :meth:`bind`."""
 
     async def __call__(self, websocket: WebSocket, handler: ConnectionHandler) -> None:
         """Authenticate ``websocket``, then ``await handler(websocket)``.
 
         Args:
             websocket: The connection, not yet accepted.
-            handler: Runs the connection, for example ``WebSocketHandler.handle_connection`` or
-                ``ClusteredManager.handle_connection``.
+            handler: Runs the connection, for example ``ws_handler.handle_connection`` or
+                ``cluster.handle_connection``; anything else (a wrapper) only once the middleware
+                is bound to the handler it runs (:meth:`bind`).
+
+        Raises:
+            AuthLinkError: ``handler`` is not a handler's method and the middleware is bound to
+                no handler: in-band tokens would reach application code. Raised before the
+                connection is accepted; the message says what to write.
         """
-        owner = getattr(handler, "__self__", None)
-        if not isinstance(owner, WebSocketHandler):  # a manager running a handler, say
-            owner = getattr(owner, "handler", None)
-        if isinstance(owner, WebSocketHandler):
-            self.attach(owner)
+        owner = _handler_of(getattr(handler, "__self__", None))
+        if owner is not None:
+            self.bind(owner)
+        elif not self._bound:
+            name = getattr(handler, "__qualname__", None) or repr(handler)
+            raise AuthLinkError(
+                f"WebSocketAuthMiddleware was called with {name}, which is not the handle_connection of a "
+                "WebSocketHandler (or ClusteredManager), and it is bound to no handler: in-band "
+                '{"type": "auth"} messages (token refresh, late authentication) would reach on_message. '
+                f"Either call it as auth_middleware(websocket, ws_handler.handle_connection), or {_BIND_HINT}"
+            )
+        websocket.scope[AUTH_LINK_SCOPE_KEY] = self.handle_auth_message
         source = self.authenticate(websocket)
         if source is None and self.required:
             await self._refuse(websocket)

@@ -240,3 +240,34 @@ async def test_a_foreign_origin_is_refused_with_403(serve: Serve, origin: str) -
         async with connect(f"{server.ws_url}/ws?token={token}", origin=Origin(good)) as ws:
             assert await recv_json(ws) == welcome("alice")
     assert f"origin {bad!r} refused" in server.output()
+
+
+async def handshake_status(server: Server, host: str, origin: str) -> int:
+    """The status of a raw handshake to ``server`` that sends ``Host: host`` and ``Origin: origin``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        writer.write(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10.0)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_dns_rebinding_a_matching_origin_on_an_unlisted_host_is_refused(serve: Serve) -> None:
+    # A page of http://evil.com:<port> whose name now points at this server: Origin and Host match.
+    server = serve("auth_app")
+    port = server.port
+    assert await handshake_status(server, f"evil.com:{port}", f"http://evil.com:{port}") == 403
+    assert await handshake_status(server, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 101
+    assert await handshake_status(server, f"localhost:{port}", f"http://localhost:{port}") == 101
+    assert "refused (host_not_allowed)" in server.output()
+    assert "allowed_hosts=" in server.output()
+    listed = serve("auth_app", env={"QAKEAPI_ALLOWED_HOSTS": "evil.com"})
+    assert await handshake_status(listed, f"evil.com:{listed.port}", f"http://evil.com:{listed.port}") == 101

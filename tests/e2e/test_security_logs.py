@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from tests.e2e.conftest import Serve, generate_token, recv_json
-from tests.e2e.servers import Server
+from tests.e2e.servers import Server, asgi_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -54,3 +57,35 @@ async def test_no_token_in_the_log(serve: Serve, implementation: str, level: str
         assert f"{level.upper()} uvicorn." in output  # the level really applied: the check below saw everything
     for secret in secrets:
         assert output.count(secret) == 0, f"a token leaked into the log:\n{output}"
+
+
+@pytest.mark.parametrize("implementation", ["websockets-sansio", "websockets"])
+async def test_no_cookie_in_the_debug_log(serve: Serve, implementation: str) -> None:
+    # The websockets library logs every request header at DEBUG, Cookie included.
+    server = serve("auth_app", args=("--ws", implementation, "--log-level", "debug"))
+    cookie = "sid=cookie-secret-value; theme=dark"
+    async with connect(f"{server.ws_url}/ws", additional_headers={"Cookie": cookie}) as ws:
+        assert (await recv_json(ws))["type"] == "auth_required"
+    await wait_for_log(server, "cookie: [redacted]")
+    server.stop()
+    assert "cookie-secret-value" not in server.output()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_no_token_in_daphnes_access_log(tmp_path: Path) -> None:
+    with asgi_server("daphne", "examples_app.auth_app:app", tmp_path) as server:
+        status = await asyncio.to_thread(_get, f"{server.http_url}/api/nothing?token=query-secret-value")
+        assert status == 404
+        async with connect(f"{server.ws_url}/ws?token=ws-secret-value") as ws:
+            assert (await recv_json(ws))["type"] == "auth_required"
+        server.wait_for_output("/api/nothing?token=[redacted]")
+    output = server.output()
+    assert "query-secret-value" not in output, output
+    assert "ws-secret-value" not in output, output

@@ -27,7 +27,7 @@ from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
 from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
-__all__ = ["ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
+__all__ = ["AUTH_LINK_SCOPE_KEY", "ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
 
 logger = logging.getLogger("qakeapi.websockets")
 
@@ -39,6 +39,12 @@ MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
 MessageInterceptor = Callable[[WebSocket, Any], Awaitable[bool]]
 """``async def interceptor(websocket, message) -> bool`` — sees a message before the
 ``on_message`` hooks; returning ``True`` consumes it."""
+
+AUTH_LINK_SCOPE_KEY = "qakeapi.auth_link"
+"""The scope key under which an authentication middleware leaves, for the connection it
+authenticated, the :data:`MessageInterceptor` of its in-band ``{"type": "auth"}`` messages. A
+handler hands such a message that none of its own interceptors consumed to it: whatever wraps
+the handler, an in-band token never reaches ``on_message``."""
 
 _C = TypeVar("_C", bound=ConnectionHook)
 _M = TypeVar("_M", bound=MessageHook)
@@ -87,10 +93,12 @@ class WebSocketHandler:
 
     Limits (:mod:`qakeapi.core.limits`), each rejection counted in :attr:`rejections` and
     logged once per kind and client, not per message: a message over ``max_message_size``
-    closes with 1009; messages faster than ``rate_limit`` close with 1008, and the client's
-    address is then refused new handshakes for the limit's ``penalty``
-    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``), so a
-    flooding client cannot reconnect for a fresh burst; a handshake from an address that has
+    closes with 1009; messages faster than ``rate_limit`` close with 1008, and the flooder is
+    then refused new handshakes for the limit's ``penalty``
+    (:class:`~qakeapi.core.limits.RateLimit`; HTTP 429 with ``Retry-After``): its user at
+    once, its address at the second such close within a minute
+    (:class:`~qakeapi.core.limits.PenaltyBox`), so that other clients behind the same NAT keep
+    connecting after one flood; a handshake from an address that has
     ``max_connections_per_ip`` connections open is refused. Refusals are HTTP 429 before the
     upgrade where the server supports it, else 403; 1013 when already accepted (by a
     middleware that chose a subprotocol).
@@ -110,8 +118,8 @@ class WebSocketHandler:
         max_connections_per_ip: Connections one client address may have open at once (counted
             in ``connections``); ``None`` disables the cap.
         connections: The per-address counter; by default one shared by the whole process.
-        penalties: The addresses refused after a rate-limit close; by default one for this
-            handler. Give several handlers the same :class:`~qakeapi.core.limits.PenaltyBox`
+        penalties: The users and addresses refused after rate-limit closes; by default one
+            for this handler. Give several handlers the same :class:`~qakeapi.core.limits.PenaltyBox`
             to refuse a flooder on all of their paths.
     """
 
@@ -135,7 +143,8 @@ class WebSocketHandler:
         self.penalties = penalties if penalties is not None else PenaltyBox()
         self.rejections = RejectionLog(logger)
         """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"rate_penalty"``
-        (handshakes refused during a penalty), ``"connections_per_ip"``."""
+        (handshakes refused during a penalty), ``"connections_per_ip"``, ``"auth_unbound"`` (in-band
+        auth messages that only the connection's middleware, not a bound one, took)."""
         self._connect_hooks: list[ConnectionHook] = []
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
@@ -240,11 +249,13 @@ class WebSocketHandler:
         websocket.send_policy = self.send_policy
         client = websocket.client
         address = client[0] if client is not None else None
-        if address is not None and self.penalties:  # an empty box is false: no lookup then
-            wait = self.penalties.retry_after(address, time.monotonic())
-            if wait > 0.0:
-                await self._refuse_penalized(websocket, address, wait)
-                return
+        if self.penalties:  # an empty box is false: no lookup then
+            now = time.monotonic()
+            for key in (address, None if websocket.user_id is None else "user:" + websocket.user_id):
+                wait = 0.0 if key is None else self.penalties.retry_after(key, now)
+                if wait > 0.0:
+                    await self._refuse_penalized(websocket, str(key), wait)
+                    return
         if address is not None and not self.per_ip.acquire(address, self.max_connections_per_ip):
             await self._refuse_address(websocket, address)
             return
@@ -263,6 +274,9 @@ class WebSocketHandler:
                     receive = websocket.receive_message
                     clock = time.monotonic
                     bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
+                    auth_link = websocket.scope.get(AUTH_LINK_SCOPE_KEY)
+                    if auth_link in self._interceptors:  # bound to this handler: its interceptor takes them
+                        auth_link = None
                     while websocket.application_state is WebSocketState.CONNECTED:
                         data = await receive()
                         if bucket is not None and not bucket.take(clock()):
@@ -289,6 +303,9 @@ class WebSocketHandler:
                             await self._too_big(websocket, len(data))
                             break
                         if self._interceptors and await self._intercepted(websocket, message):
+                            continue
+                        if auth_link is not None and type(message) is dict and message.get("type") == "auth":
+                            await self._stray_auth(auth_link, websocket, message)
                             continue
                         for hook in hooks:
                             try:
@@ -356,6 +373,23 @@ class WebSocketHandler:
                 return True
         return False
 
+    async def _stray_auth(self, auth_link: MessageInterceptor, websocket: WebSocket, message: Any) -> None:
+        """An in-band auth message that no interceptor of this handler took: the middleware of the
+        connection handles it (never ``on_message``), and the missing link is logged once."""
+        self.rejections.reject(
+            "auth_unbound",
+            "",
+            "WebSocket %s (path=%s): an in-band auth message reached a handler that is not bound to the "
+            "authentication middleware that ran the connection; it went to the middleware, not on_message. "
+            "Bind them where both are created: auth_middleware.bind(ws_handler)",
+            websocket.id,
+            websocket.path,
+        )
+        try:
+            await auth_link(websocket, message)
+        except Exception as exc:
+            self._hook_failed(auth_link, websocket, exc)
+
     async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
         for hook in self._connect_hooks:
             if not await self._call(hook, websocket):
@@ -367,13 +401,19 @@ class WebSocketHandler:
         rate = self.rate_limit
         assert rate is not None
         client = websocket.client
-        if client is not None and rate.penalty > 0:
-            self.penalties.penalize(client[0], time.monotonic(), rate.penalty)
+        refused = []  # the flooder's user at once; its address on a repeat (a NAT's other users stay)
+        if rate.penalty > 0:
+            now = time.monotonic()
+            if websocket.user_id is not None:
+                self.penalties.penalize("user:" + websocket.user_id, now, rate.penalty)
+                refused.append("user")
+            if client is not None and self.penalties.strike(client[0], now, rate.penalty):
+                refused.append("address")
         self.rejections.reject(
             "rate",
             client[0] if client is not None else str(websocket.id),
             "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d); "
-            "its address is refused for %ss",
+            "refused for %ss: %s",
             websocket.id,
             websocket.path,
             client,
@@ -381,6 +421,7 @@ class WebSocketHandler:
             rate.rate,
             rate.burst,
             rate.penalty,
+            " and ".join(f"its {what}" for what in refused) or "nobody yet (its address on a repeat)",
         )
         await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
