@@ -1,0 +1,447 @@
+"""The framework's own overhead per message, measured in process: no sockets, no server.
+
+A minimal fake ASGI server (:class:`Peer`: a ``receive`` fed from a queue, a ``send`` that
+records) drives each app through the same workloads, so what differs between two figures is
+the app's own work per message:
+
+``echo``
+    one connection on ``/ws``; N messages are queued at once and the time runs until the N-th
+    reply is recorded: microseconds per message.
+``fanout``
+    ``--members`` connections on ``/room``; the first sends K messages and the time runs until
+    every member has every broadcast: microseconds per delivery.
+``secure``
+    the fan-out through a room with every limit at QakeAPI's default (token bucket, size limit,
+    per-address cap, strict JSON decoder); the bare and Starlette apps apply the same limits by
+    hand.
+``cluster``
+    the fan-out on a clustered QakeAPI node (``memory://``), against the bare app's plain one.
+``metrics_echo``, ``metrics_fanout``
+    QakeAPI with metrics off and on (the hook: :data:`METRICS_APP`; skipped until QakeAPI has
+    metrics).
+
+Every figure is the minimum over ``--repeats`` repeats, each app in a fresh event loop; apps
+are interleaved and the order rotates from repeat to repeat, so drift and neighbours' load fall
+on every app alike. Wall time (:func:`time.perf_counter`) and this process's CPU time
+(:func:`time.process_time`) are both reported, with their spread (median and worst over the
+best). After every timed run the frames each peer got are checked: the right count, the right
+content, in order.
+
+From the repository root, with the benchmark venv (see ``benchmarks/README.md``)::
+
+    python -m benchmarks.inproc                          # every workload, 7 repeats
+    python -m benchmarks.inproc --repeats 15 --workloads echo,fanout --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "METRICS_APP",
+    "WORKLOADS",
+    "Peer",
+    "Result",
+    "Workload",
+    "load_app",
+    "main",
+    "measure",
+    "run",
+]
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+SENT = {"type": "message", "text": "Hello"}
+SENT_TEXT = json.dumps(SENT, separators=(",", ":"))
+WELCOME = {"type": "welcome", "message": "Connected!"}
+
+METRICS_APP: str | None = None
+"""The hook for metrics: the import string of :mod:`benchmarks.qakeapi_app` with metrics turned on.
+
+QakeAPI has no metrics yet, so the ``metrics_*`` workloads are skipped. Once it has, set this
+to an app that serves the same contract with metrics on (for instance a
+``benchmarks/qakeapi_metrics_app.py`` that turns them on around the handlers of
+:mod:`benchmarks.qakeapi_app`); the workloads then compare it with metrics off."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload: which contract it drives, on which path, and the apps compared (the first is the base).
+
+    Attributes:
+        kind: ``"echo"`` or ``"fanout"``.
+        path: The WebSocket path.
+        apps: App name -> import string (``module:attribute``); ``None``: not available yet.
+    """
+
+    kind: str
+    path: str
+    apps: dict[str, str | None]
+
+
+_RAW, _STARLETTE, _QAKEAPI = "benchmarks.raw_asgi_app:app", "benchmarks.starlette_app:app", "benchmarks.qakeapi_app:app"
+
+WORKLOADS: dict[str, Workload] = {
+    "echo": Workload("echo", "/ws", {"raw": _RAW, "starlette": _STARLETTE, "qakeapi": _QAKEAPI}),
+    "fanout": Workload("fanout", "/room", {"raw": _RAW, "starlette": _STARLETTE, "qakeapi": _QAKEAPI}),
+    "secure": Workload(
+        "fanout",
+        "/room",
+        {
+            "raw": "benchmarks.raw_secure_app:app",
+            "starlette": "benchmarks.starlette_secure_app:app",
+            "qakeapi": "benchmarks.qakeapi_room_app:app",
+        },
+    ),
+    "cluster": Workload("fanout", "/room", {"raw": _RAW, "qakeapi": "benchmarks.qakeapi_room_app:cluster_app"}),
+    "metrics_echo": Workload("echo", "/ws", {"qakeapi": _QAKEAPI, "qakeapi+metrics": METRICS_APP}),
+    "metrics_fanout": Workload("fanout", "/room", {"qakeapi": _QAKEAPI, "qakeapi+metrics": METRICS_APP}),
+}
+"""Every workload by name."""
+
+
+class Peer:
+    """The fake server's side of one WebSocket connection: feeds ``receive``, records what is sent.
+
+    Args:
+        path: The request path.
+        port: The client's port (each peer its own, all from ``127.0.0.1``).
+    """
+
+    __slots__ = ("close_code", "done", "frames", "inbox", "scope", "want")
+
+    def __init__(self, path: str, port: int) -> None:
+        self.scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1:8000")],
+            "client": ("127.0.0.1", port),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+            "state": {},
+            "extensions": {},
+        }
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.frames: list[Message] = []
+        self.want = 0
+        self.done: asyncio.Future[None] | None = None
+        self.close_code: int | None = None
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send":
+            frames = self.frames
+            frames.append(message)
+            if len(frames) == self.want and self.done is not None:
+                self.done.set_result(None)
+        elif message["type"] == "websocket.close":
+            self.close_code = message.get("code", 1000)
+
+    def expect(self, count: int) -> asyncio.Future[None]:
+        """A future done once ``count`` frames in all have been sent to this peer."""
+        self.want = count
+        self.done = asyncio.get_running_loop().create_future()
+        if len(self.frames) >= count:
+            self.done.set_result(None)
+        return self.done
+
+    def texts(self) -> list[Any]:
+        """Every frame sent so far, decoded."""
+        return [json.loads(m["text"] if m.get("text") is not None else m["bytes"]) for m in self.frames]
+
+
+@dataclass
+class Result:
+    """One timed run, checked.
+
+    Attributes:
+        wall_us: Wall-clock microseconds per message (echo) or per delivery (fan-out).
+        cpu_us: This process's CPU microseconds, likewise.
+        delivered: Frames every peer got after its welcome, all checked (echo: replies;
+            fan-out: members x messages).
+    """
+
+    wall_us: float
+    cpu_us: float
+    delivered: int
+
+
+async def _lifespan(app: ASGIApp) -> tuple[asyncio.Task[None], asyncio.Queue[Message]]:
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    inbox.put_nowait({"type": "lifespan.startup"})
+    started = asyncio.get_running_loop().create_future()
+
+    async def send(message: Message) -> None:
+        if message["type"].startswith("lifespan.startup") and not started.done():
+            started.set_result(message["type"])
+
+    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send))
+    outcome = await asyncio.wait_for(started, 10)
+    if outcome != "lifespan.startup.complete":
+        raise RuntimeError(f"the app's startup failed: {outcome}")
+    return task, inbox
+
+
+async def _connect(app: ASGIApp, path: str, count: int) -> tuple[list[Peer], list[asyncio.Task[None]]]:
+    peers = [Peer(path, 40000 + i) for i in range(count)]
+    tasks = [asyncio.ensure_future(app(p.scope, p.receive, p.send)) for p in peers]
+    await asyncio.wait_for(asyncio.gather(*(p.expect(1) for p in peers)), 30)  # every welcome
+    for _ in range(3):  # let every hook that runs after the welcome finish
+        await asyncio.sleep(0)
+    return peers, tasks
+
+
+async def _disconnect(peers: list[Peer], tasks: list[asyncio.Task[None]]) -> None:
+    for peer in peers:
+        peer.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise RuntimeError(f"an app task failed: {outcome!r}") from outcome
+
+
+async def _echo(app: ASGIApp, path: str, n: int) -> Result:
+    (peer,), tasks = await _connect(app, path, 1)
+    done = peer.expect(1 + n)
+    message: Message = {"type": "websocket.receive", "text": SENT_TEXT}
+    gc.collect()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        peer.inbox.put_nowait(message)
+    await asyncio.wait_for(done, 120)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await _disconnect([peer], tasks)
+    got = peer.texts()
+    expected = [WELCOME] + [{"type": "echo", "data": SENT}] * n
+    if got != expected:
+        raise AssertionError(f"echo: {len(got)} frames, expected {len(expected)}, or their content differs")
+    return Result(wall / n * 1e6, cpu / n * 1e6, len(got) - 1)
+
+
+async def _fanout(app: ASGIApp, path: str, members: int, k: int) -> Result:
+    peers, tasks = await _connect(app, path, members)
+    done = [peer.expect(1 + k) for peer in peers]
+    message: Message = {"type": "websocket.receive", "text": SENT_TEXT}
+    sender = peers[0].inbox
+    gc.collect()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(k):
+        sender.put_nowait(message)
+    await asyncio.wait_for(asyncio.gather(*done), 120)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await _disconnect(peers, tasks)
+    expected = [WELCOME] + [{"type": "chat_message", "message": SENT}] * k
+    delivered = 0
+    for i, peer in enumerate(peers):
+        got = peer.texts()
+        if got != expected:
+            raise AssertionError(f"fan-out: member {i} got {len(got)} frames, expected {len(expected)}, or they differ")
+        delivered += len(got) - 1
+    return Result(wall / (members * k) * 1e6, cpu / (members * k) * 1e6, delivered)
+
+
+async def measure(app: ASGIApp, workload: Workload, *, n: int, members: int, k: int) -> Result:
+    """Run ``workload`` once against ``app`` in the running loop, lifespan included, and check every frame.
+
+    Args:
+        app: The ASGI app.
+        workload: The workload.
+        n: Echo messages.
+        members: Fan-out members.
+        k: Fan-out messages.
+
+    Returns:
+        The time per message (echo) or per delivery (fan-out).
+
+    Raises:
+        AssertionError: A peer got a frame too many, too few, or a wrong one.
+    """
+    life, inbox = await _lifespan(app)
+    try:
+        if workload.kind == "echo":
+            return await _echo(app, workload.path, n)
+        return await _fanout(app, workload.path, members, k)
+    finally:
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(life, 10)
+
+
+def load_app(spec: str) -> ASGIApp:
+    """Import ``module:attribute``."""
+    module, _, attribute = spec.partition(":")
+    app: ASGIApp = getattr(importlib.import_module(module), attribute or "app")
+    return app
+
+
+@dataclass
+class _Series:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    best = min(values)
+    return {
+        "min": round(best, 4),
+        "median": round(statistics.median(values), 4),
+        "max": round(max(values), 4),
+        "spread_median": round(statistics.median(values) / best - 1, 4),
+    }
+
+
+def run(
+    workloads: Sequence[str],
+    *,
+    repeats: int = 7,
+    n: int = 5000,
+    members: int = 200,
+    k: int = 50,
+    apps: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Measure ``workloads``: ``repeats`` interleaved, rotated repeats of every app, after one warm-up.
+
+    Args:
+        workloads: Names from :data:`WORKLOADS`.
+        repeats: How many timed repeats of every (workload, app) pair.
+        n: Echo messages per run.
+        members: Fan-out members.
+        k: Fan-out messages per run.
+        apps: Only these app names (``None``: all).
+
+    Returns:
+        ``{"python": ..., "workloads": {name: {app: figures}}, "skipped": {...}}``: per app, the
+        wall and CPU microseconds (``min``, ``median``, ``max``, ``spread_median``) and the ratio
+        of its minimum to the base app's (the first of the workload).
+    """
+    loaded: dict[str, ASGIApp] = {}
+    plan: list[tuple[str, list[str]]] = []
+    skipped: dict[str, list[str]] = {}
+    for name in workloads:
+        workload = WORKLOADS[name]
+        missing = [app_name for app_name, spec in workload.apps.items() if spec is None]
+        if missing:  # a comparison with one side missing measures nothing
+            skipped[name] = missing
+            continue
+        names = []
+        for app_name, spec in workload.apps.items():
+            if spec is None or (apps is not None and app_name not in apps):
+                continue
+            if spec not in loaded:
+                loaded[spec] = load_app(spec)
+            names.append(app_name)
+        if names:
+            plan.append((name, names))
+    series: dict[tuple[str, str], _Series] = {}
+    for round_ in range(repeats + 1):  # round 0 warms up and is not counted
+        for name, names in plan:
+            workload = WORKLOADS[name]
+            shift = round_ % len(names)
+            for app_name in names[shift:] + names[:shift]:
+                spec = workload.apps[app_name]
+                assert spec is not None
+                app = loaded[spec]
+                result = asyncio.run(measure(app, workload, n=n, members=members, k=k))
+                if round_:
+                    s = series.setdefault((name, app_name), _Series())
+                    s.wall.append(result.wall_us)
+                    s.cpu.append(result.cpu_us)
+    out: dict[str, Any] = {}
+    for name, names in plan:
+        base = series[(name, names[0])]
+        rows = {}
+        for app_name in names:
+            s = series[(name, app_name)]
+            rows[app_name] = {
+                "wall_us": _spread(s.wall),
+                "cpu_us": _spread(s.cpu),
+                "ratio_wall": round(min(s.wall) / min(base.wall), 3),
+                "ratio_cpu": round(min(s.cpu) / min(base.cpu), 3),
+            }
+        out[name] = rows
+    return {
+        "python": platform.python_version(),
+        "repeats": repeats,
+        "n": n,
+        "members": members,
+        "k": k,
+        "workloads": out,
+        "skipped": skipped,
+    }
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [
+        f"Python {report['python']}, min of {report['repeats']} repeats (echo: µs/message; fan-out: µs/delivery)",
+        f"{'workload':<15}{'app':<17}{'wall':>8}{'median':>8}{'max':>8}{'ratio':>7}"
+        f"{'cpu':>9}{'median':>8}{'max':>8}{'ratio':>7}",
+    ]
+    for name, rows in report["workloads"].items():
+        for app_name, row in rows.items():
+            w, c = row["wall_us"], row["cpu_us"]
+            lines.append(
+                f"{name:<15}{app_name:<17}{w['min']:>8.3f}{w['median']:>8.3f}{w['max']:>8.3f}{row['ratio_wall']:>7.3f}"
+                f"{c['min']:>9.3f}{c['median']:>8.3f}{c['max']:>8.3f}{row['ratio_cpu']:>7.3f}"
+            )
+    for name, app_names in report["skipped"].items():
+        lines.append(f"{name:<15}skipped: {', '.join(app_names)} not available yet (see METRICS_APP)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line (``python -m benchmarks.inproc --help``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inproc", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, of: " + ", ".join(WORKLOADS))
+    parser.add_argument("--apps", default=None, help="comma-separated app names (default: every app of a workload)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of every app (default 7)")
+    parser.add_argument("--n", type=int, default=5000, help="echo messages per run (default 5000)")
+    parser.add_argument("--members", type=int, default=200, help="fan-out members (default 200)")
+    parser.add_argument("--k", type=int, default=50, help="fan-out messages per run (default 50)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH ('-': stdout)")
+    args = parser.parse_args(argv)
+    names = [w for w in args.workloads.split(",") if w]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s): {', '.join(unknown)}")
+    report = run(
+        names,
+        repeats=args.repeats,
+        n=args.n,
+        members=args.members,
+        k=args.k,
+        apps=args.apps.split(",") if args.apps else None,
+    )
+    if args.json == "-":
+        json.dump(report, sys.stdout)
+        print()
+        return
+    print(_table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
