@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from qakeapi.core.codec import encode_json
 from qakeapi.core.websockets.connection import message_for
-from qakeapi.core.websockets.outbox import fan_out
+from qakeapi.core.websockets.outbox import Outbox, fan_out
 
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
@@ -60,11 +60,18 @@ async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) 
         The recipients that turned out to be closed, before or during the delivery.
     """
     members = tuple(recipients)
-    if members:
-        passed = fan_out(message_for(frame), [websocket.outbox for websocket in members])
-        if passed is not None:
-            await passed
-    return _closed(members)
+    if not members:
+        return []
+    closed: list[Outbox] = []  # filled by the walk, so no second pass over the recipients
+    passed = fan_out(message_for(frame), [websocket.outbox for websocket in members], closed)
+    if passed is not None:
+        await passed
+    if not closed:
+        return []
+    found = set(closed)
+    dead = [websocket for websocket in members if websocket.outbox in found]
+    logger.debug("broadcast found %d closed connection(s)", len(dead))
+    return dead
 
 
 def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
