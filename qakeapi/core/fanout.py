@@ -18,7 +18,7 @@ from qakeapi.core.websockets.outbox import Outbox, fan_out
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
-__all__ = ["as_frame", "broadcast", "broadcast_in_order", "deliver", "deliver_in_order"]
+__all__ = ["as_frame", "broadcast", "broadcast_in_order", "deliver", "deliver_in_order", "recipients"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
@@ -81,6 +81,26 @@ def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
     return dead
 
 
+def recipients(members: Collection[WebSocket], exclude: WebSocket | None = None) -> tuple[WebSocket, ...]:
+    """A snapshot of ``members`` without ``exclude``: who a broadcast goes to.
+
+    Copied in C (a comprehension costs ~15 ns a member, per broadcast); :func:`deliver` and
+    :func:`deliver_in_order` take the tuple as it is, without copying it again.
+
+    Args:
+        members: The connections.
+        exclude: A member to leave out, typically the sender; ``None``: nobody.
+
+    Returns:
+        The recipients, in the order ``members`` iterates.
+    """
+    if exclude is None or exclude not in members:
+        return tuple(members)
+    rest = list(members)
+    rest.remove(exclude)
+    return tuple(rest)
+
+
 def as_frame(message: Any) -> str | bytes:
     """Encode a message for sending: ``str`` and ``bytes`` as they are, anything else as JSON text.
 
@@ -106,9 +126,9 @@ def broadcast(
     Returns:
         How many members it was sent to, and the members that turned out to be closed.
     """
-    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
-    dead = deliver(as_frame(message), recipients)
-    return len(recipients) - len(dead), dead
+    to = recipients(members, exclude)
+    dead = deliver(as_frame(message), to)
+    return len(to) - len(dead), dead
 
 
 async def broadcast_in_order(
@@ -127,6 +147,6 @@ async def broadcast_in_order(
     Returns:
         How many members it was sent to, and the members that turned out to be closed.
     """
-    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
-    dead = await deliver_in_order(as_frame(message), recipients)
-    return len(recipients) - len(dead), dead
+    to = recipients(members, exclude)
+    dead = await deliver_in_order(as_frame(message), to)
+    return len(to) - len(dead), dead
