@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import importlib
 import json
 import platform
+import pstats
 import statistics
 import sys
 import time
@@ -189,6 +191,28 @@ class Result:
     delivered: int
 
 
+class _Timer:
+    """Times the burst, wall and CPU; given a profiler, profiles exactly the timed part too."""
+
+    __slots__ = ("cpu", "profiler", "wall")
+
+    def __init__(self, profiler: cProfile.Profile | None) -> None:
+        self.profiler = profiler
+        self.cpu = self.wall = 0.0
+
+    def start(self) -> None:
+        gc.collect()
+        if self.profiler is not None:
+            self.profiler.enable()
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        if self.profiler is not None:
+            self.profiler.disable()
+        return wall, cpu
+
+
 async def _lifespan(app: ASGIApp) -> tuple[asyncio.Task[None], asyncio.Queue[Message]]:
     inbox: asyncio.Queue[Message] = asyncio.Queue()
     inbox.put_nowait({"type": "lifespan.startup"})
@@ -223,16 +247,15 @@ async def _disconnect(peers: list[Peer], tasks: list[asyncio.Task[None]]) -> Non
             raise RuntimeError(f"an app task failed: {outcome!r}") from outcome
 
 
-async def _echo(app: ASGIApp, path: str, n: int) -> Result:
+async def _echo(app: ASGIApp, path: str, n: int, timer: _Timer) -> Result:
     (peer,), tasks = await _connect(app, path, 1)
     done = peer.expect(1 + n)
     message: Message = {"type": "websocket.receive", "text": SENT_TEXT}
-    gc.collect()
-    cpu, wall = time.process_time(), time.perf_counter()
+    timer.start()
     for _ in range(n):
         peer.inbox.put_nowait(message)
     await asyncio.wait_for(done, 120)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timer.stop()
     await _disconnect([peer], tasks)
     got = peer.texts()
     expected = [WELCOME] + [{"type": "echo", "data": SENT}] * n
@@ -241,17 +264,16 @@ async def _echo(app: ASGIApp, path: str, n: int) -> Result:
     return Result(wall / n * 1e6, cpu / n * 1e6, len(got) - 1)
 
 
-async def _fanout(app: ASGIApp, path: str, members: int, k: int) -> Result:
+async def _fanout(app: ASGIApp, path: str, members: int, k: int, timer: _Timer) -> Result:
     peers, tasks = await _connect(app, path, members)
     done = [peer.expect(1 + k) for peer in peers]
     message: Message = {"type": "websocket.receive", "text": SENT_TEXT}
     sender = peers[0].inbox
-    gc.collect()
-    cpu, wall = time.process_time(), time.perf_counter()
+    timer.start()
     for _ in range(k):
         sender.put_nowait(message)
     await asyncio.wait_for(asyncio.gather(*done), 120)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timer.stop()
     await _disconnect(peers, tasks)
     expected = [WELCOME] + [{"type": "chat_message", "message": SENT}] * k
     delivered = 0
@@ -263,7 +285,9 @@ async def _fanout(app: ASGIApp, path: str, members: int, k: int) -> Result:
     return Result(wall / (members * k) * 1e6, cpu / (members * k) * 1e6, delivered)
 
 
-async def measure(app: ASGIApp, workload: Workload, *, n: int, members: int, k: int) -> Result:
+async def measure(
+    app: ASGIApp, workload: Workload, *, n: int, members: int, k: int, profiler: cProfile.Profile | None = None
+) -> Result:
     """Run ``workload`` once against ``app`` in the running loop, lifespan included, and check every frame.
 
     Args:
@@ -272,6 +296,7 @@ async def measure(app: ASGIApp, workload: Workload, *, n: int, members: int, k: 
         n: Echo messages.
         members: Fan-out members.
         k: Fan-out messages.
+        profiler: Enabled during the timed part only, if given.
 
     Returns:
         The time per message (echo) or per delivery (fan-out).
@@ -282,8 +307,8 @@ async def measure(app: ASGIApp, workload: Workload, *, n: int, members: int, k: 
     life, inbox = await _lifespan(app)
     try:
         if workload.kind == "echo":
-            return await _echo(app, workload.path, n)
-        return await _fanout(app, workload.path, members, k)
+            return await _echo(app, workload.path, n, _Timer(profiler))
+        return await _fanout(app, workload.path, members, k, _Timer(profiler))
     finally:
         inbox.put_nowait({"type": "lifespan.shutdown"})
         await asyncio.wait_for(life, 10)
@@ -392,6 +417,42 @@ def run(
     }
 
 
+def profile(
+    workloads: Sequence[str], apps: Sequence[str], prefix: str, *, n: int = 5000, members: int = 200, k: int = 50
+) -> list[str]:
+    """Profile the timed part of each (workload, app) with :mod:`cProfile`, over 5 runs after a warm-up.
+
+    Args:
+        workloads: Names from :data:`WORKLOADS`.
+        apps: App names.
+        prefix: Each profile is written to ``{prefix}.{workload}.{app}.pstats``.
+        n: Echo messages per run.
+        members: Fan-out members.
+        k: Fan-out messages per run.
+
+    Returns:
+        The files written.
+    """
+    written = []
+    for name in workloads:
+        workload = WORKLOADS[name]
+        for app_name in apps:
+            spec = workload.apps.get(app_name)
+            if spec is None:
+                continue
+            app = load_app(spec)
+            asyncio.run(measure(app, workload, n=n, members=members, k=k))
+            profiler = cProfile.Profile()
+            for _ in range(5):
+                asyncio.run(measure(app, workload, n=n, members=members, k=k, profiler=profiler))
+            path = f"{prefix}.{name}.{app_name}.pstats"
+            profiler.dump_stats(path)
+            print(f"== {name} / {app_name}: {path}")
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(12)
+            written.append(path)
+    return written
+
+
 def _table(report: dict[str, Any]) -> str:
     lines = [
         f"Python {report['python']}, min of {report['repeats']} repeats (echo: µs/message; fan-out: µs/delivery)",
@@ -420,11 +481,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=200, help="fan-out members (default 200)")
     parser.add_argument("--k", type=int, default=50, help="fan-out messages per run (default 50)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH ('-': stdout)")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="instead of timing, profile the timed part with cProfile: PREFIX.<workload>.<app>.pstats",
+    )
     args = parser.parse_args(argv)
     names = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in names if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(unknown)}")
+    if args.profile:
+        chosen = args.apps.split(",") if args.apps else sorted({a for w in names for a in WORKLOADS[w].apps})
+        profile(names, chosen, args.profile, n=args.n, members=args.members, k=args.k)
+        return
     report = run(
         names,
         repeats=args.repeats,
