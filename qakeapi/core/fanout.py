@@ -46,7 +46,9 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
     return _closed(members)
 
 
-async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
+async def deliver_in_order(
+    frame: str | bytes, recipients: Iterable[WebSocket], *, outboxes: list[Outbox] | None = None
+) -> list[WebSocket]:
     """:func:`deliver`, returning once every recipient has the frame written or queued.
 
     What the caller sends to any recipient afterwards comes after ``frame``. It never waits
@@ -55,6 +57,9 @@ async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) 
     Args:
         frame: The encoded message.
         recipients: The connections to send to.
+        outboxes: The recipients' :attr:`~qakeapi.core.websockets.connection.WebSocket.outbox`,
+            in the same order, from a caller that keeps them (saves reading each one per
+            broadcast); ``None``: read here.
 
     Returns:
         The recipients that turned out to be closed, before or during the delivery.
@@ -63,7 +68,9 @@ async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) 
     if not members:
         return []
     closed: list[Outbox] = []  # filled by the walk, so no second pass over the recipients
-    passed = fan_out(message_for(frame), [websocket.outbox for websocket in members], closed)
+    if outboxes is None:
+        outboxes = [websocket.outbox for websocket in members]
+    passed = fan_out(message_for(frame), outboxes, closed)
     if passed is not None:
         await passed
     if not closed:

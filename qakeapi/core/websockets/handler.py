@@ -11,7 +11,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import NonStandardJSONError, strict_decoder
-from qakeapi.core.fanout import broadcast_in_order
+from qakeapi.core.fanout import as_frame, deliver_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
@@ -23,7 +23,7 @@ from qakeapi.core.limits import (
 )
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
@@ -136,7 +136,9 @@ class WebSocketHandler:
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
         self._interceptors: list[MessageInterceptor] = []
-        self._connections: set[WebSocket] = set()
+        # Each connection with its outbox, so a broadcast takes both lists in C rather than
+        # reading every member's outbox again (~15 ns a member, per broadcast).
+        self._connections: dict[WebSocket, Outbox] = {}
         install_log_redaction()
 
     # -- registration -------------------------------------------------------------------
@@ -201,7 +203,7 @@ class WebSocketHandler:
     @property
     def connections(self) -> AbstractSet[WebSocket]:
         """The connections this handler is running now (a live, read-only view)."""
-        return _SetView(self._connections)
+        return _SetView(self._connections.keys())
 
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every connection of this handler on this process.
@@ -216,8 +218,12 @@ class WebSocketHandler:
         Returns:
             How many connections it was sent to.
         """
-        sent, _dead = await broadcast_in_order(message, self._connections, exclude=exclude)
-        return sent
+        connections = self._connections
+        if exclude is not None and exclude in connections:
+            connections = connections.copy()
+            del connections[exclude]
+        dead = await deliver_in_order(as_frame(message), tuple(connections), outboxes=list(connections.values()))
+        return len(connections) - len(dead)
 
     # -- running a connection -----------------------------------------------------------
 
@@ -242,7 +248,7 @@ class WebSocketHandler:
         try:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
-            self._connections.add(websocket)
+            self._connections[websocket] = websocket.outbox
             try:
                 if await self._run_connect_hooks(websocket):
                     # The receive loop, inline: this frame is suspended in every receive, and each
@@ -296,7 +302,7 @@ class WebSocketHandler:
                         websocket.path,
                         non_standard,
                     )
-                self._connections.discard(websocket)
+                self._connections.pop(websocket, None)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)
                 await websocket.close()
