@@ -11,6 +11,7 @@ import logging
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
+import qakeapi.core.websockets.outbox  # the annotation below names Outbox in full (two classes share the name)
 from qakeapi.core.codec import encode_json
 from qakeapi.core.websockets.connection import message_for
 from qakeapi.core.websockets.outbox import Outbox, fan_out
@@ -47,7 +48,10 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
 
 
 async def deliver_in_order(
-    frame: str | bytes, recipients: Iterable[WebSocket], *, outboxes: list[Outbox] | None = None
+    frame: str | bytes,
+    recipients: Iterable[WebSocket],
+    *,
+    outboxes: list[qakeapi.core.websockets.outbox.Outbox] | None = None,
 ) -> list[WebSocket]:
     """:func:`deliver`, returning once every recipient has the frame written or queued.
 
