@@ -31,6 +31,7 @@ From the repository root, with the benchmark venv (see ``benchmarks/README.md``)
 
     python -m benchmarks.inproc                          # every workload, 7 repeats
     python -m benchmarks.inproc --repeats 15 --workloads echo,fanout --json out.json
+    python -m benchmarks.inproc --workloads fanout --apps qakeapi --profile /tmp/prof   # cProfile, timed part only
 """
 
 from __future__ import annotations
