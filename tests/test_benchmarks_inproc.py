@@ -1,4 +1,4 @@
-"""The in-process benchmark (``benchmarks/inproc.py``): every app delivers exactly the frames expected.
+"""The in-process benchmark (``benchmarks/inproc.py`` and its fake server): every app delivers every frame expected.
 
 Behaviour only, on tiny counts: no speed figure is asserted here (speed is measured by running
 the benchmark; see ``benchmarks/README.md``).
@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 
 from benchmarks import inproc
-from benchmarks.inproc import WORKLOADS, Message, Workload, load_app, measure
+from benchmarks.fake_server import Message, Result, Workload, load_app, measure
+from benchmarks.inproc import WORKLOADS
 
 # Starlette is a benchmark tool, not a test dependency: its apps are left out here.
 APPS = ["raw", "qakeapi"]
 MEASURED = [name for name, w in WORKLOADS.items() if all(spec is not None for spec in w.apps.values())]
 
 
-def _run(app: Any, workload: Workload, *, n: int = 20, members: int = 200, k: int = 3) -> inproc.Result:
+def _run(app: Any, workload: Workload, *, n: int = 20, members: int = 200, k: int = 3) -> Result:
     return asyncio.run(measure(app, workload, n=n, members=members, k=k))
 
 
