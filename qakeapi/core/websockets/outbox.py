@@ -30,7 +30,7 @@ import enum
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -444,7 +444,7 @@ def _drain_check(walk: _Pass) -> None:
         _keep(_start(walk.loop, _drain_all(rest, walk.loop)))
 
 
-def fan_out(item: Any, outboxes: Iterable[Outbox], closed: list[Outbox] | None = None) -> Awaitable[None] | None:
+def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None = None) -> Awaitable[None] | None:
     """Write ``item`` to every outbox, in order per outbox, without one slow outbox holding up the rest.
 
     The writes run in a task of their own (eager on Python 3.12 and later, so usually done
@@ -452,7 +452,8 @@ def fan_out(item: Any, outboxes: Iterable[Outbox], closed: list[Outbox] | None =
 
     Args:
         item: The item, shared by every outbox.
-        outboxes: The outboxes; closed ones are skipped. Iterated once, by the writing task.
+        outboxes: The outboxes; closed ones are skipped. Walked by the writing task, possibly
+            after this returns: a sequence the caller does not change afterwards.
         closed: Where to append the outboxes found closed, or closed by this item (their
             write failed, or their queue overflowed with the ``"disconnect"`` policy), as the
             walk meets them: complete once the walk is over (when this returns ``None``, or
