@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from qakeapi.core.codec import check_sendable, encode_json
 from qakeapi.core.websockets.connection import message_for
-from qakeapi.core.websockets.outbox import fan_out
+from qakeapi.core.websockets.outbox import Outbox, fan_out
 
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
 
-__all__ = ["as_frame", "broadcast", "broadcast_in_order", "deliver", "deliver_in_order"]
+__all__ = ["as_frame", "broadcast", "broadcast_in_order", "deliver", "deliver_in_order", "recipients"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
@@ -46,7 +46,12 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
     return _closed(members)
 
 
-async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
+async def deliver_in_order(
+    frame: str | bytes,
+    recipients: Iterable[WebSocket],
+    *,
+    outboxes: list[Outbox] | None = None,
+) -> list[WebSocket]:
     """:func:`deliver`, returning once every recipient has the frame written or queued.
 
     What the caller sends to any recipient afterwards comes after ``frame``. It never waits
@@ -55,16 +60,28 @@ async def deliver_in_order(frame: str | bytes, recipients: Iterable[WebSocket]) 
     Args:
         frame: The encoded message.
         recipients: The connections to send to.
+        outboxes: The recipients' :attr:`~qakeapi.core.websockets.connection.WebSocket.outbox`,
+            in the same order, from a caller that keeps them (saves reading each one per
+            broadcast); ``None``: read here.
 
     Returns:
         The recipients that turned out to be closed, before or during the delivery.
     """
     members = tuple(recipients)
-    if members:
-        passed = fan_out(message_for(frame), [websocket.outbox for websocket in members])
-        if passed is not None:
-            await passed
-    return _closed(members)
+    if not members:
+        return []
+    closed: list[Outbox] = []  # filled by the walk, so no second pass over the recipients
+    if outboxes is None:
+        outboxes = [websocket.outbox for websocket in members]
+    passed = fan_out(message_for(frame), outboxes, closed)
+    if passed is not None:
+        await passed
+    if not closed:
+        return []
+    found = set(closed)
+    dead = [websocket for websocket in members if websocket.outbox in found]
+    logger.debug("broadcast found %d closed connection(s)", len(dead))
+    return dead
 
 
 def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
@@ -72,6 +89,26 @@ def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
     if dead:
         logger.debug("broadcast found %d closed connection(s)", len(dead))
     return dead
+
+
+def recipients(members: Collection[WebSocket], exclude: WebSocket | None = None) -> tuple[WebSocket, ...]:
+    """A snapshot of ``members`` without ``exclude``: who a broadcast goes to.
+
+    Copied in C (a comprehension costs ~15 ns a member, per broadcast); :func:`deliver` and
+    :func:`deliver_in_order` take the tuple as it is, without copying it again.
+
+    Args:
+        members: The connections.
+        exclude: A member to leave out, typically the sender; ``None``: nobody.
+
+    Returns:
+        The recipients, in the order ``members`` iterates.
+    """
+    if exclude is None or exclude not in members:
+        return tuple(members)
+    rest = list(members)
+    rest.remove(exclude)
+    return tuple(rest)
 
 
 def as_frame(message: Any) -> str | bytes:
@@ -107,9 +144,9 @@ def broadcast(
     Returns:
         How many members it was sent to, and the members that turned out to be closed.
     """
-    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
-    dead = deliver(as_frame(message), recipients)
-    return len(recipients) - len(dead), dead
+    to = recipients(members, exclude)
+    dead = deliver(as_frame(message), to)
+    return len(to) - len(dead), dead
 
 
 async def broadcast_in_order(
@@ -128,6 +165,6 @@ async def broadcast_in_order(
     Returns:
         How many members it was sent to, and the members that turned out to be closed.
     """
-    recipients = members if exclude is None else [ws for ws in members if ws is not exclude]
-    dead = await deliver_in_order(as_frame(message), recipients)
-    return len(recipients) - len(dead), dead
+    to = recipients(members, exclude)
+    dead = await deliver_in_order(as_frame(message), to)
+    return len(to) - len(dead), dead

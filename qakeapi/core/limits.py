@@ -120,10 +120,12 @@ class TokenBucket:
             ``True`` when a token was there; ``False`` when the bucket is empty (the limit is
             exceeded; nothing is spent).
         """
-        # Plain comparisons rather than min()/max(): this runs for every message received.
+        # Plain comparisons rather than min()/max(), locals rather than repeated attribute
+        # reads: this runs for every message received.
         tokens = self._tokens
-        if now > self._last:
-            tokens += (now - self._last) * self.rate
+        last = self._last
+        if now > last:
+            tokens += (now - last) * self.rate
             if tokens > self.burst:
                 tokens = self.burst
             self._last = now

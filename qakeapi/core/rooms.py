@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
-from qakeapi.core.fanout import as_frame, deliver, deliver_in_order
+from qakeapi.core.fanout import as_frame, deliver, deliver_in_order, recipients
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.exceptions import RoomLimitError, UnlinkedRoomsError
 
@@ -120,8 +120,8 @@ class Room:
         if relay is not None and relay.sequenced(self.name):
             return await relay.room_publish(self.name, message, exclude)
         frame = as_frame(message)
-        recipients = [ws for ws in self.members if ws is not exclude]
-        sent = self._forget(recipients, await deliver_in_order(frame, recipients))
+        to = recipients(self.members, exclude)
+        sent = self._forget(to, await deliver_in_order(frame, to))
         if relay is not None:
             relay.room_broadcast(self.name, frame, exclude)
         return sent
@@ -138,10 +138,10 @@ class Room:
         return self._deliver(as_frame(message), exclude)
 
     def _deliver(self, frame: str | bytes, exclude: WebSocket | None) -> int:
-        recipients = [ws for ws in self.members if ws is not exclude]
-        return self._forget(recipients, deliver(frame, recipients))
+        to = recipients(self.members, exclude)
+        return self._forget(to, deliver(frame, to))
 
-    def _forget(self, recipients: list[WebSocket], dead: list[WebSocket]) -> int:
+    def _forget(self, recipients: tuple[WebSocket, ...], dead: list[WebSocket]) -> int:
         """Drop the members found closed; return how many recipients were sent to."""
         for websocket in dead:
             if self._registry is not None:

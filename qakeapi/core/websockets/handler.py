@@ -11,7 +11,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from qakeapi.core.codec import strict_decoder
-from qakeapi.core.fanout import broadcast_in_order
+from qakeapi.core.fanout import as_frame, deliver_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
@@ -23,7 +23,7 @@ from qakeapi.core.limits import (
 )
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy
 from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
@@ -51,7 +51,8 @@ _M = TypeVar("_M", bound=MessageHook)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
-_decode = strict_decoder().decode  # json.loads without its per-call argument checks; refuses NaN and the like
+_decode = strict_decoder().decode  # json.loads without its per-call argument checks; no NaN
+_CONNECTED = WebSocketState.CONNECTED  # an enum member read from its class costs ~60 ns on 3.11, per message
 
 
 class _SetView(AbstractSet[WebSocket]):
@@ -149,7 +150,9 @@ class WebSocketHandler:
         self._message_hooks: list[MessageHook] = []
         self._disconnect_hooks: list[ConnectionHook] = []
         self._interceptors: list[MessageInterceptor] = []
-        self._connections: set[WebSocket] = set()
+        # Each connection with its outbox, so a broadcast takes both lists in C rather than
+        # reading every member's outbox again (~15 ns a member, per broadcast).
+        self._connections: dict[WebSocket, Outbox] = {}
         self._by_id: dict[int, WebSocket] = {}
         install_log_redaction()
 
@@ -215,7 +218,7 @@ class WebSocketHandler:
     @property
     def connections(self) -> AbstractSet[WebSocket]:
         """The connections this handler is running now (a live, read-only view)."""
-        return _SetView(self._connections)
+        return _SetView(self._connections.keys())
 
     def connection(self, connection_id: int) -> WebSocket | None:
         """The connection with :attr:`WebSocket.id <qakeapi.core.websockets.connection.WebSocket.id>`
@@ -235,8 +238,12 @@ class WebSocketHandler:
         Returns:
             How many connections it was sent to.
         """
-        sent, _dead = await broadcast_in_order(message, self._connections, exclude=exclude)
-        return sent
+        connections = self._connections
+        if exclude is not None and exclude in connections:
+            connections = connections.copy()
+            del connections[exclude]
+        dead = await deliver_in_order(as_frame(message), tuple(connections), outboxes=list(connections.values()))
+        return len(connections) - len(dead)
 
     # -- running a connection -----------------------------------------------------------
 
@@ -263,7 +270,7 @@ class WebSocketHandler:
         try:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
-            self._connections.add(websocket)
+            self._connections[websocket] = websocket.outbox
             self._by_id[websocket.id] = websocket
             try:
                 if await self._run_connect_hooks(websocket):
@@ -271,13 +278,14 @@ class WebSocketHandler:
                     # level of nesting between the task and the server's receive costs twice a message.
                     limit = self.max_message_size
                     hooks = self._message_hooks
+                    interceptors = self._interceptors  # the list itself: one registered later is seen
                     receive = websocket.receive_message
                     clock = time.monotonic
                     bucket = self.rate_limit.bucket(clock()) if self.rate_limit is not None else None
                     auth_link = websocket.scope.get(AUTH_LINK_SCOPE_KEY)
                     if auth_link in self._interceptors:  # bound to this handler: its interceptor takes them
                         auth_link = None
-                    while websocket.application_state is WebSocketState.CONNECTED:
+                    while websocket.application_state is _CONNECTED:
                         data = await receive()
                         if bucket is not None and not bucket.take(clock()):
                             await self._too_fast(websocket)
@@ -302,7 +310,7 @@ class WebSocketHandler:
                         elif limit is not None and len(data) > limit:
                             await self._too_big(websocket, len(data))
                             break
-                        if self._interceptors and await self._intercepted(websocket, message):
+                        if interceptors and await self._intercepted(websocket, message):
                             continue
                         if auth_link is not None and type(message) is dict and message.get("type") == "auth":
                             await self._stray_auth(auth_link, websocket, message)
@@ -321,7 +329,7 @@ class WebSocketHandler:
             finally:
                 if refused is not None:
                     _log_refused_counts(websocket, refused)
-                self._connections.discard(websocket)
+                self._connections.pop(websocket, None)
                 self._by_id.pop(websocket.id, None)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)

@@ -35,7 +35,7 @@ import enum
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -357,6 +357,8 @@ class Outbox:
 _running: set[asyncio.Task[None]] = set()
 
 
+_EAGER = sys.version_info >= (3, 12)
+
 if sys.version_info >= (3, 12):
 
     def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -376,15 +378,22 @@ def _keep(task: asyncio.Task[None]) -> None:
 
 
 class _Pass:
-    """One task walking a list of outboxes; hands the rest on if it gets stuck."""
+    """One task walking outboxes; hands the rest on if it gets stuck.
 
-    __slots__ = ("done", "handed_off", "index", "item", "loop", "outboxes", "waiter")
+    The walk and :meth:`hand_off` share one iterator (:attr:`rest`): where the walk is, is where
+    the iterator is, so handing on consumes what the walk has not reached and the walk ends
+    after the write it is blocked in, with no index kept per recipient.
+    """
 
-    def __init__(self, item: Any, outboxes: Sequence[Outbox], loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("closed", "done", "handed_off", "item", "loop", "rest", "waiter")
+
+    def __init__(
+        self, item: Any, outboxes: Iterable[Outbox], loop: asyncio.AbstractEventLoop, closed: list[Outbox] | None
+    ) -> None:
         self.item = item
-        self.outboxes = outboxes
+        self.rest: Iterator[Outbox] = iter(outboxes)
         self.loop = loop
-        self.index = 0
+        self.closed = closed
         self.done = False
         self.handed_off = False
         self.waiter: asyncio.Future[None] | None = None
@@ -400,15 +409,20 @@ class _Pass:
         if not self.done:
             self.hand_off()
 
+    def skip(self, outbox: Outbox) -> None:
+        """``outbox`` is busy (queue the item behind its owner) or closed (note it)."""
+        if outbox.open and outbox._enqueue(self.item):
+            return
+        if self.closed is not None:
+            self.closed.append(outbox)
+
     def hand_off(self) -> None:
         self.handed_off = True
         item = self.item
         owned: list[Outbox] = []
-        for outbox in self.outboxes[self.index + 1 :]:
-            if not outbox.open:
-                continue
-            if outbox._owned:
-                outbox._enqueue(item)
+        for outbox in self.rest:  # the walk's own iterator: it stops after its blocked write
+            if outbox._owned or not outbox.open:
+                self.skip(outbox)
             else:
                 outbox._owned = True
                 if outbox._queue is None:
@@ -420,32 +434,32 @@ class _Pass:
         self.finish()
 
     async def run(self) -> None:
-        self.loop.call_soon(self.check)
+        if not _EAGER:  # an eager start is checked by fan_out(), only if it did not finish at once
+            self.loop.call_soon(self.check)
         item = self.item
         try:
-            for index, outbox in enumerate(self.outboxes):
-                if not outbox.open:
-                    continue
-                if outbox._owned:
-                    outbox._enqueue(item)
+            for outbox in self.rest:
+                if outbox._owned or not outbox.open:
+                    self.skip(outbox)
                     continue
                 outbox._owned = True
-                self.index = index
                 try:
                     await outbox._send(item)
                 except BaseException as exc:
                     outbox._fail(exc)
+                    if self.closed is not None and not outbox.open:  # an unsendable frame keeps it open
+                        self.closed.append(outbox)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
+                    continue
+                if outbox._queue:
+                    await outbox._drain()
+                    if not outbox.open and self.closed is not None:
+                        self.closed.append(outbox)
+                elif outbox._waiters:
+                    outbox._release()
                 else:
-                    if outbox._queue:
-                        await outbox._drain()
-                    elif outbox._waiters:
-                        outbox._release()
-                    else:
-                        outbox._owned = False
-                if self.handed_off:
-                    return
+                    outbox._owned = False
         finally:
             if not self.handed_off:
                 self.finish()
@@ -453,14 +467,11 @@ class _Pass:
 
 async def _drain_all(outboxes: list[Outbox], loop: asyncio.AbstractEventLoop) -> None:
     """Drain outboxes this task was handed (already owned, items queued); hand on if stuck."""
-    walk = _Pass(None, outboxes, loop)
+    walk = _Pass(None, outboxes, loop, None)
     loop.call_soon(_drain_check, walk)
     try:
-        for index, outbox in enumerate(outboxes):
-            walk.index = index
+        for outbox in walk.rest:
             await outbox._drain()
-            if walk.handed_off:
-                return
     finally:
         walk.done = True
 
@@ -469,12 +480,12 @@ def _drain_check(walk: _Pass) -> None:
     if walk.done:
         return
     walk.handed_off = True
-    rest = list(walk.outboxes[walk.index + 1 :])
+    rest = list(walk.rest)  # the walk ends after the drain it is blocked in
     if rest:
         _keep(_start(walk.loop, _drain_all(rest, walk.loop)))
 
 
-def fan_out(item: Any, outboxes: Sequence[Outbox]) -> Awaitable[None] | None:
+def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None = None) -> Awaitable[None] | None:
     """Write ``item`` to every outbox, in order per outbox, without one slow outbox holding up the rest.
 
     The writes run in a task of their own (eager on Python 3.12 and later, so usually done
@@ -482,7 +493,12 @@ def fan_out(item: Any, outboxes: Sequence[Outbox]) -> Awaitable[None] | None:
 
     Args:
         item: The item, shared by every outbox.
-        outboxes: The outboxes; closed ones are skipped.
+        outboxes: The outboxes; closed ones are skipped. Walked by the writing task, possibly
+            after this returns: a sequence the caller does not change afterwards.
+        closed: Where to append the outboxes found closed, or closed by this item (their
+            write failed, or their queue overflowed with the ``"disconnect"`` policy), as the
+            walk meets them: complete once the walk is over (when this returns ``None``, or
+            the awaitable it returns is done).
 
     Returns:
         ``None`` when every outbox took ``item`` (or queued it) before returning; otherwise an
@@ -490,7 +506,7 @@ def fan_out(item: Any, outboxes: Sequence[Outbox]) -> Awaitable[None] | None:
         keeps its order. Awaiting it never waits for a slow reader.
     """
     loop = asyncio.get_running_loop()
-    walk = _Pass(item, outboxes, loop)
+    walk = _Pass(item, outboxes, loop, closed)
     task = _start(loop, walk.run())
     if walk.done:
         if task.done() and not task.cancelled():
@@ -498,6 +514,8 @@ def fan_out(item: Any, outboxes: Sequence[Outbox]) -> Awaitable[None] | None:
         else:
             _keep(task)
         return None
+    if _EAGER:
+        loop.call_soon(walk.check)  # blocked in its first turn: hand on at the next one
     _keep(task)
     walk.waiter = loop.create_future()
     return walk.waiter
