@@ -110,8 +110,9 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
     page = Page.read(HOWTO / "cluster.rst")
     page.write(reader.workdir)
     first, second, health = page.commands("Run several nodes with Redis")
-    assert first == ["cd nodes", "NODE_ID=node-1 uvicorn app:app --port 8001"]
-    assert second == ["cd nodes", "NODE_ID=node-2 uvicorn app:app --port 8002"]
+    secret = "QAKEAPI_CLUSTER_SECRET=howto-cluster-secret-0123456789"
+    assert first == ["cd nodes", f"{secret} NODE_ID=node-1 uvicorn app:app --port 8001"]
+    assert second == ["cd nodes", f"{secret} NODE_ID=node-2 uvicorn app:app --port 8002"]
     reader.shell.env = {"REDIS_URL": private_redis.url}  # the reader's Redis, as the page allows
     node_1 = started(reader.shell.run_block(first))
     node_2 = started(reader.shell.run_block(second))
