@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.cluster.envelope import Envelope
@@ -25,6 +26,7 @@ __all__ = ["Directory"]
 logger = logging.getLogger("qakeapi.clustering")
 
 
+@dataclass(eq=False)
 class Directory:
     """Finds and writes to this instance's connections.
 
@@ -39,20 +41,12 @@ class Directory:
         delivered: How many frames were written for other nodes' envelopes.
     """
 
-    def __init__(
-        self,
-        handler: WebSocketHandler,
-        rooms: Rooms,
-        instance_id: str,
-        node_id: str,
-        on_lost: Callable[[int, str], Any] | None,
-    ) -> None:
-        self.handler = handler
-        self.rooms = rooms
-        self.instance_id = instance_id
-        self.node_id = node_id
-        self.on_lost = on_lost
-        self.delivered = 0
+    handler: WebSocketHandler
+    rooms: Rooms
+    instance_id: str
+    node_id: str
+    on_lost: Callable[[int, str], Any] | None
+    delivered: int = field(default=0, init=False)
 
     def connection_id(self, websocket: WebSocket) -> str:
         """The cluster-unique id of ``websocket``."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from qakeapi.core.broadcast.base import Event
 from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode_envelope
@@ -30,6 +31,7 @@ EnvelopeHandler = Callable[[Envelope, int], None]
 """``handler(envelope, missing)``: ``missing`` is how many numbered envelopes of its sender never arrived."""
 
 
+@dataclass(eq=False)
 class Dispatcher:
     """Decodes, filters and routes the envelopes of one cluster channel.
 
@@ -45,29 +47,18 @@ class Dispatcher:
         signer: Checks every envelope's MAC and age (``None``: the cluster has no secret).
     """
 
-    def __init__(
-        self,
-        channel: str,
-        instance_id: str,
-        node_id: str,
-        inbox: Inbox,
-        peers: Peers,
-        handlers: Mapping[Kind, EnvelopeHandler],
-        *,
-        on_missing: Sequence[EnvelopeHandler] = (),
-        signer: Signer | None = None,
-    ) -> None:
-        self.channel = channel
-        self.instance_id = instance_id
-        self.node_id = node_id
-        self.inbox = inbox
-        self.peers = peers
-        self.handlers = dict(handlers)
-        self.on_missing = tuple(on_missing)
-        self.signer = signer
-        self.rejected: dict[str, int] = {}  # "forged" / "replayed" -> how many were dropped
-        self._reported_at: float | None = None  # when a rejection was last logged
-        self._unreported = 0
+    channel: str
+    instance_id: str
+    node_id: str
+    inbox: Inbox
+    peers: Peers
+    handlers: dict[Kind, EnvelopeHandler]
+    _: KW_ONLY
+    on_missing: tuple[EnvelopeHandler, ...] = ()
+    signer: Signer | None = None
+    rejected: dict[str, int] = field(default_factory=dict, init=False)  # "forged" / "replayed" -> how many were dropped
+    _reported_at: float | None = field(default=None, init=False)  # when a rejection was last logged
+    _unreported: int = field(default=0, init=False)
 
     async def run(self, events: AsyncIterator[Event]) -> None:
         """Dispatch every event of ``events`` (until the stream ends)."""

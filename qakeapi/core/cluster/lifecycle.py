@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 from qakeapi.core.broadcast.base import BroadcastBackend
 from qakeapi.core.cluster.assembly import Parts
@@ -25,6 +26,7 @@ STOP_TIMEOUT = 5.0
 """Seconds a close waits for a start, and for the loops to stop, before it goes on."""
 
 
+@dataclass(eq=False)
 class Lifecycle:
     """Starts and stops one node.
 
@@ -35,14 +37,13 @@ class Lifecycle:
         instance_id: This instance's id.
     """
 
-    def __init__(self, backend: BroadcastBackend, parts: Parts, node_id: str, instance_id: str) -> None:
-        self.backend = backend
-        self.parts = parts
-        self.node_id = node_id
-        self.instance_id = instance_id
-        self._tasks: list[asyncio.Task[None]] = []
-        self._starting: asyncio.Task[None] | None = None
-        self._closing: asyncio.Future[None] | None = None
+    backend: BroadcastBackend
+    parts: Parts
+    node_id: str
+    instance_id: str
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _starting: asyncio.Task[None] | None = field(default=None, init=False)
+    _closing: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Start once (see the module docstring); a failed start is not kept, the next call retries."""

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from qakeapi.core.cluster.envelope import Envelope, Kind
@@ -29,6 +30,7 @@ PresenceHook = Callable[[PresenceDiff], Awaitable[Any]]
 """``async def hook(diff)`` — called for every presence change, local or remote, in order."""
 
 
+@dataclass(eq=False)
 class Membership:
     """Replicates this node's room memberships and follows the other nodes'.
 
@@ -44,31 +46,19 @@ class Membership:
         hearing_since: When the backend's reader last (re)connected (``None``: it is down).
     """
 
-    def __init__(
-        self,
-        presence: Presence,
-        peers: Peers,
-        inbox: Inbox,
-        publisher: Publisher,
-        instance_id: str,
-        node_id: str,
-        *,
-        heartbeat_interval: float,
-        node_timeout: float,
-        hearing_since: Callable[[], float | None],
-    ) -> None:
-        self.presence = presence
-        self.peers = peers
-        self.inbox = inbox
-        self.publisher = publisher
-        self.instance_id = instance_id
-        self.node_id = node_id
-        self.heartbeat_interval = heartbeat_interval
-        self.node_timeout = node_timeout
-        self.hearing_since = hearing_since
-        self.hooks: list[PresenceHook] = []
-        self.version = 0
-        self._diffs: asyncio.Queue[PresenceDiff] | None = None
+    presence: Presence
+    peers: Peers
+    inbox: Inbox
+    publisher: Publisher
+    instance_id: str
+    node_id: str
+    _: KW_ONLY
+    heartbeat_interval: float
+    node_timeout: float
+    hearing_since: Callable[[], float | None]
+    hooks: list[PresenceHook] = field(default_factory=list, init=False)
+    version: int = field(default=0, init=False)
+    _diffs: asyncio.Queue[PresenceDiff] | None = field(default=None, init=False)
 
     def open(self) -> None:
         """Get ready to run in the current event loop (before :meth:`notify`)."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.broadcast.base import BroadcastBackend
@@ -32,6 +33,7 @@ _MIN_BACKOFF = 0.02
 _MAX_BACKOFF = 0.5
 
 
+@dataclass(eq=False)
 class Publisher:
     """Publishes one instance's envelopes on the cluster channel, in order.
 
@@ -43,16 +45,13 @@ class Publisher:
         signer: Signs every envelope (``None``: no cluster secret).
     """
 
-    def __init__(
-        self, backend: BroadcastBackend, channel: str, outbox: PublishBuffer, node_id: str, signer: Signer | None = None
-    ) -> None:
-        self.backend = backend
-        self.signer = signer
-        self.channel = channel
-        self.outbox = outbox
-        self.node_id = node_id
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
+    backend: BroadcastBackend
+    channel: str
+    outbox: PublishBuffer
+    node_id: str
+    signer: Signer | None = None
+    _wake: asyncio.Event | None = field(default=None, init=False)
+    _idle: asyncio.Event | None = field(default=None, init=False)
 
     def open(self) -> None:
         """Get ready to run in the current event loop (before :meth:`run`)."""

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.broadcast.base import BroadcastBackend
@@ -46,6 +47,7 @@ class _CatchUp:
         self.floor = 0
 
 
+@dataclass(eq=False)
 class HistoryRooms:
     """The rooms of one node that keep a history.
 
@@ -60,31 +62,22 @@ class HistoryRooms:
         node_id: This node's label.
     """
 
-    def __init__(
-        self,
-        policy: HistoryPolicy,
-        backend: BroadcastBackend,
-        channel: str,
-        directory: Directory,
-        publisher: Publisher,
-        peers: Peers,
-        instance_id: str,
-        node_id: str,
-    ) -> None:
-        self.policy = policy
-        self.backend = backend
-        self.channel = channel
-        self.directory = directory
-        self.publisher = publisher
-        self.peers = peers
-        self.instance_id = instance_id
-        self.node_id = node_id
-        self.unnumbered: set[str] = set()  # rooms whose publications go out unnumbered for now
-        self._unnumbered_until = 0  # the outbox mark of the latest unnumbered publication
-        self._numbers = itertools.count(1)  # this instance's publications: a retry is not numbered twice
-        self._marking: asyncio.Task[None] | None = None
-        self._catchup: dict[tuple[str, WebSocket], _CatchUp] = {}
-        self._offsets: dict[str, tuple[str, int]] = {}
+    policy: HistoryPolicy
+    backend: BroadcastBackend
+    channel: str
+    directory: Directory
+    publisher: Publisher
+    peers: Peers
+    instance_id: str
+    node_id: str
+    # rooms whose publications go out unnumbered for now, and the buffer's mark of the latest one
+    unnumbered: set[str] = field(default_factory=set, init=False)
+    _unnumbered_until: int = field(default=0, init=False)
+    # numbers this instance's publications: a retry is not numbered twice
+    _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
+    _marking: asyncio.Task[None] | None = field(default=None, init=False)
+    _catchup: dict[tuple[str, WebSocket], _CatchUp] = field(default_factory=dict, init=False)
+    _offsets: dict[str, tuple[str, int]] = field(default_factory=dict, init=False)
 
     def keeps(self, room: str) -> bool:
         """Whether ``room`` keeps a history."""

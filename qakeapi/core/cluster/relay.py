@@ -9,6 +9,7 @@ broadcasts to :class:`~qakeapi.core.cluster.recovery.HistoryRooms` to be numbere
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from qakeapi.core.cluster.directory import Directory
@@ -22,6 +23,7 @@ from qakeapi.core.websockets.connection import WebSocket
 __all__ = ["ClusterRooms"]
 
 
+@dataclass(eq=False)
 class ClusterRooms:
     """Relays one node's room changes and broadcasts to the cluster.
 
@@ -35,23 +37,13 @@ class ClusterRooms:
         start: Starts the cluster manager (a numbered publication needs the backend's loop).
     """
 
-    def __init__(
-        self,
-        directory: Directory,
-        membership: Membership,
-        publisher: Publisher,
-        history: HistoryRooms | None,
-        node_id: str,
-        instance_id: str,
-        start: Callable[[], Awaitable[None]],
-    ) -> None:
-        self.directory = directory
-        self.membership = membership
-        self.publisher = publisher
-        self.history = history
-        self.node_id = node_id
-        self.instance_id = instance_id
-        self.start = start
+    directory: Directory
+    membership: Membership
+    publisher: Publisher
+    history: HistoryRooms | None
+    node_id: str
+    instance_id: str
+    start: Callable[[], Awaitable[None]]
 
     def connection_id(self, websocket: WebSocket) -> str:
         """The cluster-unique id of ``websocket``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from qakeapi.core.cluster.envelope import Envelope, Kind
 from qakeapi.core.cluster.publisher import Publisher
@@ -27,6 +28,7 @@ RevocationHook = Callable[[str, str, float], object]
 """``hook(user_id, reason, revoked_at)`` — applies a revocation from another node."""
 
 
+@dataclass(eq=False)
 class Revocations:
     """Sends this node's revocations and applies the other nodes'.
 
@@ -35,10 +37,9 @@ class Revocations:
         node_id: This node's label, for the log.
     """
 
-    def __init__(self, publisher: Publisher, node_id: str) -> None:
-        self.publisher = publisher
-        self.node_id = node_id
-        self.hooks: list[RevocationHook] = []
+    publisher: Publisher
+    node_id: str
+    hooks: list[RevocationHook] = field(default_factory=list, init=False)
 
     def publish(self, user_id: str, reason: str, revoked_at: float) -> None:
         """Buffer a revocation for the other nodes.
