@@ -78,7 +78,11 @@ class Receiver:
 @pytest_asyncio.fixture(params=["memory", "redis", "redis-stream"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[BroadcastBackend, BroadcastBackend]]:
     """Two connected backends that see each other: two nodes of one cluster."""
-    url = f"memory://{unique('hub')}" if request.param == "memory" else SHARED_REDIS
+    url = {
+        "memory": f"memory://{unique('hub')}",
+        "redis": SHARED_REDIS.replace("redis://", "redis+pubsub://", 1),
+        "redis-stream": SHARED_REDIS,
+    }[request.param]
     factory = create_cluster_backend if request.param == "redis-stream" else create_backend
     first, second = factory(url), factory(url)
     await first.connect()
@@ -254,7 +258,16 @@ def test_create_backend_memory_uses_the_hub_name() -> None:
     assert backend.name == "chat"
 
 
-@pytest.mark.parametrize("scheme", ["redis", "rediss"])
+def test_one_table_of_schemes_the_same_url_gives_the_same_backend_everywhere() -> None:
+    from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
+
+    for url in ("redis://127.0.0.1:1", "rediss://h:1", "unix:///tmp/r.sock", "redis+cluster://h:7000"):
+        assert type(create_backend(url)) is type(create_cluster_backend(url)) is RedisStreamBackend
+    assert isinstance(create_backend("redis+pubsub://127.0.0.1:1"), RedisBackend)
+    assert create_backend("redis://h:1", max_len=50, ttl=60).max_len == 50  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("scheme", ["redis+pubsub", "rediss+pubsub"])
 def test_create_backend_redis_touches_no_network(scheme: str) -> None:
     url = f"{scheme}://:pw@127.0.0.1:{free_port()}/2"  # nothing listens there
     backend = create_backend(url)

@@ -108,7 +108,7 @@ def test_create_clustered_manager_passes_options() -> None:
 
 @pytest.mark.parametrize("url", ["http://x", "redis+socket://h", "nonsense"])
 def test_unsupported_cluster_urls_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="unsupported cluster URL scheme"):
+    with pytest.raises(ValueError, match="unsupported broadcast URL scheme"):
         create_cluster_backend(url)
 
 

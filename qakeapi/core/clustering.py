@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from qakeapi.core.broadcast import BroadcastBackend
+from qakeapi.core.broadcast import BroadcastBackend, create_backend
 from qakeapi.core.cluster.assembly import Settings, assemble
 from qakeapi.core.cluster.envelope import Kind
 from qakeapi.core.cluster.history import HistoryPolicy, Position, Recovery
@@ -65,9 +65,6 @@ logger = logging.getLogger("qakeapi.clustering")
 DEFAULT_CHANNEL = "qakeapi:broadcast"
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 DEFAULT_NODE_TIMEOUT = 5.0
-_REDIS_SCHEMES = frozenset(
-    {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
-)
 
 
 def lost_event(count: int, node: str) -> dict[str, Any]:
@@ -358,33 +355,17 @@ class ClusteredManager:
         return await self._history.join(room, websocket, since)
 
 
-def create_cluster_backend(url: str) -> BroadcastBackend:
+def create_cluster_backend(url: str, **options: Any) -> BroadcastBackend:
     """Create the backend a cluster uses for ``url``, without connecting it.
 
-    ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://host:port,.../service`` and
-    ``redis+cluster://host:port`` get a
-    :class:`~qakeapi.core.broadcast.redis_stream.RedisStreamBackend` (Redis Streams: a node that
-    reconnects misses nothing still in the stream); ``memory://[name]`` an in-process
-    :class:`~qakeapi.core.broadcast.memory.MemoryBackend` for one process.
+    The same as :func:`qakeapi.core.broadcast.create_backend` (one table of schemes): ``redis://``
+    and its Sentinel, Cluster and TLS forms are Redis Streams (a node that reconnects misses
+    nothing still in the stream), ``memory://[name]`` is one process.
 
     Raises:
         ValueError: The scheme is not supported.
     """
-    scheme = url.partition("://")[0]
-    if scheme in _REDIS_SCHEMES:
-        from qakeapi.core.broadcast.redis_stream import RedisStreamBackend, parse_sentinel_url
-
-        if "sentinel" in scheme:
-            parse_sentinel_url(url)  # a bad URL fails here, not in the reader later
-        return RedisStreamBackend(url)
-    if scheme == "memory":
-        from qakeapi.core.broadcast import create_backend
-
-        return create_backend(url)
-    raise ValueError(
-        f"unsupported cluster URL scheme {scheme!r} (use redis://, rediss://, unix://, redis+sentinel://, "
-        "redis+cluster:// or memory://)"
-    )
+    return create_backend(url, **options)
 
 
 def create_clustered_manager(

@@ -150,7 +150,7 @@ class RedisBackend(BroadcastBackend):
             from redis.asyncio import Redis
         except ImportError:  # pragma: no cover - depends on the environment
             raise MissingDependencyError("redis", "redis") from None
-        self._client = Redis.from_url(self.url)
+        self._client = Redis.from_url(self.url.replace("+pubsub://", "://", 1))  # redis+pubsub:// is ours
         # Fresh asyncio primitives: a backend may be connected again in another event loop.
         self._open_events()
         self._channels = {channel: asyncio.Event() for channel in self._channels}
