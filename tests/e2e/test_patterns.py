@@ -34,13 +34,16 @@ async def test_pool_broadcast_reaches_every_member_once(serve: Serve) -> None:
             third_id = await pool_member(third)
             assert len({first_id, second_id, third_id}) == 3
 
+            hello = {"type": "pool_message", "from": first_id, "data": "hello"}
+            n_1 = {"type": "pool_message", "from": third_id, "data": {"n": 1}}
             await first.send("hello")
+            # Two clients' messages have no order between them until the server has one: third
+            # sends once "hello" was broadcast (first got it), so every member gets hello, then n=1.
+            assert await recv_json(first) == hello
             await third.send(json.dumps({"n": 1}))
-            for ws in (first, second, third):
-                assert [await recv_json(ws) for _ in range(2)] == [
-                    {"type": "pool_message", "from": first_id, "data": "hello"},
-                    {"type": "pool_message", "from": third_id, "data": {"n": 1}},
-                ]
+            assert await recv_json(first) == n_1
+            for ws in (second, third):
+                assert [await recv_json(ws) for _ in range(2)] == [hello, n_1]
             await assert_no_message(first, second, third)
 
         # the closed member is gone from the pool; the others still get broadcasts
