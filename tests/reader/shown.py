@@ -10,10 +10,12 @@ that differs on each machine); blank lines are not compared.
 from __future__ import annotations
 
 import re
+import time
+from typing import Protocol
 
 from tests.reader.page import Block
 
-__all__ = ["assert_printed", "output_of", "printed_lines"]
+__all__ = ["assert_printed", "assert_server_printed", "output_of", "printed_lines"]
 
 _ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[78])")
 _DOCUMENTED_HOST = re.compile(r"localhost:\d+")
@@ -76,3 +78,25 @@ def assert_printed(shown: list[str], printed: str, *, any_number: bool = False) 
             position += 1
         assert position < len(lines), f"the page shows {line!r}, which was not printed (in order):\n" + "\n".join(lines)
         position += 1
+
+
+class _PrintsOutput(Protocol):
+    def output(self) -> str: ...
+
+
+def assert_server_printed(shown: list[str], server: _PrintsOutput, *, timeout: float = 15.0) -> None:
+    """:func:`assert_printed` on what a running server prints (numbers aside), waiting for it.
+
+    A server listens before it has written its last start-up line ("Uvicorn running on ..."
+    comes after the socket is bound), so the check is retried until the lines are there; the
+    bound only catches a server that never prints them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            assert_printed(shown, server.output(), any_number=True)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

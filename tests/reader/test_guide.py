@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.e2e.servers import Server
 from tests.reader.conftest import Reader
 from tests.reader.page import Block
-from tests.reader.shown import assert_printed, output_of
+from tests.reader.shown import assert_printed, assert_server_printed, output_of
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def console_blocks(reader: Reader, section: str) -> list[Block]:
 def assert_start_shown(reader: Reader, section: str, server: Server) -> None:
     """The server printed what the section's start command shows (process ids and ports aside)."""
     (start, *_) = console_blocks(reader, section)
-    assert_printed(output_of(start, start.commands[-1]), server.output(), any_number=True)
+    assert_server_printed(output_of(start, start.commands[-1]), server)
 
 
 def servers(results: list[Server | subprocess.CompletedProcess[str]]) -> list[Server]:
@@ -80,7 +80,7 @@ async def test_echo(reader: Reader) -> None:
     assert start == ["cd echo", "uvicorn main:app"]
     (server,) = servers(reader.shell.run_block(start))
     start_block, talk_block = console_blocks(reader, "Basic WebSocket Setup")
-    assert_printed(output_of(start_block, start[1]), server.output(), any_number=True)
+    assert_server_printed(output_of(start_block, start[1]), server)
 
     async with connect(f"{server.ws_url}/ws") as ws:
         assert await recv_json(ws) == {"type": "welcome", "message": "Connected!"}
@@ -107,7 +107,7 @@ async def test_authentication(reader: Reader) -> None:
     (server,) = servers(reader.shell.run_block(start))
     assert "InsecureKeyWarning" in server.output(), "the page warns the reader about this warning"
     start_block, token_block, talk_block = console_blocks(reader, section)
-    assert_printed(output_of(start_block, start[1]), server.output(), any_number=True)
+    assert_server_printed(output_of(start_block, start[1]), server)
 
     (curl,) = get_token
     assert curl.startswith("curl ")
@@ -201,7 +201,7 @@ async def test_clustered_broadcast_across_two_processes(reader: Reader) -> None:
     (node_a,) = servers(reader.shell.run_block(first))
     (node_b,) = servers(reader.shell.run_block(second))
     for block, command, node in zip(console_blocks(reader, section), (first, second), (node_a, node_b), strict=True):
-        assert_printed(output_of(block, command[1]), node.output(), any_number=True)
+        assert_server_printed(output_of(block, command[1]), node)
 
     # The Redis server is shared with other test runs: recognise our messages by a nonce.
     nonce = secrets.token_hex(8)

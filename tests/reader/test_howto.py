@@ -29,7 +29,7 @@ from tests.e2e.conftest import http_post_json
 from tests.e2e.servers import Server, free_port, wait_for_port
 from tests.reader.conftest import GUIDE, ROOT, Reader
 from tests.reader.page import Page
-from tests.reader.shown import assert_printed, output_of
+from tests.reader.shown import assert_printed, assert_server_printed, output_of
 from tests.reader.test_guide import RECV_TIMEOUT, assert_stops_cleanly, pytest_outcome, recv_json
 from tests.redis_server import RedisServer
 
@@ -118,7 +118,7 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
     node_2 = started(reader.shell.run_block(second))
     shown = [block for block in page.blocks if block.language == "console" and block.section == "Run two nodes"]
     for block, node in zip(shown[:2], (node_1, node_2), strict=True):
-        assert_printed(output_of(block, block.commands[-1]), node.output(), any_number=True)
+        assert_server_printed(output_of(block, block.commands[-1]), node)
 
     async with connect(f"{node_1.ws_url}/ws") as on_1, connect(f"{node_2.ws_url}/ws") as on_2:
         assert await recv_json(on_1) == {"type": "hello", "node": "node-1"}

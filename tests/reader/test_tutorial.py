@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from tests.e2e.servers import Server, free_port, wait_for_port
 from tests.reader.conftest import ROOT, Reader
 from tests.reader.page import Block, Page
-from tests.reader.shown import assert_printed, output_of
+from tests.reader.shown import assert_printed, assert_server_printed, output_of
 from tests.reader.test_guide import assert_stops_cleanly, recv_json
 from tests.redis_server import RedisServer
 
@@ -54,7 +54,7 @@ def start_step(reader: Reader, step: str) -> tuple[Server, list[Block]]:
     assert start.commands == ["uvicorn chat:app"]
     (server,) = reader.shell.run_block(start.commands)
     assert isinstance(server, Server)
-    assert_printed(output_of(start, "uvicorn chat:app"), server.output(), any_number=True)
+    assert_server_printed(output_of(start, "uvicorn chat:app"), server)
     return server, rest
 
 
@@ -157,7 +157,7 @@ def start_nodes(reader: Reader, redis: RedisServer) -> tuple[Server, Server, lis
         assert command.endswith(f"NODE_ID=node-{port - 8000} uvicorn chat:app --port {port}")
         (server,) = reader.shell.run_block(block.commands)
         assert isinstance(server, Server)
-        assert_printed(output_of(block, command), server.output(), any_number=True)
+        assert_server_printed(output_of(block, command), server)
         nodes.append(server)
     return nodes[0], nodes[1], rest
 
