@@ -14,7 +14,7 @@ The tree::
     │   └── ClusterUnavailableError    a message could not be buffered for the other nodes
     ├── UnencodableJSONError           JSON refused when decoding: it could not be sent back; a ValueError
     │   ├── NonStandardJSONError       NaN, Infinity
-    │   ├── LoneSurrogateError         "\ud800": not text
+    │   ├── LoneSurrogateError         "\\ud800": not text
     │   ├── NumberOutOfRangeError      1e400, or an integer past Python's digit limit
     │   └── NestingTooDeepError        deeper than the codec's MAX_DEPTH
     ├── RoomLimitError                 a join was refused (name, or too many rooms); also a ValueError
