@@ -125,7 +125,7 @@ class Node:
         return session
 
 
-def make_node(hub: str, node_id: str, policy: HistoryPolicy, **options: Any) -> Node:
+def make_node(hub: str, node_id: str, policy: HistoryPolicy | None, **options: Any) -> Node:
     backend = SlowReadBackend(hub)
     handler = WebSocketHandler()
     manager = ClusteredManager(handler, backend, node_id, history=policy, **{**FAST, **options})
@@ -159,8 +159,11 @@ async def make_nodes() -> AsyncIterator[Callable[..., list[Node]]]:
     made: list[Node] = []
     hub = uuid.uuid4().hex
 
-    def factory(count: int = 2, policy: HistoryPolicy | None = None, **options: Any) -> list[Node]:
-        nodes = [make_node(hub, f"node-{len(made) + n}", policy or HistoryPolicy(), **options) for n in range(count)]
+    def factory(
+        count: int = 2, policy: HistoryPolicy | None = None, *, history: bool = True, **options: Any
+    ) -> list[Node]:
+        chosen = (policy or HistoryPolicy()) if history else None
+        nodes = [make_node(hub, f"node-{len(made) + n}", chosen, **options) for n in range(count)]
         made.extend(nodes)
         return nodes
 
@@ -409,6 +412,27 @@ async def test_a_room_without_history_and_a_plain_join(make_nodes: Callable[...,
         assert room is not None
         with pytest.raises(TypeError, match="not bytes"):
             await room.broadcast(b"\x00")
+
+
+@pytest.mark.asyncio
+async def test_a_node_without_a_history_policy_delivers_the_numbered_publications_of_others(
+    make_nodes: Callable[..., list[Node]], caplog: pytest.LogCaptureFixture
+) -> None:
+    (a,) = make_nodes(1)
+    (b,) = make_nodes(1, history=False)  # a rolling upgrade: one node has the policy, one not yet
+    async with AsyncExitStack() as stack:
+        a1, b1 = await a.connect(stack), await b.connect(stack)
+        assert await join(a1, "lobby") == {"type": "joined"}
+        assert await join(b1, "lobby") == {"type": "joined"}
+        await known([a, b], "lobby", 2)
+        with caplog.at_level("WARNING", logger="qakeapi.clustering"):
+            await a1.send_json({"say": "numbered", "room": "lobby"})
+            (on_a,) = await publications(a1, 1)
+            (on_b,) = await publications(b1, 1)
+        assert on_b == on_a
+        assert (on_b["offset"], on_b["data"]) == (1, {"text": "numbered"})
+        assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+        await quiet(a1, b1)
 
 
 @pytest.mark.asyncio

@@ -131,7 +131,6 @@ def dispatch_table(
         Kind.STATE: membership.state,
         Kind.BYE: membership.bye,
         Kind.REVOKE: revocations.receive,
+        Kind.HISTORY: directory.on_publication if history is None else history.receive,
     }
-    if history is not None:
-        table[Kind.HISTORY] = history.receive
     return table

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.cluster.envelope import Envelope
+from qakeapi.core.cluster.history import publication_frame
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of
 from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.rooms import Rooms
@@ -86,6 +87,18 @@ class Directory:
         """A message to one connection."""
         if envelope.frame is not None:
             self.to_connection(envelope.data["connection"], envelope.frame)
+
+    def on_publication(self, envelope: Envelope, _missing: int) -> None:
+        """A numbered room publication, on a node that keeps no history itself.
+
+        Its members get the publication as every other node's do (a node may join a cluster
+        before it is given a history policy); they cannot recover from it here.
+        """
+        fields = envelope.data
+        name, offset, epoch, data = fields.get("room"), fields.get("o"), fields.get("e"), envelope.frame
+        if not (isinstance(name, str) and isinstance(offset, int) and isinstance(epoch, str) and isinstance(data, str)):
+            raise ValueError("a publication needs a room, an offset, an epoch and a text frame")
+        self.to_room(name, publication_frame(name, epoch, offset, data), fields.get("exclude"))
 
     # -- delivery -------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Every envelope a node receives goes through :meth:`Dispatcher.dispatch`: decoded
 channel is one warning line, never a traceback), its own ones skipped, duplicates dropped and
 gaps counted by the :class:`~qakeapi.core.cluster.inbox.Inbox`, then looked up in a table from
 :class:`~qakeapi.core.cluster.envelope.Kind` to handler. Where a kind of envelope is handled is
-that table, in :meth:`ClusteredManager._handlers <qakeapi.core.clustering.ClusteredManager>`.
+that table, :func:`~qakeapi.core.cluster.assembly.dispatch_table`.
 """
 
 from __future__ import annotations
@@ -122,11 +122,13 @@ class Dispatcher:
         self._reported_at, self._unreported = now, 0
 
     def dispatch(self, envelope: Envelope) -> None:
-        """Hand ``envelope`` to the handler of its kind (after the skip, duplicate and gap checks)."""
+        """Hand ``envelope``, another instance's, to the handler of its kind (after the duplicate and gap checks).
+
+        :meth:`receive` has skipped this instance's own envelopes (all but the numbered history
+        publications, which every node delivers).
+        """
         if envelope.kind is Kind.HISTORY:  # numbered by the backend: every node delivers it, this one too
             self.handlers[Kind.HISTORY](envelope, 0)
-            return
-        if envelope.instance == self.instance_id:
             return
         if envelope.kind in NUMBERED_KINDS:
             missing = self.inbox.accept(envelope.instance, envelope.seq)
