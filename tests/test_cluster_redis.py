@@ -131,7 +131,8 @@ async def test_a_node_starts_at_once_with_redis_down_and_joins_when_it_appears(
     # (A loaded machine may add a line that is not a repeat, e.g. "closing with 1 publishes not sent".)
     kinds = Counter(re.sub(r"node-\d|\d+(\.\d+)?", "#", line) for line in lines)
     assert all(count <= 2 for count in kinds.values()), kinds
-    assert sum("lost its connection" in line for line in lines) == 2, lines
+    assert sum("stream reader on" in line and "lost its connection" in line for line in lines) == 2, lines
+    assert sum("cluster publisher lost its connection" in line for line in lines) == 2, lines
 
 
 # -- Sentinel ------------------------------------------------------------------------------------

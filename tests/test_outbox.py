@@ -17,7 +17,17 @@ import pytest
 from qakeapi import Application, WebSocketDisconnect, WebSocketHandler
 from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
-from qakeapi.core.websockets.outbox import GiveUp, Outbox, Overflow, SendPolicy, fan_out, stats
+from qakeapi.core.websockets.outbox import (
+    GiveUp,
+    Outbox,
+    Overflow,
+    SendPolicy,
+    end_pressure,
+    fan_out,
+    feel_pressure,
+    relieve,
+    stats,
+)
 from qakeapi.exceptions import LoneSurrogateError
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
@@ -549,3 +559,59 @@ async def test_send_text_refuses_a_lone_surrogate_and_the_connection_keeps_worki
     await websocket.send_text("good")
     assert peer.texts() == ["good"]
     assert websocket.dropped == 0
+
+
+async def _flood(outbox: Outbox, count: int) -> None:
+    """A sender's receive loop: each message fans out to ``outbox``; it feels backpressure as a connection does."""
+    pressed, token = feel_pressure()
+    try:
+        for n in range(count):
+            if pressed:
+                await relieve(pressed)
+            waiting = fan_out(n, [outbox])
+            if waiting is not None:
+                await waiting
+    finally:
+        end_pressure(token)
+
+
+@pytest.mark.parametrize("backpressure", [0.5, 0.0])
+@pytest.mark.asyncio
+async def test_a_sender_waits_for_a_reader_that_keeps_up_with_a_slow_server(backpressure: float) -> None:
+    written: list[object] = []
+
+    async def slow_server(item: object) -> None:  # each write takes a few turns of the loop, and progresses
+        for _ in range(3):
+            await asyncio.sleep(0)
+        written.append(item)
+
+    given_up: list[GiveUp] = []
+    policy = SendPolicy(max_queue=8, backpressure=backpressure)
+    outbox = Outbox(slow_server, lambda why, _exc: given_up.append(why), policy)
+    await _flood(outbox, 200)
+    kept = await outbox.send("end")  # written after everything queued before it
+    if backpressure:
+        assert kept
+        assert (given_up, outbox.dropped, written) == ([], 0, [*range(200), "end"])  # the sender slowed down
+    else:  # senders never wait: the reader's queue overflowed although it kept up with the server
+        assert given_up == [GiveUp.SLOW_CONSUMER]
+        assert outbox.dropped > 0
+
+
+@pytest.mark.asyncio
+async def test_a_sender_does_not_wait_for_a_peer_that_reads_nothing() -> None:
+    stuck = asyncio.Event()
+
+    async def never(item: object) -> None:
+        await stuck.wait()
+
+    given_up: list[GiveUp] = []
+    outbox = Outbox(never, lambda why, _exc: given_up.append(why), SendPolicy(max_queue=8, backpressure=0.05))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(_flood(outbox, 50), 5)
+    # One wait of `backpressure` when the queue passed half, then the policy closed the non-reader.
+    assert loop.time() - started < 2
+    assert given_up == [GiveUp.SLOW_CONSUMER]
+    assert not outbox.open
+    stuck.set()

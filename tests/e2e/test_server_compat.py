@@ -90,3 +90,57 @@ async def test_every_reader_gets_every_message_once_in_order(server_name: str, m
             output = server.output()
             assert output.count("closed as a slow consumer") == 1, output
         assert "Traceback" not in server.output(), server.output()
+
+
+SENDERS = 3
+EACH = 200
+CHAT = "y" * 16_000
+
+
+async def send_and_read(ws: ClientConnection, sender: int) -> list[tuple[int, int]]:
+    """Send :data:`EACH` chat messages as fast as the socket takes them while reading the room."""
+
+    async def send() -> None:
+        for n in range(EACH):
+            await ws.send(json.dumps({"s": sender, "n": n, "body": CHAT}))
+
+    sending = asyncio.ensure_future(send())
+    seen: list[tuple[int, int]] = []
+    try:
+        while len(seen) < SENDERS * EACH:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            seen.append((message["s"], message["n"]))
+    finally:
+        await sending
+    return seen
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("server_name", SERVERS)
+@pytest.mark.asyncio
+async def test_readers_that_keep_up_are_never_dropped_when_the_server_is_the_bottleneck(
+    server_name: str, tmp_path: Path
+) -> None:
+    """Three members send 16 KB messages as fast as they can into a room of 3 readers and 1 non-reader.
+
+    With the default send policy (256 frames), the senders must feel the backpressure (their
+    receive loop waits while the readers' outboxes drain), never the readers: each reader gets
+    all 600 messages, each sender's in order; only the member that never reads may be dropped.
+    """
+    env = {"QAKEAPI_COMPAT_MAX_QUEUE": "256"}
+    with asgi_server(server_name, "tests.e2e.compat_app:app", tmp_path, env=env) as server:
+        stalled = StalledReader(server, "/ws")
+        await stalled.open()
+        url = f"{server.ws_url}/ws"
+        async with connect(url, max_size=None) as a, connect(url, max_size=None) as b, connect(url, max_size=None) as c:
+            for ws in (a, b, c):
+                assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "welcome"}
+            got = await asyncio.wait_for(asyncio.gather(*(send_and_read(ws, n) for n, ws in enumerate((a, b, c)))), 120)
+        for seen in got:
+            assert sorted(seen) == [(s, n) for s in range(SENDERS) for n in range(EACH)]
+            for s in range(SENDERS):
+                assert [n for sender, n in seen if sender == s] == list(range(EACH))
+        stalled.close_socket()
+        output = server.output()
+        assert output.count("closed as a slow consumer") <= 1, output
+        assert "Traceback" not in output, output

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from qakeapi.core.backoff import Backoff
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
@@ -111,6 +112,9 @@ class RedisBackend(BroadcastBackend):
             before it returns anyway (the listener keeps trying), in seconds.
         health_interval: After this many idle seconds the listener pings Redis, so a dead
             connection is noticed even when nothing is published.
+
+    Attributes:
+        backoff: The listener's reconnect delay and outage record (see :class:`~qakeapi.core.backoff.Backoff`).
     """
 
     def __init__(
@@ -130,12 +134,17 @@ class RedisBackend(BroadcastBackend):
         self.max_backoff = max_backoff
         self.ready_timeout = ready_timeout
         self.health_interval = health_interval
-        self.reconnects = 0
+        self.backoff = Backoff(f"Redis listener on {self.safe_url}", logger, min_backoff, max_backoff)
         self._channels: dict[str, asyncio.Event] = {}
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._has_channels = asyncio.Event()
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the listener lost Redis (outages, not attempts)."""
+        return self.backoff.outages
 
     @property
     def listening(self) -> bool:
@@ -239,23 +248,17 @@ class RedisBackend(BroadcastBackend):
 
     async def _listen(self) -> None:
         """Supervise the subscription connection: reconnect with backoff, resubscribe, pump."""
-        from redis.exceptions import RedisError
-
+        self.backoff.expected = redis_errors()  # anything else is a bug: its traceback is logged
         assert self._client is not None
-        delay = self.min_backoff
         while True:
             await self._has_channels.wait()
             pubsub = self._client.pubsub()
             error: Exception | None = None
-            connected_at = time.monotonic()
             try:
                 self._pubsub = pubsub  # subscribe() calls from now on go to this connection too
                 await pubsub.subscribe(*self._channels)
                 await self._pump(pubsub)
-            except (RedisError, OSError) as exc:
-                error = exc
-            except Exception as exc:  # a bug, not Redis: log it loudly, but keep listening
-                logger.exception("Redis listener on %s failed unexpectedly", self.safe_url)
+            except Exception as exc:  # Redis went away, or a bug (logged with its traceback): listen on
                 error = exc
             finally:
                 # Give the broken connection up before backing off, so nothing (redis-py's own
@@ -263,18 +266,8 @@ class RedisBackend(BroadcastBackend):
                 self._lost(pubsub)
                 await _close_quietly(pubsub)
             if error is not None:
-                if time.monotonic() - connected_at > self.max_backoff:
-                    delay = self.min_backoff  # it had been up a while: a new failure, start over
-                self.reconnects += 1
-                logger.warning(
-                    "Redis listener on %s lost its connection (%s: %s); reconnecting in %.2fs",
-                    self.safe_url,
-                    type(error).__name__,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                self.backoff.failed(error)
+                await self.backoff.wait()
 
     def _lost(self, pubsub: PubSub) -> None:
         if self._pubsub is pubsub:
@@ -303,6 +296,7 @@ class RedisBackend(BroadcastBackend):
                     ready.set()
                 if self.connected_since is None:
                     self.connected_since = time.monotonic()
+                    self.backoff.succeeded()
             elif kind == "unsubscribe" and not self._channels:
                 return
 

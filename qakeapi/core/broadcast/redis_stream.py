@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from qakeapi.core.backoff import Backoff
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.broadcast.redis import redact_url, redis_errors, with_one_retry
 from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
@@ -182,6 +183,9 @@ class RedisStreamBackend(BroadcastBackend):
         socket_timeout: How long a command may take before the connection counts as dead.
         ttl: Seconds a stream key lives after its last publish (so the keys of a cluster that
             is gone do not stay in Redis forever); ``None`` keeps them.
+
+    Attributes:
+        backoff: The reader's reconnect delay and outage record (see :class:`~qakeapi.core.backoff.Backoff`).
     """
 
     def __init__(
@@ -205,7 +209,7 @@ class RedisStreamBackend(BroadcastBackend):
         self.block = block
         self.socket_timeout = socket_timeout
         self.ttl = ttl
-        self.reconnects = 0
+        self.backoff = Backoff(f"Redis stream reader on {self.safe_url}", logger, min_backoff, max_backoff)
         self._positions: dict[str, str] = {}
         self._start_id = "0-0"
         self._writer: Redis | None = None
@@ -253,6 +257,11 @@ class RedisStreamBackend(BroadcastBackend):
             return cast("Redis", cluster)
         client: Redis = Redis.from_url(self.url, **timeouts)  # typed Any before redis-py 8.2
         return client
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the reader lost Redis (outages, not attempts)."""
+        return self.backoff.outages
 
     async def connect(self) -> None:
         """Create the clients and start the reader, without waiting for Redis. Idempotent."""
@@ -400,10 +409,8 @@ class RedisStreamBackend(BroadcastBackend):
 
     async def _read(self) -> None:
         """Supervise the reader: read from the last entry seen, reconnect with backoff, log state changes."""
-        expected = redis_errors()
-        delay = self.min_backoff
-        down_since: float | None = None
-        failures = 0
+        backoff = self.backoff
+        backoff.expected = redis_errors()  # anything else is a bug: its traceback is logged, once an outage
         while not self._stopping:
             if not self._positions:
                 self._wake.clear()
@@ -419,34 +426,12 @@ class RedisStreamBackend(BroadcastBackend):
                 if self._stopping:  # disconnect() closed the client under the read
                     return
                 self.connected_since = None
-                failures += 1
-                if down_since is None:
-                    down_since = time.monotonic()
-                    self.reconnects += 1
-                    logger.warning(
-                        "Redis stream reader on %s lost its connection (%s: %s); reconnecting",
-                        self.safe_url,
-                        type(exc).__name__,
-                        exc,
-                        exc_info=not isinstance(exc, expected),  # a traceback for the unexpected, once
-                    )
-                else:
-                    logger.debug("Redis stream reader on %s: attempt %d failed: %s", self.safe_url, failures, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                backoff.failed(exc)
+                await backoff.wait()
                 continue
             if self.connected_since is None:
                 self.connected_since = time.monotonic()
-                if down_since is not None:
-                    logger.warning(
-                        "Redis stream reader on %s reconnected after %.1fs (%d failed attempts)",
-                        self.safe_url,
-                        time.monotonic() - down_since,
-                        failures,
-                    )
-                down_since = None
-                failures = 0
-                delay = self.min_backoff
+                backoff.succeeded()
             for key, entries in response or ():
                 channel = _text(key)
                 for entry_id, fields in entries:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from qakeapi.core.backoff import Backoff
 from qakeapi.core.broadcast.base import BroadcastBackend
 from qakeapi.core.cluster.envelope import Kind, encode_envelope
 from qakeapi.core.cluster.outbox import PublishBuffer
@@ -52,6 +53,12 @@ class Publisher:
     signer: Signer | None = None
     _wake: asyncio.Event | None = field(default=None, init=False)
     _idle: asyncio.Event | None = field(default=None, init=False)
+    backoff: Backoff = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backoff = Backoff(
+            f"node {self.node_id}: the cluster publisher", logger, _MIN_BACKOFF, _MAX_BACKOFF, (BroadcastError,)
+        )
 
     def open(self) -> None:
         """Get ready to run in the current event loop (before :meth:`run`)."""
@@ -93,7 +100,6 @@ class Publisher:
         """Publish the buffer in order; on failure keep it, retry with backoff, log state changes only."""
         assert self._wake is not None, "call open() first"
         assert self._idle is not None
-        delay = _MIN_BACKOFF
         outbox = self.outbox
         while True:
             if not outbox:
@@ -112,42 +118,29 @@ class Publisher:
                     payloads = [self.signer.sign(payload) for payload in payloads]
                 await self.backend.publish_many(self.channel, payloads)
             except Exception as exc:
-                self._failed(exc, now)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                outbox.failed(now)
+                self.backoff.failed(exc, f"buffering publishes for up to {outbox.max_age:.1f}s")
+                await self.backoff.wait()
                 continue
-            delay = _MIN_BACKOFF
             self._sent(len(batch))
-
-    def _failed(self, exc: Exception, now: float) -> None:
-        if not isinstance(exc, BroadcastError):
-            logger.exception("node %s: publishing to the cluster failed unexpectedly", self.node_id)
-        if self.outbox.failed(now):
-            logger.warning(
-                "node %s: cannot publish to the cluster (%s); buffering publishes for up to %.1fs",
-                self.node_id,
-                exc,
-                self.outbox.max_age,
-            )
 
     def _sent(self, count: int) -> None:
         outbox = self.outbox
         waiting = len(outbox)
         outbox.sent(count)
         if outbox.down_since is not None:
-            down_for = time.monotonic() - outbox.down_since
             loss = outbox.recovered()
-            logger.warning(
-                "node %s: publishing to the cluster again after %.1fs: %d buffered publishes flushed, %d dropped%s",
-                self.node_id,
-                down_for,
-                waiting,
-                0 if loss is None else loss.count,
-                "" if loss is None else f" ({loss.describe(outbox.max_age)})",
+            self.backoff.succeeded(
+                lambda: (
+                    f"{waiting} buffered publishes flushed, {0 if loss is None else loss.count} dropped"
+                    + ("" if loss is None else f" ({loss.describe(outbox.max_age)})")
+                )
             )
-        elif (loss := outbox.take_loss()) is not None:
-            logger.warning(
-                "node %s: %d publishes were dropped: %s", self.node_id, loss.count, loss.describe(outbox.max_age)
-            )
+        else:
+            self.backoff.succeeded()
+            if (loss := outbox.take_loss()) is not None:
+                logger.warning(
+                    "node %s: %d publishes were dropped: %s", self.node_id, loss.count, loss.describe(outbox.max_age)
+                )
         if loss is not None:  # the affected clients on the other nodes are told
             self.control(Kind.LOST, loss.as_data())

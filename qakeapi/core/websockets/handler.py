@@ -23,7 +23,7 @@ from qakeapi.core.limits import (
 )
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, end_pressure, feel_pressure, relieve
 from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
@@ -267,6 +267,7 @@ class WebSocketHandler:
             await self._refuse_address(websocket, address)
             return
         refused: dict[str, int] | None = None  # messages refused as JSON, by kind
+        pressure = None
         try:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
@@ -285,7 +286,10 @@ class WebSocketHandler:
                     auth_link = websocket.scope.get(AUTH_LINK_SCOPE_KEY)
                     if auth_link in self._interceptors:  # bound to this handler: its interceptor takes them
                         auth_link = None
+                    pressed, pressure = feel_pressure()
                     while websocket.application_state is _CONNECTED:
+                        if pressed:  # a message of ours filled a reader's queue past half: let it drain
+                            await relieve(pressed)
                         data = await receive()
                         if bucket is not None and not bucket.take(clock()):
                             await self._too_fast(websocket)
@@ -327,6 +331,8 @@ class WebSocketHandler:
                 await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
                 raise
             finally:
+                if pressure is not None:
+                    end_pressure(pressure)
                 if refused is not None:
                     _log_refused_counts(websocket, refused)
                 self._connections.pop(websocket, None)

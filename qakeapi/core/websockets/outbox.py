@@ -19,6 +19,13 @@ a connection whose outbox is owned wait in its queue, bounded by :class:`SendPol
 ``"drop_oldest"``
     the oldest queued frame is dropped (and counted) to make room; the connection stays open.
 
+Before the queue is full, the senders feel it (``SendPolicy.backpressure``): a connection
+whose message filled a recipient's queue past half waits, before it reads its next message,
+while that queue drains to a quarter. A reader that keeps up with its socket behind a server
+slower than the senders (the server is the bottleneck) is therefore never dropped: the senders
+slow down instead. A recipient whose writes make no progress at all for ``backpressure``
+seconds (a peer that does not read) is not waited for: the policy above deals with it.
+
 A write that raises :class:`UnicodeEncodeError` (the server could not encode a text frame: it
 holds a lone surrogate) wrote nothing: that item is dropped (counted in
 :attr:`SendStats.unsendable`) and the outbox goes on with the next one, so a frame that cannot
@@ -31,6 +38,7 @@ and reports giving up (and unsendable items) through callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import sys
@@ -50,7 +58,10 @@ __all__ = [
     "SendPolicy",
     "SendStats",
     "UnsendableCallback",
+    "end_pressure",
     "fan_out",
+    "feel_pressure",
+    "relieve",
     "stats",
 ]
 
@@ -78,18 +89,25 @@ class SendPolicy:
             <qakeapi.core.websockets.connection.WebSocket.close>` waits for the server to take
             the close frame (behind a blocked write to a peer that does not read) before it
             gives up on telling the peer.
+        backpressure: How many seconds a sender waits, at most, for a recipient's writes to
+            progress: a connection whose message filled a recipient's queue past half reads its
+            next message once that queue is down to a quarter, or once the recipient wrote
+            nothing for this long (``0``: senders never wait; only the overflow policy acts).
     """
 
     max_queue: int = 256
     overflow: Overflow = Overflow.DISCONNECT
     close_code: int = CloseCode.POLICY_VIOLATION
     close_timeout: float = 3.0
+    backpressure: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         if not self.close_timeout > 0:
             raise ValueError("close_timeout must be positive")
+        if not self.backpressure >= 0:
+            raise ValueError("backpressure must be zero or positive")
         object.__setattr__(self, "overflow", Overflow(self.overflow))
 
 
@@ -171,12 +189,14 @@ class Outbox:
         "_on_give_up",
         "_on_unsendable",
         "_owned",
+        "_progress",
         "_queue",
         "_send",
         "_waiters",
         "dropped",
         "open",
         "policy",
+        "written",
     )
 
     def __init__(
@@ -191,8 +211,10 @@ class Outbox:
         self._on_unsendable = on_unsendable
         self.policy = policy
         self.dropped = 0
+        self.written = 0  # items written from the queue (the progress senders under backpressure watch)
         self.open = True
         self._owned = False
+        self._progress: asyncio.Future[None] | None = None  # resolved when the queue is down to a quarter
         self._queue: deque[Any] | None = None  # made when first needed: most connections never queue
         self._waiters: deque[asyncio.Future[None]] | None = None
 
@@ -281,6 +303,10 @@ class Outbox:
         stats.queued += 1
         if len(queue) < policy.max_queue:
             queue.append(item)
+            if len(queue) == policy.max_queue + 1 >> 1 and policy.backpressure:
+                senders = _pressure.get()
+                if senders is not None:
+                    senders.append(self)  # the sending connection waits for it before its next message
             return True
         if policy.overflow is Overflow.DROP_OLDEST:
             queue.popleft()
@@ -289,6 +315,7 @@ class Outbox:
             return True
         self._drop(len(queue) + 1)
         queue.clear()
+        self._wake()
         stats.disconnected += 1
         self.open = False
         last = self._on_give_up(GiveUp.SLOW_CONSUMER, None)
@@ -307,6 +334,9 @@ class Outbox:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
+            self.written += 1
+            if self._progress is not None and len(queue) <= self.policy.max_queue >> 2:
+                self._wake()
         self._release()
 
     def _release(self) -> None:
@@ -346,10 +376,63 @@ class Outbox:
         if self._queue:
             self._drop(len(self._queue))
             self._queue.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        """The queue is down to a quarter (or gone): the senders waiting for it go on."""
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            if not progress.done():
+                progress.set_result(None)
+
+    async def relieved(self) -> None:
+        """Wait while more than a quarter of ``SendPolicy.max_queue`` waits and the writes progress.
+
+        Returns when the queue is down to a quarter, the outbox gave up, or no item was written
+        for ``SendPolicy.backpressure`` seconds (a peer that does not read is not waited for).
+        """
+        while self.open and self._queue is not None and len(self._queue) > self.policy.max_queue >> 2:
+            if self._progress is None:
+                self._progress = asyncio.get_running_loop().create_future()
+            written = self.written
+            try:
+                await asyncio.wait_for(asyncio.shield(self._progress), self.policy.backpressure)
+            except asyncio.TimeoutError:
+                if self.written == written:
+                    return
 
     def _drop(self, count: int) -> None:
         self.dropped += count
         stats.dropped += count
+
+
+# -- backpressure -----------------------------------------------------------------------------
+
+_pressure: contextvars.ContextVar[list[Outbox] | None] = contextvars.ContextVar("qakeapi_pressure", default=None)
+"""The outboxes the current connection's messages filled past half (see :func:`feel_pressure`)."""
+
+
+def feel_pressure() -> tuple[list[Outbox], contextvars.Token[list[Outbox] | None]]:
+    """Make the calling task a sender that feels backpressure (a connection's receive loop).
+
+    Returns:
+        The list in which outboxes that the task's sends fill past half are collected (await
+        :func:`relieve` with it before reading on), and the token to reset the context with.
+    """
+    senders: list[Outbox] = []
+    return senders, _pressure.set(senders)
+
+
+def end_pressure(token: contextvars.Token[list[Outbox] | None]) -> None:
+    """Undo :func:`feel_pressure` (with the token it returned), in the task that called it."""
+    _pressure.reset(token)
+
+
+async def relieve(pressed: list[Outbox]) -> None:
+    """Wait for each outbox of ``pressed`` to drain (see :meth:`Outbox.relieved`), then forget them."""
+    while pressed:
+        await pressed.pop().relieved()
 
 
 # -- fan-out ----------------------------------------------------------------------------------
