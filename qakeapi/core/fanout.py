@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from qakeapi.core.codec import check_sendable, encode_json
-from qakeapi.core.websockets.connection import message_for
+from qakeapi.core.websockets.messages import message_for
 from qakeapi.core.websockets.outbox import Outbox, fan_out
 
 if TYPE_CHECKING:

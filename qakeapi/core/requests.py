@@ -1,4 +1,4 @@
-"""The incoming HTTP request."""
+"""The incoming HTTP request, and what it shares with a WebSocket's handshake."""
 
 from __future__ import annotations
 
@@ -9,37 +9,27 @@ from qakeapi.core.datastructures import Headers, QueryParams, State
 from qakeapi.exceptions import HTTPException, ValidationError
 from qakeapi.types import Receive, Scope
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "Request"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "HTTPConnection", "Request"]
 
 DEFAULT_MAX_BODY_SIZE = 1 << 20
 
 
-class Request:
-    """An HTTP request: method, URL parts, headers and a body read on demand.
+class HTTPConnection:
+    """What an HTTP request and a WebSocket's handshake share: the URL's parts, headers and peer.
 
     Args:
-        scope: The ASGI ``http`` scope.
-        receive: The ASGI receive callable.
-        max_body_size: Larger bodies are refused with 413.
+        scope: The ASGI ``http`` or ``websocket`` scope.
     """
 
-    def __init__(self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
-        self.scope = scope
-        self._receive = receive
-        self._body: bytes | None = None
-        self._max_body_size = max_body_size
-        self.state = State()
+    __slots__ = ("scope",)
 
-    @property
-    def method(self) -> str:
-        """The HTTP method, upper case."""
-        method: str = self.scope["method"]
-        return method
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
 
     @property
     def path(self) -> str:
         """The request path."""
-        path: str = self.scope["path"]
+        path: str = self.scope.get("path", "/")
         return path
 
     @property
@@ -50,12 +40,12 @@ class Request:
 
     @property
     def headers(self) -> Headers:
-        """The request headers."""
+        """The request headers (for a WebSocket, those of its handshake)."""
         return Headers(self.scope.get("headers", ()))
 
     @property
     def query_params(self) -> QueryParams:
-        """The query-string parameters."""
+        """The URL's query parameters (for a WebSocket, those of its handshake)."""
         return QueryParams(self.scope.get("query_string", b""))
 
     @property
@@ -63,6 +53,29 @@ class Request:
         """The peer's ``(host, port)``, when the server knows it."""
         client = self.scope.get("client")
         return (str(client[0]), int(client[1])) if client else None
+
+
+class Request(HTTPConnection):
+    """An HTTP request: method, URL parts, headers and a body read on demand.
+
+    Args:
+        scope: The ASGI ``http`` scope.
+        receive: The ASGI receive callable.
+        max_body_size: Larger bodies are refused with 413.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+        super().__init__(scope)
+        self._receive = receive
+        self._body: bytes | None = None
+        self._max_body_size = max_body_size
+        self.state = State()
+
+    @property
+    def method(self) -> str:
+        """The HTTP method, upper case."""
+        method: str = self.scope["method"]
+        return method
 
     async def body(self) -> bytes:
         """Read the whole body (once; later calls return the same bytes).

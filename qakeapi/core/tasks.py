@@ -1,6 +1,8 @@
 """Background tasks: kept alive while they should run, stopped for sure when they should not.
 
-:func:`supervise` restarts a background loop that fails, logging it at once.
+:func:`supervise` restarts a background loop that fails, logging it at once; :func:`keep` holds
+a fire-and-forget task until it is done (the event loop keeps only weak references to tasks);
+:func:`within` bounds an await without leaving the calling task.
 
 A task is stopped by cancelling it; but a library the task awaits may absorb that one
 cancellation (redis-py's publish path can finish its command and return normally after its task
@@ -14,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable, Callable, Collection
+import sys
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
-__all__ = ["stop_tasks", "supervise", "where"]
+__all__ = ["keep", "stop_tasks", "supervise", "where", "within"]
 
 RECANCEL_INTERVAL = 0.05
 """Seconds between two cancellations of a task that is still running."""
@@ -92,3 +95,44 @@ async def supervise(
             log.exception("%s failed; restarting it in %.2fs", name, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_backoff)
+
+
+_kept: set[asyncio.Task[Any]] = set()
+
+
+def keep(task: asyncio.Task[Any]) -> None:
+    """Hold a reference to ``task`` until it is done (a task nobody holds may be collected mid-run)."""
+    if not task.done():
+        _kept.add(task)
+        task.add_done_callback(_kept.discard)
+
+
+if sys.version_info >= (3, 11):
+
+    async def within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
+        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
+        async with asyncio.timeout(seconds):
+            await awaitable
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    async def within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
+        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(seconds, expire)
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            if expired:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            timer.cancel()

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
-import sys
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qakeapi.core.codec import check_sendable, decode_json, encode_json
-from qakeapi.core.datastructures import Headers, QueryParams, State
+from qakeapi.core.datastructures import State
 from qakeapi.core.limits import RejectionLog
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, _keep, fan_out, stats
+from qakeapi.core.requests import HTTPConnection
+from qakeapi.core.tasks import keep, within
+from qakeapi.core.websockets.messages import Messages, message_for
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, stats
+from qakeapi.core.websockets.state import WebSocketState
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
@@ -26,14 +27,6 @@ _ids = itertools.count(1)
 _unsendable_log = RejectionLog(logger)  # frames the server could not encode: logged once per path
 
 
-class WebSocketState(enum.Enum):
-    """The state of one direction of a connection."""
-
-    CONNECTING = 0
-    CONNECTED = 1
-    DISCONNECTED = 2
-
-
 TRANSPORT_ABORT = "qakeapi.transport.abort"
 """The ASGI extension of a server that lets the application abort a connection's transport, and
 the ``type`` of the send event that does it (see
@@ -44,7 +37,7 @@ _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
 
 
-class WebSocket:
+class WebSocket(HTTPConnection, Messages):
     """One WebSocket connection, as seen by the application.
 
     ``client_state`` tracks what the peer did (connect, messages, disconnect);
@@ -81,14 +74,13 @@ class WebSocket:
         "close_code",
         "id",
         "outbox",
-        "scope",
         "user_id",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             raise ValueError(f"expected a 'websocket' scope, got {scope['type']!r}")
-        self.scope = scope
+        super().__init__(scope)
         self._receive = receive
         self._send = send
         self._state: State | None = None
@@ -109,37 +101,9 @@ class WebSocket:
     # -- request data -------------------------------------------------------------------
 
     @property
-    def path(self) -> str:
-        """The request path."""
-        path: str = self.scope.get("path", "/")
-        return path
-
-    @property
-    def path_params(self) -> dict[str, Any]:
-        """Parameters captured from the route's path."""
-        params: dict[str, Any] = self.scope.setdefault("path_params", {})
-        return params
-
-    @property
-    def headers(self) -> Headers:
-        """The handshake request's headers."""
-        return Headers(self.scope.get("headers", ()))
-
-    @property
-    def query_params(self) -> QueryParams:
-        """The handshake URL's query parameters."""
-        return QueryParams(self.scope.get("query_string", b""))
-
-    @property
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
         return list(self.scope.get("subprotocols", ()))
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        """The peer's ``(host, port)``, when the server knows it."""
-        client = self.scope.get("client")
-        return (str(client[0]), int(client[1])) if client else None
 
     @property
     def state(self) -> State:
@@ -341,7 +305,7 @@ class WebSocket:
                 outbox.open = False
                 await self._send(message)
             else:
-                await _within(outbox.policy.close_timeout, outbox.send_last(message))
+                await within(outbox.policy.close_timeout, outbox.send_last(message))
         except asyncio.TimeoutError:  # before OSError: TimeoutError is one
             stats.close_timeouts += 1
             logger.warning(
@@ -415,7 +379,7 @@ class WebSocket:
             self.path,
             self.outbox.policy.close_timeout,
         )
-        _keep(asyncio.get_running_loop().create_task(self._abort()))
+        keep(asyncio.get_running_loop().create_task(self._abort()))
 
     async def _abort(self) -> None:
         try:
@@ -447,230 +411,4 @@ class WebSocket:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
         raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE)
 
-    async def receive_text(self) -> str:
-        """Receive a text message.
-
-        Returns:
-            The text.
-
-        Raises:
-            WebSocketDisconnect: The peer closed the connection.
-            TypeError: The peer sent a binary message.
-        """
-        data = await self.receive_message()
-        if not isinstance(data, str):
-            raise TypeError("expected a text message, got a binary one")
-        return data
-
-    async def receive_bytes(self) -> bytes:
-        """Receive a binary message.
-
-        Returns:
-            The bytes.
-
-        Raises:
-            WebSocketDisconnect: The peer closed the connection.
-            TypeError: The peer sent a text message.
-        """
-        data = await self.receive_message()
-        if not isinstance(data, bytes):
-            raise TypeError("expected a binary message, got a text one")
-        return data
-
-    async def receive_json(self) -> Any:
-        """Receive a message and decode it as JSON (text or UTF-8 bytes).
-
-        Returns:
-            The decoded value.
-
-        Raises:
-            WebSocketDisconnect: The peer closed the connection.
-            ValueError: The message is not valid JSON, or is JSON that could not be encoded
-                back and sent (see :func:`~qakeapi.core.codec.decode_json`).
-        """
-        return decode_json(await self.receive_message())
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[str | bytes]:
-        try:
-            while True:
-                yield await self.receive_message()
-        except WebSocketDisconnect:
-            return
-
     # -- sending ------------------------------------------------------------------------
-
-    @property
-    def send_policy(self) -> SendPolicy:
-        """How many frames may wait for this connection while it reads slowly, and what happens beyond.
-
-        See :class:`~qakeapi.core.websockets.outbox.SendPolicy`.
-        """
-        return self.outbox.policy
-
-    @send_policy.setter
-    def send_policy(self, policy: SendPolicy) -> None:
-        self.outbox.policy = policy
-
-    @property
-    def dropped(self) -> int:
-        """How many frames were dropped for this connection (slow reader, close, failed sends)."""
-        return self.outbox.dropped
-
-    def send_nowait(self, data: str | bytes) -> bool:
-        """Start sending a frame without waiting for it.
-
-        The frame is written by a task that owns this connection's outbox, after every frame
-        given before it; when the peer reads slowly it waits in the outbox, and
-        :attr:`send_policy` decides what happens when that is full. To send one frame to many
-        connections, use :func:`qakeapi.core.fanout.deliver`, which encodes once and starts
-        one task for all of them.
-
-        Args:
-            data: ``str`` for a text frame, ``bytes`` for a binary one.
-
-        Returns:
-            ``False`` when the connection is closed (or was just closed by the policy), so the
-            caller can forget it; ``True`` otherwise.
-        """
-        outbox = self.outbox
-        if not outbox.open or self.application_state is not _CONNECTED:
-            return False
-        fan_out(message_for(data), (outbox,))
-        return outbox.open
-
-    async def send_text(self, data: str) -> None:
-        """Send a text message.
-
-        Args:
-            data: The text.
-
-        Raises:
-            WebSocketClosedError: The connection is closed.
-            ValueError: ``data`` holds a lone surrogate, which cannot be sent as UTF-8
-                (:class:`~qakeapi.exceptions.LoneSurrogateError`); nothing was sent.
-        """
-        # Each sender writes through the outbox itself rather than through a shared helper
-        # coroutine: one level less costs ~0.1 µs a message. _cannot_send() holds the errors.
-        if self.application_state is _CONNECTED:
-            try:
-                if await self.outbox.send({"type": "websocket.send", "text": check_sendable(data)}):
-                    return
-            except OSError as exc:
-                raise self._send_failed(exc) from exc
-        raise self._cannot_send("websocket.send")
-
-    async def send_bytes(self, data: bytes) -> None:
-        """Send a binary message.
-
-        Args:
-            data: The bytes.
-
-        Raises:
-            WebSocketClosedError: The connection is closed.
-        """
-        if self.application_state is _CONNECTED:
-            try:
-                if await self.outbox.send({"type": "websocket.send", "bytes": data}):
-                    return
-            except OSError as exc:
-                raise self._send_failed(exc) from exc
-        raise self._cannot_send("websocket.send")
-
-    async def send_json(self, data: Any, mode: str = "text") -> None:
-        """Send ``data`` encoded as compact JSON.
-
-        Args:
-            data: A JSON-serialisable value.
-            mode: ``"text"`` for a text frame, ``"binary"`` for UTF-8 bytes.
-
-        Raises:
-            WebSocketClosedError: The connection is closed.
-            TypeError: ``data`` is not JSON-serialisable.
-            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``, or ``data`` holds what
-                :func:`~qakeapi.core.codec.encode_json` refuses (``NaN``, a lone surrogate).
-        """
-        if mode == "text":
-            message: Message = {"type": "websocket.send", "text": encode_json(data)}
-        elif mode == "binary":
-            message = {"type": "websocket.send", "bytes": encode_json(data).encode()}
-        else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
-        if self.application_state is _CONNECTED:
-            try:
-                if await self.outbox.send(message):
-                    return
-            except OSError as exc:
-                raise self._send_failed(exc) from exc
-        raise self._cannot_send("websocket.send")
-
-    async def _send_data(self, message: Message) -> None:
-        """Send a ``websocket.send`` message through the outbox, in order with everything else."""
-        if self.application_state is _CONNECTED:
-            try:
-                if await self.outbox.send(message):
-                    return
-            except OSError as exc:
-                raise self._send_failed(exc) from exc
-        raise self._cannot_send(message["type"])
-
-    def _send_failed(self, exc: OSError) -> WebSocketClosedError:
-        return WebSocketClosedError(f"cannot send on WebSocket {self.id}: {exc}")
-
-    def _cannot_send(self, kind: str) -> Exception:
-        """Why a data frame of type ``kind`` was not sent: the connection is not open, or closed while it waited."""
-        state = self.application_state
-        if state is _CONNECTING:
-            return RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
-        if state is _CONNECTED:  # the outbox stopped taking frames while this one waited its turn
-            return WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
-        if self.client_state is WebSocketState.DISCONNECTED:
-            return WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
-        return WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
-        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
-        async with asyncio.timeout(seconds):
-            await awaitable
-
-else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
-
-    async def _within(seconds: float, awaitable: Coroutine[Any, Any, Any]) -> None:
-        """Await ``awaitable`` in this task, raising :class:`TimeoutError` after ``seconds``."""
-        task = asyncio.current_task()
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(seconds, expire)
-        try:
-            await awaitable
-        except asyncio.CancelledError:
-            if expired:
-                raise asyncio.TimeoutError from None
-            raise
-        finally:
-            timer.cancel()
-
-
-def message_for(data: str | bytes) -> Message:
-    """The ASGI message that sends ``data`` as one frame (shared by every recipient of a fan-out).
-
-    Args:
-        data: ``str`` for a text frame, ``bytes`` for a binary one.
-
-    Returns:
-        The ``websocket.send`` message.
-    """
-    if isinstance(data, str):
-        return {"type": "websocket.send", "text": data}
-    return {"type": "websocket.send", "bytes": data}

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass
 from typing import Any
 
+from qakeapi.core.tasks import keep
 from qakeapi.status import CloseCode
 
 __all__ = [
@@ -368,7 +369,7 @@ class Outbox:
             self._on_unsendable(exc)
         if self._queue:  # still owned: a task of its own writes what waits
             loop = asyncio.get_running_loop()
-            _keep(_start(loop, _drain_all([self], loop)))
+            keep(_start(loop, _drain_all([self], loop)))
         else:
             self._release()
 
@@ -437,8 +438,6 @@ async def relieve(pressed: list[Outbox]) -> None:
 
 # -- fan-out ----------------------------------------------------------------------------------
 
-_running: set[asyncio.Task[None]] = set()
-
 
 _EAGER = sys.version_info >= (3, 12)
 
@@ -452,12 +451,6 @@ else:  # pragma: no cover - exercised on Python 3.10/3.11 runs
 
     def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return loop.create_task(coro)
-
-
-def _keep(task: asyncio.Task[None]) -> None:
-    if not task.done():
-        _running.add(task)
-        task.add_done_callback(_running.discard)
 
 
 class _Pass:
@@ -513,7 +506,7 @@ class _Pass:
                 outbox._queue.append(item)
                 owned.append(outbox)
         if owned:
-            _keep(_start(self.loop, _drain_all(owned, self.loop)))
+            keep(_start(self.loop, _drain_all(owned, self.loop)))
         self.finish()
 
     async def run(self) -> None:
@@ -565,7 +558,7 @@ def _drain_check(walk: _Pass) -> None:
     walk.handed_off = True
     rest = list(walk.rest)  # the walk ends after the drain it is blocked in
     if rest:
-        _keep(_start(walk.loop, _drain_all(rest, walk.loop)))
+        keep(_start(walk.loop, _drain_all(rest, walk.loop)))
 
 
 def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None = None) -> Awaitable[None] | None:
@@ -595,10 +588,10 @@ def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None =
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: failures were reported through the outboxes
         else:
-            _keep(task)
+            keep(task)
         return None
     if _EAGER:
         loop.call_soon(walk.check)  # blocked in its first turn: hand on at the next one
-    _keep(task)
+    keep(task)
     walk.waiter = loop.create_future()
     return walk.waiter
