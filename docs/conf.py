@@ -40,8 +40,8 @@ nitpick_ignore = [
     # Type variables of decorator signatures (they stand for "the decorated function").
     ("py:class", "qakeapi.core.application._E"),
     ("py:class", "qakeapi.core.application._H"),
-    ("py:class", "qakeapi.core.websockets.handler._C"),
-    ("py:class", "qakeapi.core.websockets.handler._M"),
+    ("py:class", "qakeapi.core.websockets.hooks._C"),
+    ("py:class", "qakeapi.core.websockets.hooks._M"),
     ("py:class", "qakeapi.core.datastructures._MultiMap"),
     ("py:class", "qakeapi.core.broadcast.redis._T"),
     # The ASGI type aliases of qakeapi.types, as they appear in signatures.

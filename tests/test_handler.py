@@ -378,6 +378,32 @@ async def test_connections_tracks_open_connections() -> None:
     assert len(handler.connections) == 0
 
 
+@pytest.mark.asyncio
+async def test_connections_of_a_user_follow_the_user_as_it_changes() -> None:
+    handler = WebSocketHandler()
+
+    @handler.on_message
+    async def login(websocket: WebSocket, message: Any) -> None:
+        websocket.user_id = message["as"]  # as an in-band (re-)authentication does
+        await websocket.send_json({"ok": websocket.id})
+
+    client = serve(handler)
+    async with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as two:
+        await one.send_json({"as": "alice"})
+        first = (await one.receive_json())["ok"]
+        await two.send_json({"as": "alice"})
+        second = (await two.receive_json())["ok"]
+        assert [ws.id for ws in handler.connections_of("alice")] == [first, second]
+        await one.send_json({"as": "bob"})
+        await one.receive_json()
+        assert [ws.id for ws in handler.connections_of("alice")] == [second]
+        assert [ws.id for ws in handler.connections_of("bob")] == [first]
+        await one.send_json({"as": None})
+        await one.receive_json()
+        assert handler.connections_of("bob") == []
+    assert handler.connections_of("alice") == []  # gone with the connection
+
+
 def test_connections_view_is_read_only() -> None:
     handler = WebSocketHandler()
     assert not isinstance(handler.connections, MutableSet)

@@ -2,9 +2,9 @@
 
 The local end of every delivery: an envelope from another node (or a publication read back
 from the backend) becomes frames for this node's connections here, and nowhere else. Lookups by
-connection id go through the handler's index (no scan); by user they look at each local
-connection's ``user_id`` at the time of the delivery, since a connection authenticates (or
-re-authenticates in band) after it was accepted.
+connection id and by user go through the handler's index (no scan); the index follows a
+connection whose user changes (it authenticates, or re-authenticates in band, after it was
+accepted).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Directory:
 
     def of_user(self, user_id: str) -> list[WebSocket]:
         """The local connections authenticated as ``user_id`` now."""
-        return [ws for ws in self.handler.connections if ws.user_id == user_id]
+        return self.handler.connections_of(user_id)
 
     # -- envelopes from other nodes (the dispatcher's handlers of the data kinds) -----------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from qakeapi.core.datastructures import State
@@ -52,7 +52,6 @@ class WebSocket(HTTPConnection, Messages):
 
     Attributes:
         id: A number unique to this connection within the process, stable for its lifetime.
-        user_id: The authenticated user's id, set by an authentication middleware.
         claims: The verified token claims of an authenticated connection (empty otherwise).
         auth_error: Why authentication failed (``"expired"``, ``"invalid_signature"`` ...),
             or ``None`` when it succeeded or was not attempted.
@@ -66,6 +65,8 @@ class WebSocket(HTTPConnection, Messages):
         "_receive",
         "_send",
         "_state",
+        "_user_id",
+        "_user_watch",
         "accepted_subprotocol",
         "application_state",
         "auth_error",
@@ -74,7 +75,6 @@ class WebSocket(HTTPConnection, Messages):
         "close_code",
         "id",
         "outbox",
-        "user_id",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,7 +87,8 @@ class WebSocket(HTTPConnection, Messages):
         self.id = next(_ids)
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
-        self.user_id: str | None = None
+        self._user_id: str | None = None
+        self._user_watch: Callable[[WebSocket, str | None, str | None], None] | None = None
         self.claims: Mapping[str, Any] = {}
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
@@ -104,6 +105,21 @@ class WebSocket(HTTPConnection, Messages):
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
         return list(self.scope.get("subprotocols", ()))
+
+    @property
+    def user_id(self) -> str | None:
+        """The authenticated user's id, set by an authentication middleware (``None``: not authenticated)."""
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, user_id: str | None) -> None:
+        old, self._user_id = self._user_id, user_id
+        if self._user_watch is not None and old != user_id:
+            self._user_watch(self, old, user_id)
+
+    def _watch_user(self, watch: Callable[[WebSocket, str | None, str | None], None] | None) -> None:
+        """Have ``watch(websocket, old, new)`` called when the user changes (the handler's index)."""
+        self._user_watch = watch
 
     @property
     def state(self) -> State:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import Any, TypeVar
+from typing import Any
 
 from qakeapi.core.codec import strict_decoder
 from qakeapi.core.fanout import as_frame, deliver_in_order
@@ -23,22 +21,15 @@ from qakeapi.core.limits import (
 )
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
-from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, Outbox, SendPolicy, end_pressure, feel_pressure, relieve
-from qakeapi.exceptions import UnencodableJSONError, WebSocketClosedError, WebSocketDisconnect
+from qakeapi.core.websockets.hooks import ConnectionHook, Hooks, MessageHook, MessageInterceptor
+from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy, end_pressure, feel_pressure, relieve
+from qakeapi.core.websockets.registry import Connections
+from qakeapi.exceptions import UnencodableJSONError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 
 __all__ = ["AUTH_LINK_SCOPE_KEY", "ConnectionHook", "MessageHook", "MessageInterceptor", "WebSocketHandler"]
 
 logger = logging.getLogger("qakeapi.websockets")
-
-ConnectionHook = Callable[[WebSocket], Awaitable[Any]]
-"""``async def hook(websocket)`` — called on connect and on disconnect."""
-MessageHook = Callable[[WebSocket, Any], Awaitable[Any]]
-"""``async def hook(websocket, message)`` — called for every message received."""
-
-MessageInterceptor = Callable[[WebSocket, Any], Awaitable[bool]]
-"""``async def interceptor(websocket, message) -> bool`` — sees a message before the
-``on_message`` hooks; returning ``True`` consumes it."""
 
 AUTH_LINK_SCOPE_KEY = "qakeapi.auth_link"
 """The scope key under which an authentication middleware leaves, for the connection it
@@ -46,34 +37,13 @@ authenticated, the :data:`MessageInterceptor` of its in-band ``{"type": "auth"}`
 handler hands such a message that none of its own interceptors consumed to it: whatever wraps
 the handler, an in-band token never reaches ``on_message``."""
 
-_C = TypeVar("_C", bound=ConnectionHook)
-_M = TypeVar("_M", bound=MessageHook)
-
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
 _decode = strict_decoder().decode  # json.loads without its per-call argument checks; no NaN
 _CONNECTED = WebSocketState.CONNECTED  # an enum member read from its class costs ~60 ns on 3.11, per message
 
 
-class _SetView(AbstractSet[WebSocket]):
-    """A read-only view of a set."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: AbstractSet[WebSocket]) -> None:
-        self._items = items
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def __iter__(self) -> Iterator[WebSocket]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class WebSocketHandler:
+class WebSocketHandler(Hooks):
     """Runs a connection through hooks registered with decorators.
 
     ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
@@ -146,84 +116,26 @@ class WebSocketHandler:
         """Rejections by kind (``rejections.counts``): ``"size"``, ``"rate"``, ``"rate_penalty"``
         (handshakes refused during a penalty), ``"connections_per_ip"``, ``"auth_unbound"`` (in-band
         auth messages that only the connection's middleware, not a bound one, took)."""
-        self._connect_hooks: list[ConnectionHook] = []
-        self._message_hooks: list[MessageHook] = []
-        self._disconnect_hooks: list[ConnectionHook] = []
-        self._interceptors: list[MessageInterceptor] = []
-        # Each connection with its outbox, so a broadcast takes both lists in C rather than
-        # reading every member's outbox again (~15 ns a member, per broadcast).
-        self._connections: dict[WebSocket, Outbox] = {}
-        self._by_id: dict[int, WebSocket] = {}
+        super().__init__()
+        self._index = Connections()
+        self._connections = self._index.outboxes  # what a broadcast walks
         install_log_redaction()
-
-    # -- registration -------------------------------------------------------------------
-
-    def on_connect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run when a connection is accepted.
-
-        Raises:
-            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
-                one argument; the message says how to fix it.
-        """
-        _check_hook("on_connect", hook, ("websocket",))
-        self._connect_hooks.append(hook)
-        return hook
-
-    def on_message(self, hook: _M) -> _M:
-        """Register ``async def hook(websocket, message)`` to run for every message.
-
-        Raises:
-            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
-                two arguments; the message says how to fix it.
-        """
-        _check_hook("on_message", hook, ("websocket", "message"))
-        self._message_hooks.append(hook)
-        return hook
-
-    def on_disconnect(self, hook: _C) -> _C:
-        """Register ``async def hook(websocket)`` to run once when a connection ends.
-
-        Raises:
-            TypeError: ``hook`` is not an ``async def`` function, or cannot be called with
-                one argument; the message says how to fix it.
-        """
-        _check_hook("on_disconnect", hook, ("websocket",))
-        self._disconnect_hooks.append(hook)
-        return hook
-
-    def intercept(self, interceptor: MessageInterceptor) -> MessageInterceptor:
-        """Register ``async def interceptor(websocket, message) -> bool``, run before ``on_message``.
-
-        Interceptors run in registration order on every (decoded) message; the first that
-        returns ``True`` consumes the message, and the ``on_message`` hooks do not see it. An
-        exception in an interceptor is logged and consumes the message too (it may carry a
-        credential that hooks must not see). The authentication middleware routes its in-band
-        ``{"type": "auth"}`` messages this way.
-
-        Args:
-            interceptor: The coroutine function.
-
-        Returns:
-            ``interceptor``, unchanged.
-
-        Raises:
-            TypeError: ``interceptor`` is not an ``async def`` function taking two arguments.
-        """
-        _check_hook("intercept", interceptor, ("websocket", "message"))
-        self._interceptors.append(interceptor)
-        return interceptor
 
     # -- connections --------------------------------------------------------------------
 
     @property
     def connections(self) -> AbstractSet[WebSocket]:
         """The connections this handler is running now (a live, read-only view)."""
-        return _SetView(self._connections.keys())
+        return self._index.view()
 
     def connection(self, connection_id: int) -> WebSocket | None:
         """The connection with :attr:`WebSocket.id <qakeapi.core.websockets.connection.WebSocket.id>`
         ``connection_id`` that this handler is running, if any (a lookup, not a scan)."""
-        return self._by_id.get(connection_id)
+        return self._index.get(connection_id)
+
+    def connections_of(self, user_id: str) -> list[WebSocket]:
+        """The connections this handler runs that are authenticated as ``user_id`` now (a lookup, not a scan)."""
+        return self._index.of_user(user_id)
 
     async def broadcast(self, message: Any, *, exclude: WebSocket | None = None) -> int:
         """Send ``message`` to every connection of this handler on this process.
@@ -271,8 +183,7 @@ class WebSocketHandler:
         try:
             if websocket.application_state is WebSocketState.CONNECTING:
                 await websocket.accept()
-            self._connections[websocket] = websocket.outbox
-            self._by_id[websocket.id] = websocket
+            self._index.add(websocket)
             try:
                 if await self._run_connect_hooks(websocket):
                     # The receive loop, inline: this frame is suspended in every receive, and each
@@ -335,8 +246,7 @@ class WebSocketHandler:
                     end_pressure(pressure)
                 if refused is not None:
                     _log_refused_counts(websocket, refused)
-                self._connections.pop(websocket, None)
-                self._by_id.pop(websocket.id, None)
+                self._index.discard(websocket)
                 for disconnect_hook in self._disconnect_hooks:
                     await self._call(disconnect_hook, websocket)
                 await websocket.close()
@@ -377,16 +287,6 @@ class WebSocketHandler:
             return
         await websocket.close(CloseCode.TRY_AGAIN_LATER, f"rate limit exceeded; retry in {retry_after}s")
 
-    async def _intercepted(self, websocket: WebSocket, message: Any) -> bool:
-        for interceptor in self._interceptors:
-            try:
-                if await interceptor(websocket, message):
-                    return True
-            except Exception as exc:
-                self._hook_failed(interceptor, websocket, exc)
-                return True
-        return False
-
     async def _stray_auth(self, auth_link: MessageInterceptor, websocket: WebSocket, message: Any) -> None:
         """An in-band auth message that no interceptor of this handler took: the middleware of the
         connection handles it (never ``on_message``), and the missing link is logged once."""
@@ -403,13 +303,6 @@ class WebSocketHandler:
             await auth_link(websocket, message)
         except Exception as exc:
             self._hook_failed(auth_link, websocket, exc)
-
-    async def _run_connect_hooks(self, websocket: WebSocket) -> bool:
-        for hook in self._connect_hooks:
-            if not await self._call(hook, websocket):
-                await websocket.close(CloseCode.INTERNAL_ERROR, "connection setup failed")
-                return False
-        return True
 
     async def _too_fast(self, websocket: WebSocket) -> None:
         rate = self.rate_limit
@@ -453,38 +346,6 @@ class WebSocketHandler:
         )
         await websocket.close(CloseCode.MESSAGE_TOO_BIG, f"message exceeds {self.max_message_size} bytes")
 
-    @classmethod
-    async def _call(cls, hook: Callable[..., Awaitable[Any]], websocket: WebSocket) -> bool:
-        try:
-            await hook(websocket)
-        except Exception as exc:
-            cls._hook_failed(hook, websocket, exc)
-            return False
-        return True
-
-    @staticmethod
-    def _hook_failed(hook: Callable[..., Awaitable[Any]], websocket: WebSocket, exc: Exception) -> None:
-        name = getattr(hook, "__qualname__", hook)
-        if isinstance(exc, (WebSocketClosedError, WebSocketDisconnect)):
-            # The peer went away while the hook was sending: expected in real time, not a bug.
-            logger.info(
-                "WebSocket hook %s stopped: connection %s (path=%s) is closed: %s",
-                name,
-                websocket.id,
-                websocket.path,
-                exc,
-            )
-            return
-        logger.error(
-            "WebSocket hook %s failed (connection=%s path=%s client=%s user=%s)",
-            name,
-            websocket.id,
-            websocket.path,
-            websocket.client,
-            websocket.user_id,
-            exc_info=exc,
-        )
-
 
 def _log_refused(websocket: WebSocket, exc: UnencodableJSONError) -> None:
     logger.warning(
@@ -509,35 +370,3 @@ def _log_refused_counts(websocket: WebSocket, refused: dict[str, int]) -> None:
                 count,
                 kind,
             )
-
-
-def _is_async(hook: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(hook):
-        return True
-    call = type(hook).__call__  # an instance with an async __call__
-    return not inspect.isroutine(hook) and not inspect.isclass(hook) and inspect.iscoroutinefunction(call)
-
-
-def _check_hook(kind: str, hook: Callable[..., Any], params: tuple[str, ...]) -> None:
-    """Refuse, at registration, a hook that would fail at its first call."""
-    name = getattr(hook, "__qualname__", None) or repr(hook)
-    wanted = f"async def {getattr(hook, '__name__', 'hook')}({', '.join(params)})"
-    if not callable(hook):
-        raise TypeError(f"{kind} hook {name!r} is not callable; register a function: {wanted}")
-    if not _is_async(hook):
-        raise TypeError(
-            f"{kind} hook {name!r} is not a coroutine function; QakeAPI awaits every hook, so define it "
-            f"with 'async def': {wanted}"
-        )
-    try:
-        signature = inspect.signature(hook)
-    except (TypeError, ValueError):  # no signature to check (some builtins, C callables)
-        return
-    try:
-        signature.bind(*params)
-    except TypeError as exc:
-        raise TypeError(
-            f"{kind} hook {name!r} has the signature {signature}, but QakeAPI calls it with "
-            f"{len(params)} argument{'s' if len(params) > 1 else ''} ({', '.join(params)}): {exc}; "
-            f"define it as {wanted}"
-        ) from None
