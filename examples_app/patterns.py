@@ -17,8 +17,8 @@ from typing import Any
 
 from qakeapi import Application, WebSocket
 from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver_in_order
 from qakeapi.core.websockets import WebSocketHandler
+from qakeapi.core.websockets.fanout import deliver_in_order
 
 __all__ = ["ConnectionPool", "MessageQueue", "app", "create_app"]
 

@@ -435,7 +435,7 @@ async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatc
         calls.append(data)
         return encode_json(data)
 
-    monkeypatch.setattr("qakeapi.core.fanout.encode_json", counting_encode)
+    monkeypatch.setattr("qakeapi.core.websockets.fanout.encode_json", counting_encode)
     monkeypatch.setattr("qakeapi.core.websockets.messages.encode_json", counting_encode)
     assert await handler.broadcast({"n": 1}) == 3
     assert calls == [{"n": 1}]

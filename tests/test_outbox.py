@@ -15,15 +15,14 @@ import anyio
 import pytest
 
 from qakeapi import Application, WebSocketDisconnect, WebSocketHandler
-from qakeapi.core.fanout import deliver, deliver_in_order
 from qakeapi.core.websockets import WebSocket, WebSocketClosedError, WebSocketState
+from qakeapi.core.websockets.fanout import deliver, deliver_in_order, fan_out
 from qakeapi.core.websockets.outbox import (
     GiveUp,
     Outbox,
     Overflow,
     SendPolicy,
     end_pressure,
-    fan_out,
     feel_pressure,
     relieve,
     stats,

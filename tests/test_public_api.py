@@ -108,3 +108,13 @@ def test_importing_qakeapi_needs_no_extra() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_old_fanout_path_works_for_one_release_with_a_warning() -> None:
+    import qakeapi.core.fanout as old
+    from qakeapi.core.websockets import fanout
+
+    with pytest.warns(DeprecationWarning, match="moved to qakeapi.core.websockets.fanout.deliver"):
+        assert old.deliver is fanout.deliver
+    with pytest.raises(AttributeError):
+        old.broadcast  # noqa: B018 - removed: it had no caller

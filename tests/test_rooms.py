@@ -175,7 +175,7 @@ async def test_broadcast_encodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(data)
         return encode_json(data)
 
-    monkeypatch.setattr("qakeapi.core.fanout.encode_json", counting_encode)
+    monkeypatch.setattr("qakeapi.core.websockets.fanout.encode_json", counting_encode)
     monkeypatch.setattr("qakeapi.core.websockets.messages.encode_json", counting_encode)
     assert await room.broadcast([1, 2]) == 4
     assert calls == [[1, 2]]

@@ -43,9 +43,9 @@ from qakeapi.core.cluster.membership import PresenceHook
 from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER
 from qakeapi.core.cluster.revocations import RevocationHook
 from qakeapi.core.cluster.signing import SECRET_VARIABLE
-from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION
 from qakeapi.core.websockets.connection import WebSocket
+from qakeapi.core.websockets.fanout import as_frame, deliver
 from qakeapi.core.websockets.handler import WebSocketHandler
 
 __all__ = [

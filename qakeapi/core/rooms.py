@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
-from qakeapi.core.fanout import as_frame, deliver, deliver_in_order, recipients
 from qakeapi.core.websockets.connection import WebSocket
+from qakeapi.core.websockets.fanout import as_frame, deliver, deliver_in_order, recipients
 from qakeapi.exceptions import RoomLimitError, UnlinkedRoomsError
 
 __all__ = [
@@ -114,7 +114,7 @@ class Room:
                 :class:`~qakeapi.exceptions.ClusterUnavailableError`); local members
                 got the message.
             ValueError: ``message`` could not be sent to anyone (``NaN``, a lone surrogate: see
-                :func:`~qakeapi.core.fanout.as_frame`); no member and no other node got it.
+                :func:`~qakeapi.core.websockets.fanout.as_frame`); no member and no other node got it.
         """
         relay = self._registry.relay if self._registry is not None else None
         if relay is not None and relay.sequenced(self.name):
@@ -133,7 +133,7 @@ class Room:
             How many members it was sent to.
 
         Raises:
-            ValueError: ``message`` could not be sent to anyone (see :func:`~qakeapi.core.fanout.as_frame`).
+            ValueError: ``message`` could not be sent to anyone (see :func:`~qakeapi.core.websockets.fanout.as_frame`).
         """
         return self._deliver(as_frame(message), exclude)
 

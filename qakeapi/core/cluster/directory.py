@@ -17,9 +17,9 @@ from typing import Any
 from qakeapi.core.cluster.envelope import Envelope
 from qakeapi.core.cluster.history import publication_frame
 from qakeapi.core.cluster.identity import connection_id, instance_of, local_of
-from qakeapi.core.fanout import as_frame, deliver
 from qakeapi.core.rooms import Rooms
 from qakeapi.core.websockets.connection import WebSocket
+from qakeapi.core.websockets.fanout import as_frame, deliver
 from qakeapi.core.websockets.handler import WebSocketHandler
 
 __all__ = ["Directory"]

@@ -26,8 +26,8 @@ from qakeapi.core.cluster.outbox import PublishBuffer
 from qakeapi.core.cluster.peers import Peers
 from qakeapi.core.cluster.publisher import Publisher
 from qakeapi.core.codec import encode_json
-from qakeapi.core.fanout import deliver_in_order
 from qakeapi.core.websockets.connection import WebSocket
+from qakeapi.core.websockets.fanout import deliver_in_order
 from qakeapi.exceptions import BroadcastError
 
 __all__ = ["HistoryRooms"]

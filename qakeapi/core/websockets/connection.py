@@ -12,7 +12,8 @@ from qakeapi.core.datastructures import State
 from qakeapi.core.limits import RejectionLog
 from qakeapi.core.requests import HTTPConnection
 from qakeapi.core.tasks import keep, within
-from qakeapi.core.websockets.messages import Messages, message_for
+from qakeapi.core.websockets.fanout import message_for
+from qakeapi.core.websockets.messages import Messages
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, stats
 from qakeapi.core.websockets.state import WebSocketState
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect

@@ -9,7 +9,6 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from qakeapi.core.codec import strict_decoder
-from qakeapi.core.fanout import as_frame, deliver_in_order
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
@@ -21,6 +20,7 @@ from qakeapi.core.limits import (
 )
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
+from qakeapi.core.websockets.fanout import as_frame, deliver_in_order
 from qakeapi.core.websockets.hooks import ConnectionHook, Hooks, MessageHook, MessageInterceptor
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy, end_pressure, feel_pressure, relieve
 from qakeapi.core.websockets.registry import Connections

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from qakeapi.core.codec import check_sendable, decode_json, encode_json
-from qakeapi.core.websockets.outbox import Outbox, SendPolicy, fan_out
+from qakeapi.core.websockets.fanout import fan_out, message_for
+from qakeapi.core.websockets.outbox import Outbox, SendPolicy
 from qakeapi.core.websockets.state import WebSocketState
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.types import Message
 
-__all__ = ["Messages", "message_for"]
+__all__ = ["Messages"]
 
 _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
@@ -125,7 +126,7 @@ class Messages:
         The frame is written by a task that owns this connection's outbox, after every frame
         given before it; when the peer reads slowly it waits in the outbox, and
         :attr:`send_policy` decides what happens when that is full. To send one frame to many
-        connections, use :func:`qakeapi.core.fanout.deliver`, which encodes once and starts
+        connections, use :func:`qakeapi.core.websockets.fanout.deliver`, which encodes once and starts
         one task for all of them.
 
         Args:
@@ -229,17 +230,3 @@ class Messages:
         if self.client_state is WebSocketState.DISCONNECTED:
             return WebSocketClosedError(f"cannot send on WebSocket {self.id}: the peer has disconnected")
         return WebSocketClosedError(f"cannot send on WebSocket {self.id}: it is closed")
-
-
-def message_for(data: str | bytes) -> Message:
-    """The ASGI message that sends ``data`` as one frame (shared by every recipient of a fan-out).
-
-    Args:
-        data: ``str`` for a text frame, ``bytes`` for a binary one.
-
-    Returns:
-        The ``websocket.send`` message.
-    """
-    if isinstance(data, str):
-        return {"type": "websocket.send", "text": data}
-    return {"type": "websocket.send", "bytes": data}

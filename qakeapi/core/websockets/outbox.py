@@ -6,8 +6,8 @@ writes whatever was queued behind it. An ASGI ``send`` is therefore always enter
 in one task, whatever the server and middleware wrap it in (anyio cancel scopes and task
 groups, ``asyncio.timeout``, contextvars), and no coroutine is ever stepped by hand.
 
-Fan-out (:func:`fan_out`) writes one item to many outboxes from a task of its own (started
-eagerly where Python has public eager tasks, 3.12 and later, so the common case completes
+Fan-out (:func:`~qakeapi.core.websockets.fanout.fan_out`) writes one item to many outboxes from
+a task of its own (started eagerly where Python has public eager tasks, 3.12 and later, so the common case completes
 synchronously). When a write blocks because a peer reads slowly, the frames for the other
 recipients are handed to a new task at the next turn of the event loop, and the blocked task
 stays the owner of the slow outbox only: one slow reader never holds up the others. Frames for
@@ -41,9 +41,8 @@ import asyncio
 import contextvars
 import enum
 import logging
-import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +59,6 @@ __all__ = [
     "SendStats",
     "UnsendableCallback",
     "end_pressure",
-    "fan_out",
     "feel_pressure",
     "relieve",
     "stats",
@@ -171,8 +169,9 @@ class Outbox:
     """The ordered, bounded way out of one connection.
 
     Items are written in the order they are given, each by the task that owns the outbox at the
-    time. :meth:`send` writes from the calling task (waiting its turn); :func:`fan_out` writes
-    from a task of its own and queues behind a busy owner.
+    time. :meth:`send` writes from the calling task (waiting its turn); fan-out
+    (:func:`~qakeapi.core.websockets.fanout.fan_out`) writes from a task of its own and queues
+    behind a busy owner.
 
     Args:
         send: Writes one item (for a WebSocket: the ASGI ``send``); awaited by the owning task.
@@ -368,8 +367,7 @@ class Outbox:
         if self._on_unsendable is not None:
             self._on_unsendable(exc)
         if self._queue:  # still owned: a task of its own writes what waits
-            loop = asyncio.get_running_loop()
-            keep(_start(loop, _drain_all([self], loop)))
+            keep(asyncio.get_running_loop().create_task(self._drain()))
         else:
             self._release()
 
@@ -434,164 +432,3 @@ async def relieve(pressed: list[Outbox]) -> None:
     """Wait for each outbox of ``pressed`` to drain (see :meth:`Outbox.relieved`), then forget them."""
     while pressed:
         await pressed.pop().relieved()
-
-
-# -- fan-out ----------------------------------------------------------------------------------
-
-
-_EAGER = sys.version_info >= (3, 12)
-
-if sys.version_info >= (3, 12):
-
-    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        # Public eager tasks: the task runs synchronously until its first suspension.
-        return asyncio.eager_task_factory(loop, coro)
-
-else:  # pragma: no cover - exercised on Python 3.10/3.11 runs
-
-    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return loop.create_task(coro)
-
-
-class _Pass:
-    """One task walking outboxes; hands the rest on if it gets stuck.
-
-    The walk and :meth:`hand_off` share one iterator (:attr:`rest`): where the walk is, is where
-    the iterator is, so handing on consumes what the walk has not reached and the walk ends
-    after the write it is blocked in, with no index kept per recipient.
-    """
-
-    __slots__ = ("closed", "done", "handed_off", "item", "loop", "rest", "waiter")
-
-    def __init__(
-        self, item: Any, outboxes: Iterable[Outbox], loop: asyncio.AbstractEventLoop, closed: list[Outbox] | None
-    ) -> None:
-        self.item = item
-        self.rest: Iterator[Outbox] = iter(outboxes)
-        self.loop = loop
-        self.closed = closed
-        self.done = False
-        self.handed_off = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def finish(self) -> None:
-        self.done = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def check(self) -> None:
-        """At the next turn of the loop: still walking means a write blocked; hand on the rest."""
-        if not self.done:
-            self.hand_off()
-
-    def skip(self, outbox: Outbox) -> None:
-        """``outbox`` is busy (queue the item behind its owner) or closed (note it)."""
-        if outbox.open and outbox._enqueue(self.item):
-            return
-        if self.closed is not None:
-            self.closed.append(outbox)
-
-    def hand_off(self) -> None:
-        self.handed_off = True
-        item = self.item
-        owned: list[Outbox] = []
-        for outbox in self.rest:  # the walk's own iterator: it stops after its blocked write
-            if outbox._owned or not outbox.open:
-                self.skip(outbox)
-            else:
-                outbox._owned = True
-                if outbox._queue is None:
-                    outbox._queue = deque()
-                outbox._queue.append(item)
-                owned.append(outbox)
-        if owned:
-            keep(_start(self.loop, _drain_all(owned, self.loop)))
-        self.finish()
-
-    async def run(self) -> None:
-        if not _EAGER:  # an eager start is checked by fan_out(), only if it did not finish at once
-            self.loop.call_soon(self.check)
-        item = self.item
-        try:
-            for outbox in self.rest:
-                if outbox._owned or not outbox.open:
-                    self.skip(outbox)
-                    continue
-                outbox._owned = True
-                try:
-                    await outbox._send(item)
-                except BaseException as exc:
-                    outbox._fail(exc)
-                    if self.closed is not None and not outbox.open:  # an unsendable frame keeps it open
-                        self.closed.append(outbox)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    continue
-                if outbox._queue:
-                    await outbox._drain()
-                    if not outbox.open and self.closed is not None:
-                        self.closed.append(outbox)
-                elif outbox._waiters:
-                    outbox._release()
-                else:
-                    outbox._owned = False
-        finally:
-            if not self.handed_off:
-                self.finish()
-
-
-async def _drain_all(outboxes: list[Outbox], loop: asyncio.AbstractEventLoop) -> None:
-    """Drain outboxes this task was handed (already owned, items queued); hand on if stuck."""
-    walk = _Pass(None, outboxes, loop, None)
-    loop.call_soon(_drain_check, walk)
-    try:
-        for outbox in walk.rest:
-            await outbox._drain()
-    finally:
-        walk.done = True
-
-
-def _drain_check(walk: _Pass) -> None:
-    if walk.done:
-        return
-    walk.handed_off = True
-    rest = list(walk.rest)  # the walk ends after the drain it is blocked in
-    if rest:
-        keep(_start(walk.loop, _drain_all(rest, walk.loop)))
-
-
-def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None = None) -> Awaitable[None] | None:
-    """Write ``item`` to every outbox, in order per outbox, without one slow outbox holding up the rest.
-
-    The writes run in a task of their own (eager on Python 3.12 and later, so usually done
-    before this returns). Outboxes that are busy get ``item`` queued behind their current write.
-
-    Args:
-        item: The item, shared by every outbox.
-        outboxes: The outboxes; closed ones are skipped. Walked by the writing task, possibly
-            after this returns: a sequence the caller does not change afterwards.
-        closed: Where to append the outboxes found closed, or closed by this item (their
-            write failed, or their queue overflowed with the ``"disconnect"`` policy), as the
-            walk meets them: complete once the walk is over (when this returns ``None``, or
-            the awaitable it returns is done).
-
-    Returns:
-        ``None`` when every outbox took ``item`` (or queued it) before returning; otherwise an
-        awaitable that completes once they have, so that a caller who sends more afterwards
-        keeps its order. Awaiting it never waits for a slow reader.
-    """
-    loop = asyncio.get_running_loop()
-    walk = _Pass(item, outboxes, loop, closed)
-    task = _start(loop, walk.run())
-    if walk.done:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: failures were reported through the outboxes
-        else:
-            keep(task)
-        return None
-    if _EAGER:
-        loop.call_soon(walk.check)  # blocked in its first turn: hand on at the next one
-    keep(task)
-    walk.waiter = loop.create_future()
-    return walk.waiter
