@@ -9,10 +9,11 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any, NoReturn
 
-from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import app_log
+from qakeapi.testing.session_messages import SessionMessages
+from qakeapi.testing.transport import AppEnd, AppFinished, AppLogged, ClientDisconnectedError
 from qakeapi.types import ASGIApp, Message, Scope
 
 __all__ = ["ClientDisconnectedError", "WebSocketTestSession"]
@@ -20,25 +21,7 @@ __all__ = ["ClientDisconnectedError", "WebSocketTestSession"]
 _LOG_LINES = 20
 
 
-class ClientDisconnectedError(OSError):
-    """Raised to the application when it sends after the test client disconnected (ASGI spec)."""
-
-
-class _AppFinished:
-    """Put on the client's queue when the application's task ends."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-class _AppLogged:
-    """Put on the client's queue when QakeAPI logged an exception of the application."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class WebSocketTestSession:
+class WebSocketTestSession(SessionMessages):
     """A WebSocket connection to an ASGI app running in the same event loop.
 
     Get one from :meth:`TestClient.websocket_connect <qakeapi.testing.client.TestClient.websocket_connect>`
@@ -85,21 +68,14 @@ class WebSocketTestSession:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.close_code: int | None = None
         self.close_reason = ""
-        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
-        self._from_app: asyncio.Queue[Message | _AppFinished | _AppLogged] = asyncio.Queue()
+        self._end = AppEnd()
+        self._from_app = self._end.from_app
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client_closed = False
-        self._app_accepted = False
-        self._app_closed = False
         self._errors: list[BaseException] = []  # in the order they happened
         self._raised: list[BaseException] = []
         self._logged: deque[str] = deque(maxlen=_LOG_LINES)  # since the last message received
         self._capturing = False
-        self._paused = False
-        self._allowance = 0
-        self._resumed: asyncio.Event | None = None  # made by pause_reading(), set by resume_reading()
-        self._blocked: asyncio.Event | None = None  # set when a send waits on the pause
 
     def __repr__(self) -> str:
         return f"<WebSocketTestSession {self.scope.get('path')!r} close_code={self.close_code}>"
@@ -144,7 +120,7 @@ class WebSocketTestSession:
         self._capturing = True
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run_app())
-        self._to_app.put_nowait({"type": "websocket.connect"})
+        self._end.to_app.put_nowait({"type": "websocket.connect"})
         try:
             message = await self._next(self.timeout, handshake=True)
         except BaseException:
@@ -169,7 +145,7 @@ class WebSocketTestSession:
         app_log.use_sink(self)
         error: BaseException | None = None
         try:
-            await self.app(self.scope, self._app_receive, self._app_send)
+            await self.app(self.scope, self._end.receive, self._end.send)
         except ClientDisconnectedError:
             pass  # the client left while the app was sending: not an error (uvicorn ignores it too)
         except Exception as exc:
@@ -177,7 +153,7 @@ class WebSocketTestSession:
         finally:
             if error is not None:
                 self._errors.append(error)
-            self._from_app.put_nowait(_AppFinished(error))
+            self._from_app.put_nowait(AppFinished(error))
 
     def app_logged(self, record: logging.LogRecord) -> None:
         """Take a record the application logged while running this connection (see ``qakeapi.testing.app_log``).
@@ -200,47 +176,15 @@ class WebSocketTestSession:
         if error is None or not self.raise_server_exceptions or any(error is known for known in self._errors):
             return
         self._errors.append(error)
-        if not self._client_closed:  # after the disconnect, close() raises it
-            self._from_app.put_nowait(_AppLogged(error))
-
-    async def _app_receive(self) -> Message:
-        return await self._to_app.get()
-
-    async def _app_send(self, message: Message) -> None:
-        # Refuse what a real server (uvicorn) refuses, so tests catch it too.
-        if self._paused and not self._client_closed:
-            if self._allowance > 0:
-                self._allowance -= 1
-            else:
-                assert self._blocked is not None
-                assert self._resumed is not None
-                self._blocked.set()
-                await self._resumed.wait()
-        kind = message["type"]
-        if self._client_closed:
-            raise ClientDisconnectedError("the test client has disconnected")
-        if self._app_closed:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'")
-        if not self._app_accepted and kind not in ("websocket.accept", "websocket.close"):
-            raise RuntimeError(f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}")
-        if self._app_accepted and kind not in ("websocket.send", "websocket.close"):
-            raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}")
-        if kind == "websocket.accept":
-            self._app_accepted = True
-        elif kind == "websocket.close":
-            self._app_closed = True
-            # As uvicorn does: the application's next receive reports the close it sent.
-            code = message.get("code", CloseCode.NORMAL_CLOSURE) if self._app_accepted else CloseCode.ABNORMAL_CLOSURE
-            reason = message.get("reason") or ""
-            self._to_app.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self._from_app.put_nowait(message)
+        if not self._end.client_closed:  # after the disconnect, close() raises it
+            self._from_app.put_nowait(AppLogged(error))
 
     # -- backpressure -------------------------------------------------------------------
 
     @property
     def reading_paused(self) -> bool:
         """Whether :meth:`pause_reading` is in effect."""
-        return self._paused
+        return self._end.paused
 
     def pause_reading(self, buffer: int = 0) -> None:
         """Stop reading, as a slow client does: the application's sends start to wait.
@@ -257,19 +201,11 @@ class WebSocketTestSession:
         Raises:
             ValueError: ``buffer`` is negative.
         """
-        if buffer < 0:
-            raise ValueError(f"buffer must be >= 0, not {buffer}")
-        if not self._paused:
-            self._resumed, self._blocked = asyncio.Event(), asyncio.Event()
-        self._paused = True
-        self._allowance = buffer
+        self._end.pause(buffer)
 
     def resume_reading(self) -> None:
         """Start reading again: the application's waiting sends go through, in order."""
-        self._paused = False
-        self._allowance = 0
-        if self._resumed is not None:
-            self._resumed.set()
+        self._end.resume()
 
     async def wait_for_backpressure(self, timeout: float | None = None) -> None:
         """Wait until an application ``send`` is waiting on this paused session.
@@ -281,14 +217,9 @@ class WebSocketTestSession:
             RuntimeError: Reading is not paused.
             TimeoutError: No send waited in time.
         """
-        if not self._paused:
-            raise RuntimeError("reading is not paused: call pause_reading() first")
         wait = self.timeout if timeout is None else timeout
-        try:
-            assert self._blocked is not None
-            await asyncio.wait_for(self._blocked.wait(), wait)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"no send of the application waited within {wait}s{self._logged_meanwhile()}") from None
+        if not await self._end.blocked(wait):
+            raise TimeoutError(f"no send of the application waited within {wait}s{self._logged_meanwhile()}")
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -303,10 +234,10 @@ class WebSocketTestSession:
                     raise TimeoutError(self._timeout_message(wait)) from None
             else:
                 item = queue.get_nowait()
-            if isinstance(item, _AppLogged):
+            if isinstance(item, AppLogged):
                 self._raise_pending()
                 continue
-            if isinstance(item, _AppFinished):
+            if isinstance(item, AppFinished):
                 queue.put_nowait(item)  # every later receive sees the end too
                 self._release_log()
                 self._raise_pending()
@@ -324,7 +255,7 @@ class WebSocketTestSession:
 
     def _timeout_message(self, wait: float) -> str:
         message = f"no message from the application within {wait}s"
-        if self._paused:
+        if self._end.paused:
             message += " (reading is paused: call resume_reading() to let the application send)"
         return message + self._logged_meanwhile()
 
@@ -372,82 +303,16 @@ class WebSocketTestSession:
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         return message
 
-    async def receive_text(self, timeout: float | None = None) -> str:
-        """Receive a text message (see :meth:`receive`).
-
-        Raises:
-            TypeError: The application sent a binary message.
-        """
-        message = await self.receive(timeout)
-        if message.get("text") is None:
-            raise TypeError("expected a text message, got a binary one")
-        return str(message["text"])
-
-    async def receive_bytes(self, timeout: float | None = None) -> bytes:
-        """Receive a binary message (see :meth:`receive`).
-
-        Raises:
-            TypeError: The application sent a text message.
-        """
-        message = await self.receive(timeout)
-        if message.get("bytes") is None:
-            raise TypeError("expected a binary message, got a text one")
-        return bytes(message["bytes"])
-
-    async def receive_json(self, timeout: float | None = None) -> Any:
-        """Receive a message and decode it as JSON (see :meth:`receive`).
-
-        Raises:
-            ValueError: The message is not JSON.
-        """
-        message = await self.receive(timeout)
-        text = message.get("text")
-        return decode_json(text if text is not None else message.get("bytes") or b"")
-
     # -- sending ------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _put(self, message: Message) -> None:
+        """Hand ``message`` to the application (after the checks every send makes)."""
         if self._task is None:
             raise RuntimeError("the session is not connected; await it or use 'async with'")
         self._raise_pending()
-        if self._client_closed or self.close_code is not None:
+        if self._end.client_closed or self.close_code is not None:
             raise WebSocketClosedError("cannot send: the WebSocket test session is closed")
-
-    async def send_text(self, data: str) -> None:
-        """Send a text message to the application.
-
-        Raises:
-            WebSocketClosedError: The session is closed.
-            Exception: The application raised it (see the class description).
-        """
-        self._check_open()
-        self._to_app.put_nowait({"type": "websocket.receive", "text": data})
-
-    async def send_bytes(self, data: bytes) -> None:
-        """Send a binary message to the application.
-
-        Raises:
-            WebSocketClosedError: The session is closed.
-            Exception: The application raised it (see the class description).
-        """
-        self._check_open()
-        self._to_app.put_nowait({"type": "websocket.receive", "bytes": data})
-
-    async def send_json(self, data: Any, mode: str = "text") -> None:
-        """Send ``data`` as JSON, in a text (default) or binary message.
-
-        Raises:
-            WebSocketClosedError: The session is closed.
-            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
-            Exception: The application raised it (see the class description).
-        """
-        if mode not in ("text", "binary"):
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
-        text = encode_json(data)
-        if mode == "binary":
-            await self.send_bytes(text.encode())
-        else:
-            await self.send_text(text)
+        self._end.to_app.put_nowait(message)
 
     # -- closing ------------------------------------------------------------------------
 
@@ -462,12 +327,9 @@ class WebSocketTestSession:
             reason: The close reason sent to the application.
             raise_errors: Re-raise an exception of the application that no receive or send raised.
         """
-        if self._task is None or self._client_closed:
+        if self._task is None or self._end.client_closed:
             return
-        self._client_closed = True
-        if self._resumed is not None:
-            self._resumed.set()  # release sends waiting on a pause: they see the disconnect
-        self._to_app.put_nowait({"type": "websocket.disconnect", "code": int(code), "reason": reason})
+        self._end.disconnect(code, reason)
         try:
             await self._wait_app()
         finally:
