@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any, NoReturn
@@ -12,6 +10,7 @@ from typing import Any, NoReturn
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import app_log
+from qakeapi.testing.app_report import AppReport
 from qakeapi.testing.session_messages import SessionMessages
 from qakeapi.testing.transport import AppEnd, AppFinished, AppLogged, ClientDisconnectedError
 from qakeapi.types import ASGIApp, Message, Scope
@@ -72,10 +71,7 @@ class WebSocketTestSession(SessionMessages):
         self._from_app = self._end.from_app
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._errors: list[BaseException] = []  # in the order they happened
-        self._raised: list[BaseException] = []
-        self._logged: deque[str] = deque(maxlen=_LOG_LINES)  # since the last message received
-        self._capturing = False
+        self._report = AppReport(raise_server_exceptions, self._logged_error)
 
     def __repr__(self) -> str:
         return f"<WebSocketTestSession {self.scope.get('path')!r} close_code={self.close_code}>"
@@ -116,15 +112,14 @@ class WebSocketTestSession(SessionMessages):
         """
         if self._task is not None:
             return self
-        app_log.acquire()
-        self._capturing = True
         self._loop = asyncio.get_running_loop()
+        self._report.capture(self._loop)
         self._task = self._loop.create_task(self._run_app())
         self._end.to_app.put_nowait({"type": "websocket.connect"})
         try:
             message = await self._next(self.timeout, handshake=True)
         except BaseException:
-            self._release_log()
+            self._report.release()
             raise
         if message["type"] == "websocket.accept":
             self.accepted_subprotocol = message.get("subprotocol")
@@ -135,14 +130,14 @@ class WebSocketTestSession(SessionMessages):
         try:
             await self._wait_app()
         finally:
-            self._release_log()
-        self._raise_pending()
+            self._report.release()
+        self._report.raise_pending()
         raise WebSocketDisconnect(self.close_code, self.close_reason)
 
     # -- the application's side of the transport --------------------------------------
 
     async def _run_app(self) -> None:
-        app_log.use_sink(self)
+        app_log.use_sink(self._report)
         error: BaseException | None = None
         try:
             await self.app(self.scope, self._end.receive, self._end.send)
@@ -152,32 +147,8 @@ class WebSocketTestSession(SessionMessages):
             error = exc
         finally:
             if error is not None:
-                self._errors.append(error)
+                self._report.errors.append(error)
             self._from_app.put_nowait(AppFinished(error))
-
-    def app_logged(self, record: logging.LogRecord) -> None:
-        """Take a record the application logged while running this connection (see ``qakeapi.testing.app_log``).
-
-        Records logged in another thread (``asyncio.to_thread`` carries the context along) are
-        handed over to the session's event loop.
-        """
-        line, error = app_log.describe(record), app_log.framework_error(record)
-        try:
-            in_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            in_loop = False
-        if in_loop:
-            self._take_log(line, error)
-        elif self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._take_log, line, error)
-
-    def _take_log(self, line: str, error: BaseException | None) -> None:
-        self._logged.append(line)
-        if error is None or not self.raise_server_exceptions or any(error is known for known in self._errors):
-            return
-        self._errors.append(error)
-        if not self._end.client_closed:  # after the disconnect, close() raises it
-            self._from_app.put_nowait(AppLogged(error))
 
     # -- backpressure -------------------------------------------------------------------
 
@@ -219,7 +190,7 @@ class WebSocketTestSession(SessionMessages):
         """
         wait = self.timeout if timeout is None else timeout
         if not await self._end.blocked(wait):
-            raise TimeoutError(f"no send of the application waited within {wait}s{self._logged_meanwhile()}")
+            raise TimeoutError(f"no send of the application waited within {wait}s{self._report.meanwhile()}")
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -235,12 +206,12 @@ class WebSocketTestSession(SessionMessages):
             else:
                 item = queue.get_nowait()
             if isinstance(item, AppLogged):
-                self._raise_pending()
+                self._report.raise_pending()
                 continue
             if isinstance(item, AppFinished):
                 queue.put_nowait(item)  # every later receive sees the end too
-                self._release_log()
-                self._raise_pending()
+                self._report.release()
+                self._report.raise_pending()
                 if handshake:
                     raise RuntimeError(
                         "the application returned without accepting or closing the WebSocket handshake "
@@ -250,33 +221,18 @@ class WebSocketTestSession(SessionMessages):
                     self.close_code = CloseCode.ABNORMAL_CLOSURE
                     self.close_reason = "the application returned without closing the connection"
                 raise WebSocketDisconnect(self.close_code, self.close_reason)
-            self._logged.clear()
+            self._report.logged.clear()
             return item
+
+    def _logged_error(self, error: BaseException) -> None:
+        if not self._end.client_closed:  # after the disconnect, close() raises it
+            self._from_app.put_nowait(AppLogged(error))
 
     def _timeout_message(self, wait: float) -> str:
         message = f"no message from the application within {wait}s"
         if self._end.paused:
             message += " (reading is paused: call resume_reading() to let the application send)"
-        return message + self._logged_meanwhile()
-
-    def _logged_meanwhile(self) -> str:
-        if not self._logged:
-            return ""
-        return "; meanwhile the application logged:\n" + "\n".join(f"  {line}" for line in self._logged)
-
-    def _raise_pending(self) -> None:
-        """Raise the oldest application error not raised yet (with ``raise_server_exceptions``)."""
-        if not self.raise_server_exceptions:
-            return
-        for error in self._errors:
-            if not any(error is raised for raised in self._raised):
-                self._raised.append(error)
-                raise error
-
-    def _release_log(self) -> None:
-        if self._capturing:
-            self._capturing = False
-            app_log.release()
+        return message + self._report.meanwhile()
 
     async def receive(self, timeout: float | None = None) -> Message:
         """Receive the next raw ASGI message the application sent.
@@ -293,13 +249,13 @@ class WebSocketTestSession(SessionMessages):
             Exception: The application raised it (see the class description).
         """
         if self.close_code is not None:
-            self._raise_pending()
+            self._report.raise_pending()
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         message = await self._next(timeout)
         if message["type"] == "websocket.close":
             self.close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
             self.close_reason = message.get("reason") or ""
-            self._raise_pending()  # the app closed because it failed (1011, say): show why
+            self._report.raise_pending()  # the app closed because it failed (1011, say): show why
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         return message
 
@@ -309,7 +265,7 @@ class WebSocketTestSession(SessionMessages):
         """Hand ``message`` to the application (after the checks every send makes)."""
         if self._task is None:
             raise RuntimeError("the session is not connected; await it or use 'async with'")
-        self._raise_pending()
+        self._report.raise_pending()
         if self._end.client_closed or self.close_code is not None:
             raise WebSocketClosedError("cannot send: the WebSocket test session is closed")
         self._end.to_app.put_nowait(message)
@@ -333,9 +289,9 @@ class WebSocketTestSession(SessionMessages):
         try:
             await self._wait_app()
         finally:
-            self._release_log()
+            self._report.release()
         if raise_errors:
-            self._raise_pending()
+            self._report.raise_pending()
 
     async def _wait_app(self) -> None:
         assert self._task is not None
@@ -344,5 +300,5 @@ class WebSocketTestSession(SessionMessages):
         except asyncio.TimeoutError:
             self._task.cancel()
             raise TimeoutError(
-                f"the application did not finish within {self.timeout}s of the disconnect{self._logged_meanwhile()}"
+                f"the application did not finish within {self.timeout}s of the disconnect{self._report.meanwhile()}"
             ) from None

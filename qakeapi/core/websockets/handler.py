@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -23,6 +22,7 @@ from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.fanout import as_frame, deliver_in_order
 from qakeapi.core.websockets.hooks import ConnectionHook, Hooks, MessageHook, MessageInterceptor
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, SendPolicy, end_pressure, feel_pressure, relieve
+from qakeapi.core.websockets.refusals import Refusals
 from qakeapi.core.websockets.registry import Connections
 from qakeapi.exceptions import UnencodableJSONError, WebSocketDisconnect
 from qakeapi.status import CloseCode
@@ -43,7 +43,7 @@ _decode = strict_decoder().decode  # json.loads without its per-call argument ch
 _CONNECTED = WebSocketState.CONNECTED  # an enum member read from its class costs ~60 ns on 3.11, per message
 
 
-class WebSocketHandler(Hooks):
+class WebSocketHandler(Hooks, Refusals):
     """Runs a connection through hooks registered with decorators.
 
     ``on_connect`` hooks run once the connection is accepted; ``on_message`` hooks run for each
@@ -254,39 +254,6 @@ class WebSocketHandler(Hooks):
             if address is not None:
                 self.per_ip.release(address)
 
-    async def _refuse_address(self, websocket: WebSocket, address: str) -> None:
-        self.rejections.reject(
-            "connections_per_ip",
-            address,
-            "refusing WebSocket %s (path=%s) from %s: it has %d connections open (max_connections_per_ip)",
-            websocket.id,
-            websocket.path,
-            address,
-            self.per_ip.count(address),
-        )
-        if websocket.application_state is WebSocketState.CONNECTING:
-            await websocket.deny(429, [(b"content-type", b"application/json")], b'{"detail":"too many connections"}')
-            return
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections from this address")
-
-    async def _refuse_penalized(self, websocket: WebSocket, address: str, wait: float) -> None:
-        retry_after = math.ceil(wait)
-        self.rejections.reject(
-            "rate_penalty",
-            address,
-            "refusing WebSocket %s (path=%s) from %s for %ds more: a connection from it exceeded the "
-            "rate limit (HTTP 429, Retry-After)",
-            websocket.id,
-            websocket.path,
-            address,
-            retry_after,
-        )
-        if websocket.application_state is WebSocketState.CONNECTING:
-            headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode())]
-            await websocket.deny(429, headers, b'{"detail":"rate limit exceeded; retry later"}')
-            return
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, f"rate limit exceeded; retry in {retry_after}s")
-
     async def _stray_auth(self, auth_link: MessageInterceptor, websocket: WebSocket, message: Any) -> None:
         """An in-band auth message that no interceptor of this handler took: the middleware of the
         connection handles it (never ``on_message``), and the missing link is logged once."""
@@ -303,48 +270,6 @@ class WebSocketHandler(Hooks):
             await auth_link(websocket, message)
         except Exception as exc:
             self._hook_failed(auth_link, websocket, exc)
-
-    async def _too_fast(self, websocket: WebSocket) -> None:
-        rate = self.rate_limit
-        assert rate is not None
-        client = websocket.client
-        refused = []  # the flooder's user at once; its address on a repeat (a NAT's other users stay)
-        if rate.penalty > 0:
-            now = time.monotonic()
-            if websocket.user_id is not None:
-                self.penalties.penalize("user:" + websocket.user_id, now, rate.penalty)
-                refused.append("user")
-            if client is not None and self.penalties.strike(client[0], now, rate.penalty):
-                refused.append("address")
-        self.rejections.reject(
-            "rate",
-            client[0] if client is not None else str(websocket.id),
-            "closing WebSocket %s (path=%s client=%s user=%s): more than %s messages a second (bursts of %d); "
-            "refused for %ss: %s",
-            websocket.id,
-            websocket.path,
-            client,
-            websocket.user_id,
-            rate.rate,
-            rate.burst,
-            rate.penalty,
-            " and ".join(f"its {what}" for what in refused) or "nobody yet (its address on a repeat)",
-        )
-        await websocket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-
-    async def _too_big(self, websocket: WebSocket, size: int) -> None:
-        client = websocket.client
-        self.rejections.reject(
-            "size",
-            client[0] if client is not None else str(websocket.id),
-            "closing WebSocket %s (path=%s client=%s): message of %d bytes exceeds the limit of %d",
-            websocket.id,
-            websocket.path,
-            client,
-            size,
-            self.max_message_size,
-        )
-        await websocket.close(CloseCode.MESSAGE_TOO_BIG, f"message exceeds {self.max_message_size} bytes")
 
 
 def _log_refused(websocket: WebSocket, exc: UnencodableJSONError) -> None:

@@ -128,7 +128,7 @@ class SendStats:
         close_timeouts: Closes that gave up waiting for the server to take the close frame.
         aborted: Slow consumers whose transport was aborted (their close frame still not
             taken after ``close_timeout``, on a server with the
-            :data:`~qakeapi.core.websockets.connection.TRANSPORT_ABORT` extension).
+            :data:`~qakeapi.core.websockets.ending.TRANSPORT_ABORT` extension).
         unsendable: Frames the server could not encode (a lone surrogate in a text frame),
             dropped for their connection, which was kept (also counted in ``dropped``).
     """

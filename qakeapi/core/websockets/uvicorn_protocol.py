@@ -7,7 +7,7 @@ application only gets ``transport.close()``, which waits for that buffer to drai
 it, until the kernel gives up.
 
 :class:`AbortableWebSocketProtocol` is uvicorn's ``websockets-sansio`` protocol with one ASGI
-extension, :data:`~qakeapi.core.websockets.connection.TRANSPORT_ABORT`: the application may
+extension, :data:`~qakeapi.core.websockets.ending.TRANSPORT_ABORT`: the application may
 send ``{"type": "qakeapi.transport.abort"}`` at any time, and the transport is aborted at once: its buffer
 is discarded and the socket is closed with a reset (``SO_LINGER`` 0), so the kernel does not
 keep the unsent data either. QakeAPI sends it for a connection it closed as a slow consumer
