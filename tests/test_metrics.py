@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from qakeapi import Application, WebSocket, WebSocketHandler
-from qakeapi.core.counters import counters
 from qakeapi.core.metrics import expose_metrics
 from qakeapi.testing import TestClient
 
@@ -24,13 +22,6 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-@pytest.fixture
-def timing_restored() -> Iterator[None]:
-    before = counters.timing
-    yield
-    counters.timing = before
 
 
 def make_app(**options: Any) -> Application:
@@ -49,7 +40,6 @@ def make_app(**options: Any) -> Application:
     return app
 
 
-@pytest.mark.usefixtures("timing_restored")
 async def test_metrics_are_served_in_the_prometheus_text_format_with_the_node_label() -> None:
     async with TestClient(make_app(registry=CollectorRegistry())) as client:
         response = await client.get("/metrics")
@@ -63,7 +53,6 @@ async def test_metrics_are_served_in_the_prometheus_text_format_with_the_node_la
         assert sample.labels["node"] == "test-node"
 
 
-@pytest.mark.usefixtures("timing_restored")
 async def test_the_other_registry_is_served_too() -> None:
     registry = CollectorRegistry()
     Counter("app_orders", "Orders placed.", registry=registry).inc(3)

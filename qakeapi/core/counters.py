@@ -26,6 +26,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "FANOUT_BUCKETS",
     "LAG_BUCKETS",
+    "TIMING_SCOPE_KEY",
     "Buckets",
     "Counters",
     "Observed",
@@ -39,6 +40,9 @@ DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0
 """Upper bounds, in seconds, for hook durations and delivery times."""
 FANOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0)
 """Upper bounds, in recipients, for the size of one broadcast."""
+TIMING_SCOPE_KEY = "qakeapi.timing"
+"""The scope key an application that exposes metrics sets on its WebSocket connections: their
+hooks are timed (two clock reads and a histogram update per hook call)."""
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds, in seconds, for the time an envelope took from one node to another."""
 
@@ -103,12 +107,12 @@ class Counters:
         auth_failures: Authentication failures, by reason (``"missing"``, ``"expired"`` ...).
         revocations: Connections closed because their user's sessions were revoked.
         hook_errors: Hooks that raised, by ``(kind, hook)``.
-        hook_seconds: How long hooks ran, by ``(kind, hook)`` (while :attr:`timing` is on).
+        hook_seconds: How long hooks ran, by ``(kind, hook)``, for the connections of an
+            application that exposes metrics (see :data:`TIMING_SCOPE_KEY`).
         broadcast_recipients: How many recipients each broadcast had.
         delivery_seconds: Per broadcast, the time from the call until every recipient's frame
             was handed to the server or queued behind a slow reader.
         history_recoveries: Rejoins with a position, by result (``"recovered"``, ``"failed"``).
-        timing: Whether hooks are timed (turned on by exposing metrics; two clock reads a hook).
     """
 
     received: int = 0
@@ -125,7 +129,6 @@ class Counters:
     broadcast_recipients: Buckets = field(default_factory=lambda: Buckets(FANOUT_BUCKETS))
     delivery_seconds: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
     history_recoveries: dict[str, int] = field(default_factory=dict)
-    timing: bool = False
 
     def count(self, table: dict[Any, int], key: Any, amount: int = 1) -> None:
         """Add ``amount`` to ``table[key]`` (one of the keyed counters above)."""

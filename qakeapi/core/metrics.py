@@ -25,7 +25,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from qakeapi.core.counters import counters
 from qakeapi.core.requests import Request
 from qakeapi.core.responses import Response
 from qakeapi.core.snapshot import Family, Histogram, default_node, take
@@ -105,8 +104,9 @@ def expose_metrics(
 ) -> MetricsCollector:
     """Serve QakeAPI's metrics (and ``registry``'s) in the Prometheus text format at ``GET path``.
 
-    Turns on the timing of hooks (two clock reads per hook call). See
-    :meth:`Application.expose_metrics <qakeapi.core.application.Application.expose_metrics>`.
+    Registers the endpoint only; :meth:`Application.expose_metrics
+    <qakeapi.core.application.Application.expose_metrics>` also times the hooks of the
+    application's connections.
 
     Args:
         app: The application.
@@ -131,7 +131,6 @@ def expose_metrics(
     own.register(collector)
     others = registry if registry is not None else client.REGISTRY
     content_type = client.CONTENT_TYPE_LATEST
-    counters.timing = True
     if workers is not None:
         app.on_startup(workers.start)
         app.on_shutdown(workers.stop)
