@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import jwt
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
 from qakeapi.core.metrics import expose_metrics
+from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.testing import TestClient
 
 pytestmark = pytest.mark.asyncio
@@ -60,3 +63,32 @@ async def test_the_other_registry_is_served_too() -> None:
         samples = parse((await client.get("/metrics")).text)
     assert samples[("app_orders_total", ())] == 3
     assert ("qakeapi_messages_received_total", (("node", "test-node"),)) in samples
+
+
+async def test_auth_failures_are_counted_by_reason_and_revocations_by_connection() -> None:
+    secret = "s" * 32
+    app = Application()
+    handler = WebSocketHandler()
+    auth = WebSocketAuthMiddleware(JWTAuthenticator(AuthConfig(secret)), handler=handler)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await auth(websocket, handler.handle_connection)
+
+    expose_metrics(app, node="auth-node", registry=CollectorRegistry())
+    expired = jwt.encode({"sub": "bob", "exp": int(time.time()) - 600}, secret, algorithm="HS256")
+    good = jwt.encode({"sub": "ann", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
+    key = ("qakeapi_auth_failures_total", (("node", "auth-node"), ("reason", "expired")))
+    revoked = ("qakeapi_revocations_total", (("node", "auth-node"),))
+    async with TestClient(app) as client:
+        before = parse((await client.get("/metrics")).text)
+        for _ in range(2):
+            async with client.websocket_connect(f"/ws?token={expired}"):
+                pass
+        async with client.websocket_connect(f"/ws?token={good}") as ws:
+            assert await auth.revoke("ann") == 1
+            with pytest.raises(WebSocketDisconnect):
+                await ws.receive_json()
+        after = parse((await client.get("/metrics")).text)
+    assert after[key] - before.get(key, 0.0) == 2
+    assert after[revoked] - before[revoked] == 1
