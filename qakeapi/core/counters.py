@@ -17,6 +17,7 @@ observability topic of the docs).
 from __future__ import annotations
 
 import bisect
+import socket
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ __all__ = [
     "DURATION_BUCKETS",
     "FANOUT_BUCKETS",
     "LAG_BUCKETS",
+    "MESSAGE_SAMPLE",
     "TIMING_SCOPE_KEY",
     "Buckets",
+    "ClusterCounters",
     "Counters",
     "Observed",
     "counters",
+    "default_node",
     "hook_name",
     "observed",
     "payload_size",
@@ -40,9 +44,12 @@ DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0
 """Upper bounds, in seconds, for hook durations and delivery times."""
 FANOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0)
 """Upper bounds, in recipients, for the size of one broadcast."""
+MESSAGE_SAMPLE = 16
+"""One message in this many has its message hooks timed (a clock read costs about as much as a
+counter update costs ten times: timing every message would cost an echo server ~6 %)."""
 TIMING_SCOPE_KEY = "qakeapi.timing"
-"""The scope key an application that exposes metrics sets on its WebSocket connections: their
-hooks are timed (two clock reads and a histogram update per hook call)."""
+"""The scope key an application that exposes metrics sets on its WebSocket connections, whose
+hooks are then timed (two clock reads and a histogram update per hook call)."""
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds, in seconds, for the time an envelope took from one node to another."""
 
@@ -90,7 +97,7 @@ class Buckets:
         return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Counters:
     """Counts the framework keeps for this process, each bumped where the event happens.
 
@@ -104,11 +111,15 @@ class Counters:
         closed: Those that ended, by route template and close code (the peer's code, else the
             one this side closed with, else 1006 for a transport that went away).
         origin_refusals: Handshakes refused by the origin policy, by reason.
+        limit_refusals: Refusals by a limit not kept in a handler's
+            :class:`~qakeapi.core.limits.RejectionLog`, by kind (``"room_limit"``: a join past
+            a :class:`~qakeapi.core.rooms.Rooms` limit).
         auth_failures: Authentication failures, by reason (``"missing"``, ``"expired"`` ...).
         revocations: Connections closed because their user's sessions were revoked.
-        hook_errors: Hooks that raised, by ``(kind, hook)``.
-        hook_seconds: How long hooks ran, by ``(kind, hook)``, for the connections of an
-            application that exposes metrics (see :data:`TIMING_SCOPE_KEY`).
+        hook_errors: Hooks that raised, by hook name.
+        hook_seconds: How long hooks ran, by ``(kind, hook name)``, for the connections of an
+            application that exposes metrics (see :data:`TIMING_SCOPE_KEY`): every call of a
+            connection hook, one message in :data:`MESSAGE_SAMPLE` of a message hook.
         broadcast_recipients: How many recipients each broadcast had.
         delivery_seconds: Per broadcast, the time from the call until every recipient's frame
             was handed to the server or queued behind a slow reader.
@@ -122,10 +133,12 @@ class Counters:
     opened: dict[str, int] = field(default_factory=dict)
     closed: dict[tuple[str, int], int] = field(default_factory=dict)
     origin_refusals: dict[str, int] = field(default_factory=dict)
+    limit_refusals: dict[str, int] = field(default_factory=dict)
     auth_failures: dict[str, int] = field(default_factory=dict)
     revocations: int = 0
-    hook_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    hook_errors: dict[str, int] = field(default_factory=dict)
     hook_seconds: dict[tuple[str, str], Buckets] = field(default_factory=dict)
+    _timers: dict[tuple[str, object], Buckets] = field(default_factory=dict, repr=False)
     broadcast_recipients: Buckets = field(default_factory=lambda: Buckets(FANOUT_BUCKETS))
     delivery_seconds: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
     history_recoveries: dict[str, int] = field(default_factory=dict)
@@ -135,12 +148,23 @@ class Counters:
         table[key] = table.get(key, 0) + amount
 
     def hook_timer(self, kind: str, hook: object) -> Buckets:
-        """The histogram of hook ``hook`` of ``kind`` (``"on_message"`` ...), made on first use."""
-        key = (kind, hook_name(hook))
-        buckets = self.hook_seconds.get(key)
-        if buckets is None:
-            buckets = self.hook_seconds[key] = Buckets(DURATION_BUCKETS)
-        return buckets
+        """The histogram of hook ``hook`` of ``kind`` (``"on_message"`` ...), made on first use.
+
+        Looked up by the hook object (a dictionary lookup); hooks with the same name share one.
+        """
+        timer = self._timers.get((kind, hook))
+        if timer is None:
+            key = (kind, hook_name(hook))
+            timer = self.hook_seconds.get(key)
+            if timer is None:
+                timer = self.hook_seconds[key] = Buckets(DURATION_BUCKETS)
+            self._timers[(kind, hook)] = timer
+        return timer
+
+    def hook_failed(self, hook: object) -> None:
+        """Hook ``hook`` raised."""
+        name = hook_name(hook)
+        self.hook_errors[name] = self.hook_errors.get(name, 0) + 1
 
     def connected(self, route: str) -> None:
         """A connection reached the endpoint of ``route`` (a template)."""
@@ -178,6 +202,22 @@ counters = Counters()
 
 
 @dataclass(eq=False)
+class ClusterCounters:
+    """The counts of one cluster node that nothing else keeps (see
+    :class:`~qakeapi.core.clustering.ClusteredManager`'s ``counts``).
+
+    Attributes:
+        received: Envelopes received from other instances (duplicates left out).
+        lag: Seconds from an envelope's publication (its sender's clock) to its receipt.
+        history_recoveries: Rejoins with a position, by result (``"recovered"``, ``"failed"``).
+    """
+
+    received: int = 0
+    lag: Buckets = field(default_factory=lambda: Buckets(LAG_BUCKETS))
+    history_recoveries: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class Observed:
     """Weak registries of the objects whose own counts are exported (nothing is kept alive by them).
 
@@ -192,3 +232,9 @@ class Observed:
 
 observed = Observed()
 """The registries of this process."""
+
+
+def default_node() -> str:
+    """The ``node`` label when none is given: the node id of this process's cluster node, else the host name."""
+    managers = sorted({manager.node_id for manager in list(observed.clusters)})
+    return managers[0] if len(managers) == 1 else socket.gethostname()

@@ -19,10 +19,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from qakeapi.core.counters import counters, observed
+from qakeapi.core.counters import counters, default_node, observed
 from qakeapi.core.requests import Request
 from qakeapi.core.responses import HTMLResponse
-from qakeapi.core.snapshot import default_node
 from qakeapi.core.websockets.outbox import stats
 from qakeapi.exceptions import WebSocketDisconnect
 from qakeapi.status import CloseCode
@@ -45,7 +44,7 @@ def dashboard_state(node: str | None = None) -> dict[str, Any]:
     """What the dashboard shows now, as JSON-ready data.
 
     Args:
-        node: This node's label (``None``: :func:`~qakeapi.core.snapshot.default_node`).
+        node: This node's label (``None``: :func:`~qakeapi.core.counters.default_node`).
 
     Returns:
         ``{"node", "time", "nodes", "connections", "received", "sent", "received_bytes",

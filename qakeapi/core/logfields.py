@@ -21,15 +21,16 @@ The quickest set-up is :func:`configure_logging` (one JSON line per record on st
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any
 
+from qakeapi.core.counters import default_node
 from qakeapi.core.redaction import TokenRedactingFilter, redact
-from qakeapi.core.snapshot import default_node
 
 if TYPE_CHECKING:
     from qakeapi.core.websockets.connection import WebSocket
@@ -56,7 +57,7 @@ _current: ContextVar[WebSocket | None] = ContextVar("qakeapi_connection", defaul
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
-def bind(websocket: WebSocket) -> Token[WebSocket | None]:
+def bind(websocket: WebSocket) -> contextvars.Token[WebSocket | None]:
     """Mark ``websocket`` as the connection the current task (and the tasks it starts) works for.
 
     Returns:
@@ -65,7 +66,7 @@ def bind(websocket: WebSocket) -> Token[WebSocket | None]:
     return _current.set(websocket)
 
 
-def unbind(token: Token[WebSocket | None]) -> None:
+def unbind(token: contextvars.Token[WebSocket | None]) -> None:
     """Undo :func:`bind`."""
     _current.reset(token)
 
@@ -75,7 +76,7 @@ def fields(websocket: WebSocket, node_id: str | None = None) -> dict[str, Any]:
 
     Args:
         websocket: The connection.
-        node_id: The node (``None``: :func:`~qakeapi.core.snapshot.default_node`).
+        node_id: The node (``None``: :func:`~qakeapi.core.counters.default_node`).
 
     Returns:
         ``{"connection_id": ..., "user_id": ..., "route": ..., "node_id": ...}``.
@@ -97,7 +98,7 @@ class ConnectionLogFilter(logging.Filter):
     ``None`` outside any connection (``node_id`` excepted).
 
     Args:
-        node_id: The ``node_id`` field (``None``: :func:`~qakeapi.core.snapshot.default_node`).
+        node_id: The ``node_id`` field (``None``: :func:`~qakeapi.core.counters.default_node`).
     """
 
     def __init__(self, node_id: str | None = None) -> None:

@@ -25,15 +25,14 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from qakeapi.core.counters import default_node
 from qakeapi.core.requests import Request
 from qakeapi.core.responses import Response
-from qakeapi.core.snapshot import Family, Histogram, default_node, take
+from qakeapi.core.snapshot import Family, Histogram, take
 from qakeapi.core.worker_metrics import METRICS_DIR_VARIABLE, WorkerMetrics
 from qakeapi.exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
-    from prometheus_client.registry import CollectorRegistry
-
     from qakeapi.core.application import Application
 
 __all__ = ["DEFAULT_METRICS_PATH", "MetricsCollector", "expose_metrics", "prometheus_client"]
@@ -58,7 +57,7 @@ class MetricsCollector:
     """A prometheus-client collector of QakeAPI's metrics (register it on a ``CollectorRegistry``).
 
     Args:
-        node: The ``node`` label of this process's metrics; ``None``: :func:`~qakeapi.core.snapshot.default_node` at
+        node: The ``node`` label of this process's metrics; ``None``: :func:`~qakeapi.core.counters.default_node` at
             each scrape.
         read: Returns the families to export (by default this process's reading,
             :func:`~qakeapi.core.snapshot.take`; a multi-process server passes the merged one).
@@ -99,7 +98,7 @@ def expose_metrics(
     path: str = DEFAULT_METRICS_PATH,
     *,
     node: str | None = None,
-    registry: CollectorRegistry | None = None,
+    registry: Any = None,
     directory: str | None = None,
 ) -> MetricsCollector:
     """Serve QakeAPI's metrics (and ``registry``'s) in the Prometheus text format at ``GET path``.
@@ -111,7 +110,7 @@ def expose_metrics(
     Args:
         app: The application.
         path: The path of the endpoint.
-        node: The ``node`` label (``None``: :func:`~qakeapi.core.snapshot.default_node`).
+        node: The ``node`` label (``None``: :func:`~qakeapi.core.counters.default_node`).
         registry: Other metrics to serve first (``None``: prometheus-client's default
             registry: the process collector and whatever the application registered).
         directory: Where the workers of a multi-process server share their readings

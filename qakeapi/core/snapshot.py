@@ -12,7 +12,6 @@ Pure but for the reading: no I/O, no third-party import.
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Literal
 from qakeapi.core.counters import Buckets, Counters, counters, observed
 from qakeapi.core.websockets.outbox import SendStats, stats
 
-__all__ = ["Family", "Histogram", "Labels", "Sample", "default_node", "from_data", "merge", "take", "to_data"]
+__all__ = ["Family", "Histogram", "Labels", "Sample", "from_data", "merge", "take", "to_data"]
 
 Labels = tuple[tuple[str, str], ...]
 """A sample's labels, as sorted ``(name, value)`` pairs."""
@@ -43,7 +42,7 @@ class Histogram:
 
 
 Sample = tuple[Labels, "float | Histogram"]
-"""One sample: its labels and its value."""
+"""One sample, as its labels and its value."""
 
 
 @dataclass
@@ -133,7 +132,7 @@ def _traffic(node: str, c: Counters, s: SendStats) -> list[Family]:
 
 
 def _refusals(node: str, c: Counters) -> list[Family]:
-    limits: dict[str, int] = {}
+    limits: dict[str, int] = dict(c.limit_refusals)
     for log in list(observed.rejection_logs):
         for kind, count in log.counts.items():
             limits[kind] = limits.get(kind, 0) + count
@@ -171,7 +170,7 @@ def _hooks(node: str, c: Counters) -> list[Family]:
         _keyed(
             Family("qakeapi_hook_errors", "counter", "WebSocket hooks that raised, by hook."),
             c.hook_errors,
-            ("kind", "hook"),
+            ("hook",),
             node,
         ),
     ]
@@ -195,28 +194,21 @@ def _cluster(now: float) -> list[Family]:
         node = manager.node_id
         buffer = manager.outbox
         down_since = buffer.down_since
+        counts = manager.counts
         nodes.add(len(manager.nodes) + 1, node=node)
-        up.add(1 if down_since is None and manager.running else 0, node=node)
+        up.add(1 if down_since is None else 0, node=node)
         depth.add(len(buffer), node=node)
         published.add(buffer.published, node=node)
         dropped.add(buffer.dropped, node=node)
-        dispatcher = manager.dispatcher
-        received.add(dispatcher.received, node=node)
-        lag.add(dispatcher.lag, node=node)
-        for cause, count in sorted(dispatcher.rejected.items()):
+        received.add(counts.received, node=node)
+        lag.add(counts.lag, node=node)
+        for cause, count in sorted(manager.rejected.items()):
             rejected.add(count, node=node, cause=cause)
         reconnects.add(getattr(manager.backend, "reconnects", 0), node=node)
-        current = 0.0 if down_since is None else max(0.0, now - down_since)
-        outage.add(manager.publisher.outage_seconds + current, node=node)
-        for result, count in sorted(manager.recoveries.items()):
+        outage.add(manager.outage_seconds(now), node=node)
+        for result, count in sorted(counts.history_recoveries.items()):
             recoveries.add(count, node=node, result=result)
     return [nodes, up, depth, published, received, dropped, reconnects, outage, rejected, lag, recoveries]
-
-
-def default_node() -> str:
-    """The ``node`` label when none is given: the node id of this process's cluster node, else the host name."""
-    managers = sorted({manager.node_id for manager in list(observed.clusters)})
-    return managers[0] if len(managers) == 1 else socket.gethostname()
 
 
 def take(node: str, *, now: float | None = None, source: Counters = counters) -> list[Family]:

@@ -27,7 +27,8 @@ import logging
 import os
 from pathlib import Path
 
-from qakeapi.core.snapshot import Family, default_node, from_data, merge, take, to_data
+from qakeapi.core.counters import default_node
+from qakeapi.core.snapshot import Family, from_data, merge, take, to_data
 
 __all__ = ["METRICS_DIR_VARIABLE", "WRITE_INTERVAL", "WorkerMetrics"]
 
@@ -105,7 +106,7 @@ class WorkerMetrics:
         return merge(readings)
 
     async def start(self) -> None:
-        """Write a reading now and then every :attr:`interval` seconds (a lifespan startup hook)."""
+        """Write a reading now and then every ``interval`` seconds (a lifespan startup hook)."""
         self.write()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())

@@ -70,12 +70,15 @@ async def follow(one: Server, two: Server, tmp_path: Path) -> None:
         nodes = page.locator("#nodes tr")
         await expect(nodes).to_have_count(2, timeout=TIMEOUT_MS)
         await expect(page.locator("#nodes")).to_contain_text("node-2")
-        await expect(page.locator("#connections")).to_have_text("0")
+        await expect(page.locator("#connections")).to_have_text("1")  # its own WebSocket
+        await expect(page.locator("#routes")).to_contain_text("/dashboard/ws")
 
         async with AsyncExitStack() as stack:
             ann, bob = await join(stack, one, "lobby"), await join(stack, one, "lobby")
             cid = await join(stack, two, "lobby")
-            await expect(page.locator("#connections")).to_have_text("2", timeout=TIMEOUT_MS)
+            rooms_route = page.locator("#routes tr", has_text="/rooms/{room}")
+            await expect(rooms_route.locator("td").nth(1)).to_have_text("2", timeout=TIMEOUT_MS)  # node-1's
+            await expect(page.locator("#connections")).to_have_text("3")
             lobby = page.locator("#rooms tr", has_text="lobby")
             await expect(lobby.locator("td").nth(1)).to_have_text("3", timeout=TIMEOUT_MS)  # cluster-wide
 

@@ -1,8 +1,9 @@
 """Metrics under ``uvicorn --workers 2``: whichever worker answers a scrape reports the server's totals.
 
 The workers share ``QAKEAPI_METRICS_DIR``. Clients connect (the kernel spreads them over the
-workers), send, and stay; then every scrape -- each a new HTTP connection, answered by either
-worker -- reports every connection and every message, however they were spread.
+workers), send, and stay; once both workers have written a reading that holds the traffic (each
+writes one a second), every scrape -- each a new HTTP connection, answered by either worker --
+reports every connection and every message, however they were spread.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+from qakeapi.core.snapshot import from_data
 from tests.e2e.conftest import recv_json
 from tests.e2e.servers import Server, uvicorn_server
 
@@ -39,6 +41,17 @@ def scrape(server: Server) -> dict[str, float]:
             if sample.name in out and sample.labels.get("route", ROUTE) == ROUTE:
                 out[sample.name] += sample.value
     return out
+
+
+def written(directory: Path, name: str) -> float:
+    """``name`` added up over the readings the workers wrote to ``directory`` (their files lag by up to a second)."""
+    total = 0.0
+    for path in directory.glob("*.json"):
+        for family in from_data(json.loads(path.read_text())):
+            total += sum(
+                float(value) for _, value in family.samples if family.name == name and isinstance(value, float)
+            )
+    return total
 
 
 async def test_every_scrape_reports_the_totals_of_all_workers(tmp_path: Path) -> None:
@@ -62,10 +75,14 @@ async def test_every_scrape_reports_the_totals_of_all_workers(tmp_path: Path) ->
                 "qakeapi_connections_opened_total": float(CLIENTS),
                 "qakeapi_messages_received_total": float(CLIENTS * MESSAGES_EACH),
             }
+            # Once both workers are up and their files hold the traffic (written each second) ...
             deadline = time.monotonic() + 15
-            while (seen := await asyncio.to_thread(scrape, server)) != expected:  # the other worker's file
-                assert time.monotonic() < deadline, seen  # is at most a second old
-                await asyncio.sleep(0.2)
-            for _ in range(10):  # then every scrape, whichever worker answers it, agrees
+            while (
+                len(list(directory.glob("*.json"))) < 2
+                or written(directory, "qakeapi_messages_received") < CLIENTS * MESSAGES_EACH
+            ):
+                assert time.monotonic() < deadline, sorted(path.name for path in directory.glob("*"))
+                await asyncio.sleep(0.1)
+            # ... every scrape, whichever worker answers it, reports the totals.
+            for _ in range(10):
                 assert await asyncio.to_thread(scrape, server) == expected
-            assert len(list(directory.glob("*.json"))) == 2, "both workers write their readings"

@@ -8,8 +8,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from qakeapi.core.counters import counters, payload_size
 from qakeapi.core.datastructures import State
 from qakeapi.core.limits import RejectionLog
+from qakeapi.core.logfields import fields
 from qakeapi.core.requests import HTTPConnection
 from qakeapi.core.tasks import keep, within
 from qakeapi.core.websockets.fanout import message_for
@@ -58,6 +60,8 @@ class WebSocket(HTTPConnection, Messages):
             or ``None`` when it succeeded or was not attempted.
         accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
         close_code: The close code the peer sent, once it disconnected.
+        closed_with: The close code this side closed with (or tried to), once it did; the HTTP
+            status of a refused handshake (:meth:`deny`).
         outbox: The ordered, bounded way out of this connection: every frame it sends goes
             through it (fan-out writes through it too). Open exactly while the connection is.
     """
@@ -74,6 +78,7 @@ class WebSocket(HTTPConnection, Messages):
         "claims",
         "client_state",
         "close_code",
+        "closed_with",
         "id",
         "outbox",
     )
@@ -94,6 +99,7 @@ class WebSocket(HTTPConnection, Messages):
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
+        self.closed_with: int | None = None
         self.outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY, self._unsendable)
         self.outbox.open = False  # opened by the accept
 
@@ -276,6 +282,7 @@ class WebSocket(HTTPConnection, Messages):
             await self.receive()
         self.application_state = WebSocketState.DISCONNECTED
         self.outbox.open = False
+        self.closed_with = status  # an HTTP status: the handshake was refused
         try:
             if "websocket.http.response" in (self.scope.get("extensions") or {}):
                 start: Message = {"type": "websocket.http.response.start", "status": status}
@@ -312,6 +319,7 @@ class WebSocket(HTTPConnection, Messages):
         if code in _UNSENDABLE_CODES or not 1000 <= code < 5000:
             raise ValueError(f"close code {code} cannot be sent")
         self.application_state = WebSocketState.DISCONNECTED  # before any await: one close only
+        self.closed_with = int(code)
         message: Message = {"type": "websocket.close", "code": int(code), "reason": reason}
         outbox = self.outbox
         if self.client_state is WebSocketState.DISCONNECTED:
@@ -345,6 +353,7 @@ class WebSocket(HTTPConnection, Messages):
         outbox = self.outbox
         if why is GiveUp.SLOW_CONSUMER:
             policy = outbox.policy
+            self.closed_with = int(policy.close_code)
             logger.warning(
                 "WebSocket %s (path=%s) closed as a slow consumer: more than %d frames waiting; "
                 "%d frame(s) dropped; closing with code %d",
@@ -353,6 +362,7 @@ class WebSocket(HTTPConnection, Messages):
                 policy.max_queue,
                 outbox.dropped,
                 policy.close_code,
+                extra=fields(self),  # logged from the task of a broadcast: name this connection
             )
             if TRANSPORT_ABORT in (self.scope.get("extensions") or {}):
                 asyncio.get_running_loop().call_later(policy.close_timeout, self._abort_if_unread)
@@ -364,6 +374,7 @@ class WebSocket(HTTPConnection, Messages):
                 self.path,
                 outbox.dropped,
                 "its sends were cancelled" if isinstance(error, asyncio.CancelledError) else repr(error),
+                extra=fields(self),
             )
         return None
 
@@ -395,6 +406,7 @@ class WebSocket(HTTPConnection, Messages):
             self.id,
             self.path,
             self.outbox.policy.close_timeout,
+            extra=fields(self),
         )
         keep(asyncio.get_running_loop().create_task(self._abort()))
 
@@ -422,7 +434,10 @@ class WebSocket(HTTPConnection, Messages):
             message = self._received(await self._receive())
             if message["type"] == "websocket.receive":
                 text = message.get("text")
-                return text if text is not None else (message.get("bytes") or b"")
+                data = text if text is not None else (message.get("bytes") or b"")
+                counters.received += 1
+                counters.received_bytes += len(data) if type(data) is bytes or data.isascii() else payload_size(data)
+                return data
             raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE, message.get("reason") or "")
         if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
