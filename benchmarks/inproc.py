@@ -17,8 +17,8 @@ the app's own work per message:
 ``cluster``
     the fan-out on a clustered QakeAPI node (``memory://``), against the bare app's plain one.
 ``metrics_echo``, ``metrics_fanout``
-    QakeAPI with metrics off and on (the hook: :data:`METRICS_APP`; skipped until QakeAPI has
-    metrics).
+    QakeAPI with metrics off and on (:data:`METRICS_APP`: the same handlers under an
+    application that exposes its metrics, so its hooks are timed).
 
 Every figure is the minimum over ``--repeats`` repeats, each app in a fresh event loop; apps
 are interleaved and the order rotates from repeat to repeat, so drift and neighbours' load fall
@@ -52,13 +52,9 @@ from benchmarks.fake_server import ASGIApp, Workload, load_app, measure
 
 __all__ = ["METRICS_APP", "WORKLOADS", "main", "profile", "run"]
 
-METRICS_APP: str | None = None
-"""The hook for metrics: the import string of :mod:`benchmarks.qakeapi_app` with metrics turned on.
-
-QakeAPI has no metrics yet, so the ``metrics_*`` workloads are skipped. Once it has, set this
-to an app that serves the same contract with metrics on (for instance a
-``benchmarks/qakeapi_metrics_app.py`` that turns them on around the handlers of
-:mod:`benchmarks.qakeapi_app`); the workloads then compare it with metrics off."""
+METRICS_APP: str | None = "benchmarks.qakeapi_metrics_app:app"
+"""The contract of :mod:`benchmarks.qakeapi_app` with metrics on (:mod:`benchmarks.qakeapi_metrics_app`),
+which the ``metrics_*`` workloads compare with metrics off."""
 
 
 _RAW, _STARLETTE, _QAKEAPI = "benchmarks.raw_asgi_app:app", "benchmarks.starlette_app:app", "benchmarks.qakeapi_app:app"

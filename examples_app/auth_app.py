@@ -43,6 +43,7 @@ logger = logging.getLogger("examples_app")
 
 origin_policy = OriginPolicy(allowed_origins(), allowed_hosts=allowed_hosts())
 app = Application(origins=origin_policy)
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler(**handler_options())
 cluster = create_clustered_manager(ws_handler, redis_url=redis_url("memory://auth_app"), node_id=node_id())
 app.on_startup(cluster.start)

@@ -13,6 +13,7 @@ from qakeapi.core.websockets import WebSocketHandler
 __all__ = ["app", "ws_handler"]
 
 app = Application()
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
 
 

@@ -134,6 +134,7 @@ async def _broadcast(room: Room, message: dict[str, str], exclude: WebSocket | N
 
 
 app = Application()
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
 manager = create_clustered_manager(
     ws_handler,

@@ -28,6 +28,7 @@ __all__ = ["NODE_ID", "app", "clustered_manager", "ws_handler"]
 NODE_ID = node_id()
 
 app = Application()
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
 clustered_manager = create_clustered_manager(ws_handler, redis_url=redis_url(), node_id=NODE_ID)
 app.on_startup(clustered_manager.start)

@@ -194,6 +194,7 @@ class DemoChat:
 def create_app() -> Application:
     """Build the demo application (a fresh chat each time, for tests)."""
     application = Application()
+    application.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
     demo = DemoChat()
     application.state.chat = demo
 

@@ -34,6 +34,7 @@ from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError
 __all__ = ["app", "manager", "ws_handler"]
 
 app = Application()
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
 manager = create_clustered_manager(
     ws_handler,

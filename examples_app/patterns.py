@@ -108,6 +108,7 @@ def create_app(max_connections: int = 1000) -> Application:
         max_connections: The connection pool's capacity.
     """
     app = Application()
+    app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
     pool = ConnectionPool(max_connections)
     queue = MessageQueue()
     members: dict[str, set[WebSocket]] = {}

@@ -31,6 +31,7 @@ from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddl
 __all__ = ["app", "authenticator", "chat", "manager", "ws_handler"]
 
 app = Application()
+app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
 authenticator = JWTAuthenticator(auth_config())
 auth_middleware = WebSocketAuthMiddleware(authenticator, handler=ws_handler)  # the explicit auth link

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need when it is not already there: a Redis server on
-# 127.0.0.1:6379, Debian's Chromium (the browser tests), nginx (the deployment how-to) and Python's
-# docs inventory (intersphinx).
+# 127.0.0.1:6379, Debian's Chromium (the browser tests), nginx (the deployment how-to), Prometheus
+# (the metrics end-to-end test starts private servers of it) and Python's docs inventory (intersphinx).
 set -euo pipefail
 redis_up() { python3 - <<'PY'
 import socket, sys
@@ -34,6 +34,10 @@ fi
 if ! command -v nginx >/dev/null; then
     echo "services: installing nginx (the deployment how-to's reader test)"
     apt_install --no-install-recommends nginx-light
+fi
+if ! command -v prometheus >/dev/null; then
+    echo "services: installing Prometheus (the metrics end-to-end test)"
+    apt_install --no-install-recommends prometheus
 fi
 if [ ! -f /usr/share/doc/python3.11/html/objects.inv ]; then
     echo "services: installing the Python documentation inventory"

@@ -59,3 +59,39 @@ def test_a_redis_manager_without_redis_py_says_which_extra_to_install() -> None:
     assert result.stdout.strip() == (
         "MissingDependencyError redis is not installed; install it with: pip install 'qakeapi-realtime[redis]'"
     )
+
+
+def test_without_prometheus_client_the_core_counts_and_exposing_metrics_names_the_extra() -> None:
+    result = run_without(
+        ["prometheus_client"],
+        """
+        import asyncio
+        from qakeapi import Application, WebSocketHandler
+        from qakeapi.core.counters import counters
+        from qakeapi.testing import TestClient
+
+        app = Application()
+        handler = WebSocketHandler()
+
+        @app.websocket("/ws")
+        async def endpoint(websocket):
+            await handler.handle_connection(websocket)
+
+        async def main():
+            async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+                await ws.send_json("hi")
+            print(counters.received)
+
+        asyncio.run(main())
+        try:
+            app.expose_metrics()
+        except ImportError as exc:
+            print(type(exc).__name__, exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "1",
+        "MissingDependencyError prometheus-client is not installed; install it with: "
+        "pip install 'qakeapi-realtime[metrics]'",
+    ]

@@ -90,7 +90,9 @@ def test_the_project_urls_are_on_the_projects_home(built: Built) -> None:
 
 def test_the_extras_are_declared(built: Built) -> None:
     extras = set(built.metadata.get_all("Provides-Extra") or [])
-    assert extras == {"jwt", "redis", "server", "demo", "test", "dev", "bench"}
+    assert extras == {"jwt", "redis", "server", "metrics", "demo", "test", "dev", "bench"}
+    requires_metrics = [r for r in built.metadata.get_all("Requires-Dist") or [] if 'extra == "metrics"' in r]
+    assert [r.split(";")[0].strip().split(">")[0] for r in requires_metrics] == ["prometheus-client"]
     assert built.metadata["Name"] == "qakeapi-realtime"  # "qakeapi" on the package index is another project
     requires = built.metadata.get_all("Requires-Dist") or []
     bench = {re.split(r"[<>=\[ ;]", r)[0].lower() for r in requires if 'extra == "bench"' in r}

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from qakeapi.core.counters import TIMING_SCOPE_KEY, counters
 from qakeapi.core.datastructures import State
+from qakeapi.core.logfields import ROUTE_SCOPE_KEY, bind, unbind
 from qakeapi.core.middleware import Middleware
 from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginDecision, OriginPolicy
 from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
@@ -105,6 +107,7 @@ class Application:
         self._started = False
         self._startup: list[LifespanHook] = []
         self._shutdown: list[LifespanHook] = []
+        self._timed = False  # hooks of this application's connections are timed (metrics exposed)
 
     # -- middleware ---------------------------------------------------------------------
 
@@ -190,6 +193,62 @@ class Application:
         self._shutdown.append(hook)
         return hook
 
+    # -- observability ------------------------------------------------------------------
+
+    def expose_metrics(
+        self,
+        path: str = "/metrics",
+        *,
+        node: str | None = None,
+        registry: Any = None,
+        directory: str | None = None,
+    ) -> None:
+        """Serve Prometheus metrics at ``GET path`` (needs the ``metrics`` extra: prometheus-client).
+
+        QakeAPI's metrics (see :doc:`/topics/observability`) follow whatever ``registry`` holds
+        (prometheus-client's default registry when ``None``: the process collector and the
+        application's own metrics). The hooks of this application's connections are timed
+        from now on.
+
+        Args:
+            path: The endpoint's path.
+            node: The ``node`` label (``None``: the node id of this process's cluster node,
+                else the host name).
+            registry: A prometheus-client ``CollectorRegistry`` to serve first.
+            directory: Where the workers of a multi-process server share their readings, so
+                that any of them answers for all (``None``: ``QAKEAPI_METRICS_DIR``, if set).
+
+        Raises:
+            qakeapi.exceptions.MissingDependencyError: prometheus-client is not installed.
+        """
+        from qakeapi.core.metrics import expose_metrics
+
+        expose_metrics(self, path, node=node, registry=registry, directory=directory)
+        self._timed = True
+
+    def expose_dashboard(
+        self, path: str = "/dashboard", *, token: str, node: str | None = None, interval: float = 1.0
+    ) -> None:
+        """Serve the live dashboard at ``GET path``, updated over a WebSocket at ``path + "/ws"``.
+
+        Off unless called. The page shows the cluster's nodes, this node's connections, message
+        rates and slow consumers, and the rooms with their members; its WebSocket shows nothing
+        to a client that does not send ``token`` first (the page reads it from the URL's
+        fragment: open ``/dashboard#token=...``). See :mod:`qakeapi.core.dashboard`.
+
+        Args:
+            path: Where the page is.
+            token: The secret a viewer needs (at least 16 characters).
+            node: This node's label (``None``: the cluster node's id, else the host name).
+            interval: Seconds between two updates.
+
+        Raises:
+            ValueError: ``token`` is too short, or ``interval`` is not positive.
+        """
+        from qakeapi.core.dashboard import expose_dashboard
+
+        expose_dashboard(self, path, token=token, node=node, interval=interval)
+
     # -- ASGI ---------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *, _middleware: bool = True) -> None:
@@ -217,15 +276,25 @@ class Application:
                 if not decision.allowed:
                     await self._refuse_origin(websocket, decision)
                     return
+            route = scope[ROUTE_SCOPE_KEY] = match.route.path  # the template: a bounded metrics label
+            if self._timed:
+                scope[TIMING_SCOPE_KEY] = True
+            counters.connected(route)
+            bound = bind(websocket)  # log lines of this connection carry its fields
             try:
-                await match.route.endpoint(websocket, **match.params)
-            except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
-                logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
-            except Exception as exc:
-                _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
-                await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
-                raise
-            await websocket.close()
+                try:
+                    await match.route.endpoint(websocket, **match.params)
+                except WebSocketDisconnect as exc:  # the peer left while the endpoint was receiving
+                    logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
+                except Exception as exc:
+                    _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
+                    await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
+                    raise
+                await websocket.close()
+            finally:
+                code = websocket.closed_with if websocket.closed_with is not None else websocket.close_code
+                counters.disconnected(route, CloseCode.ABNORMAL_CLOSURE if code is None else code)
+                unbind(bound)
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -234,6 +303,7 @@ class Application:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
     async def _refuse_origin(self, websocket: WebSocket, decision: OriginDecision) -> None:
+        counters.count(counters.origin_refusals, decision.reason.value)
         advice = decision.reason.advice
         logger.warning(
             "WebSocket %s at %s from %s: origin %r refused (%s); answering 403%s",

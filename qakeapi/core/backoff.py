@@ -39,6 +39,7 @@ class Backoff:
         down_since: When the outage began (:func:`time.monotonic`), ``None`` while up.
         failures: How many attempts failed in this outage.
         outages: How many outages there were.
+        down_seconds: How long the outages that ended lasted, in seconds, added up.
     """
 
     what: str
@@ -49,6 +50,7 @@ class Backoff:
     down_since: float | None = field(default=None, init=False)
     failures: int = field(default=0, init=False)
     outages: int = field(default=0, init=False)
+    down_seconds: float = field(default=0.0, init=False)
     _delay: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,7 @@ class Backoff:
         if self.down_since is None:
             return None
         down_for = time.monotonic() - self.down_since
+        self.down_seconds += down_for
         self.logger.warning(
             "%s reconnected after %.1fs (%d failed attempts)%s",
             self.what,

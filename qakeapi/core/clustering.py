@@ -43,6 +43,7 @@ from qakeapi.core.cluster.membership import PresenceHook
 from qakeapi.core.cluster.outbox import DEFAULT_BUFFER_SECONDS, DEFAULT_MAX_BUFFER
 from qakeapi.core.cluster.revocations import RevocationHook
 from qakeapi.core.cluster.signing import SECRET_VARIABLE
+from qakeapi.core.counters import observed
 from qakeapi.core.rooms import DEFAULT_MAX_ROOM_NAME_LENGTH, DEFAULT_MAX_ROOMS_PER_CONNECTION
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.fanout import as_frame, deliver
@@ -120,6 +121,8 @@ class ClusteredManager:
         outbox: The publish buffer (see :class:`~qakeapi.core.cluster.outbox.PublishBuffer`).
         inbox: The sequence numbers heard from each instance.
         history: Which rooms keep a history (``None``: none).
+        counts: What this node counts for its metrics (envelopes received, their lag, history
+            recoveries; see :mod:`qakeapi.core.metrics`).
     """
 
     def __init__(
@@ -164,6 +167,8 @@ class ClusteredManager:
         self._publisher, self._directory, self._membership = parts.publisher, parts.directory, parts.membership
         self._history, self._revocations, self._dispatcher = parts.history, parts.revocations, parts.dispatcher
         self._lifecycle = Lifecycle(backend, parts, node_id, self.instance_id)
+        self.counts = parts.counts
+        observed.clusters.add(self)  # weakly: its metrics are read at scrape time
 
     def __repr__(self) -> str:
         return f"<ClusteredManager node={self.node_id!r} instance={self.instance_id} connections={self.connections}>"
@@ -188,6 +193,21 @@ class ClusteredManager:
         self._publisher.channel = self._dispatcher.channel = channel
         if self._history is not None:
             self._history.channel = channel
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Envelopes dropped as unauthenticated, by cause (``"forged"``, ``"replayed"``)."""
+        return self._dispatcher.rejected
+
+    def outage_seconds(self, now: float) -> float:
+        """Seconds publishing to the backend has been impossible since the start, the current outage included.
+
+        Args:
+            now: ``time.monotonic()``.
+        """
+        backoff = self._publisher.backoff
+        current = 0.0 if backoff.down_since is None else max(0.0, now - backoff.down_since)
+        return backoff.down_seconds + current
 
     @property
     def delivered(self) -> int:
@@ -352,7 +372,10 @@ class ClusteredManager:
             return None
         if self._history is None:
             return Recovery(False, 0, None, "the room keeps no history")
-        return await self._history.join(room, websocket, since)
+        recovery = await self._history.join(room, websocket, since)
+        result = "recovered" if recovery.recovered else "failed"
+        self.counts.history_recoveries[result] = self.counts.history_recoveries.get(result, 0) + 1
+        return recovery
 
 
 def create_cluster_backend(url: str, **options: Any) -> BroadcastBackend:

@@ -31,6 +31,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from qakeapi.core.counters import observed
+
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS_PER_IP",
     "DEFAULT_RATE_LIMIT",
@@ -305,6 +307,7 @@ class RejectionLog:
         self.counts: Counter[str] = Counter()
         """Rejections so far, by kind (``"rate"``, ``"size"``, ``"connections_per_ip"`` ...)."""
         self._logged: set[tuple[str, str]] = set()
+        observed.rejection_logs.add(self)  # weakly: its counts are exported at scrape time
 
     def reject(self, kind: str, key: str, message: str, *args: object) -> bool:
         """Count a rejection; log ``message % args`` at WARNING if it is the first for ``(kind, key)``.

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
+from qakeapi.core.counters import counters
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.fanout import as_frame, deliver, deliver_in_order, recipients
 from qakeapi.exceptions import RoomLimitError, UnlinkedRoomsError
@@ -256,6 +257,7 @@ class Rooms:
         elif joined >= self.max_rooms_per_connection:
             problem = f"connection is already in {joined} rooms, the limit"
         if problem is not None:
+            counters.count(counters.limit_refusals, "room_limit")
             # Once per connection at WARNING: a client hammering the limit must not flood the log.
             level = logging.DEBUG if websocket in self._refused else logging.WARNING
             self._refused.add(websocket)

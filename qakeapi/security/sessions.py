@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from qakeapi.core.counters import counters
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.exceptions import WebSocketClosedError
 
@@ -305,6 +306,7 @@ class AuthSessions:
             self.discard(websocket)
             self._spawn(websocket.close(AuthCloseCode.REVOKED, reason))
         self.revoked += len(victims)
+        counters.revocations += len(victims)
         if victims:
             logger.warning("revoked user %s: closing %d connection(s) on this node", user_id, len(victims))
         return len(victims)

@@ -52,6 +52,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from qakeapi.core.counters import counters
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.handler import AUTH_LINK_SCOPE_KEY, WebSocketHandler
@@ -291,6 +292,7 @@ class WebSocketAuthMiddleware:
 
     @staticmethod
     def _log_rejection(websocket: WebSocket, source: str, reason: str) -> None:
+        counters.count(counters.auth_failures, reason)  # a reason from a fixed set: a bounded label
         logger.warning(
             "WebSocket %s on %s from %s: token from %s rejected (%s)",
             websocket.id,
@@ -317,6 +319,7 @@ class WebSocketAuthMiddleware:
     async def _refuse(self, websocket: WebSocket) -> None:
         reason = websocket.auth_error or "missing"
         if reason == "missing":
+            counters.count(counters.auth_failures, reason)
             logger.warning(
                 "WebSocket %s on %s from %s: refused, no token", websocket.id, websocket.path, websocket.client
             )

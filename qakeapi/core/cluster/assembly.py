@@ -24,6 +24,7 @@ from qakeapi.core.cluster.recovery import HistoryRooms
 from qakeapi.core.cluster.relay import ClusterRooms
 from qakeapi.core.cluster.revocations import Revocations
 from qakeapi.core.cluster.signing import Signer
+from qakeapi.core.counters import ClusterCounters
 from qakeapi.core.presence import Presence
 from qakeapi.core.rooms import Rooms
 from qakeapi.core.websockets.handler import WebSocketHandler
@@ -70,6 +71,7 @@ class Parts:
     history: HistoryRooms | None
     revocations: Revocations
     dispatcher: Dispatcher
+    counts: ClusterCounters
 
 
 def assemble(
@@ -109,9 +111,21 @@ def assemble(
         dispatch_table(directory, membership, revocations, history),
         on_missing=(directory.on_missing, membership.on_missing),
         signer=signer,
+        counts=ClusterCounters(),
     )
     return Parts(
-        presence, inbox, outbox, peers, rooms, publisher, directory, membership, history, revocations, dispatcher
+        presence,
+        inbox,
+        outbox,
+        peers,
+        rooms,
+        publisher,
+        directory,
+        membership,
+        history,
+        revocations,
+        dispatcher,
+        dispatcher.counts,
     )
 
 

@@ -19,6 +19,7 @@ from qakeapi.core.cluster.envelope import NUMBERED_KINDS, Envelope, Kind, decode
 from qakeapi.core.cluster.inbox import Inbox
 from qakeapi.core.cluster.peers import Peers
 from qakeapi.core.cluster.signing import Signer
+from qakeapi.core.counters import ClusterCounters
 
 __all__ = ["REJECTION_REPORT_INTERVAL", "Dispatcher", "EnvelopeHandler"]
 
@@ -45,6 +46,7 @@ class Dispatcher:
         handlers: What handles each kind.
         on_missing: Called with ``(envelope, missing)`` when envelopes of its sender were lost.
         signer: Checks every envelope's MAC and age (``None``: the cluster has no secret).
+        counts: Where envelopes received and their lag are counted.
     """
 
     channel: str
@@ -56,6 +58,7 @@ class Dispatcher:
     _: KW_ONLY
     on_missing: tuple[EnvelopeHandler, ...] = ()
     signer: Signer | None = None
+    counts: ClusterCounters = field(default_factory=ClusterCounters)
     rejected: dict[str, int] = field(default_factory=dict, init=False)  # "forged" / "replayed" -> how many were dropped
     _reported_at: float | None = field(default=None, init=False)  # when a rejection was last logged
     _unreported: int = field(default=0, init=False)
@@ -136,6 +139,10 @@ class Dispatcher:
                 return
         else:
             missing = self.inbox.check(envelope.instance, envelope.seq)
+        counts = self.counts
+        counts.received += 1
+        if envelope.sent_at is not None:  # the sender's clock: skew between machines adds to it
+            counts.lag.observe(max(0.0, time.time() - envelope.sent_at))
         self.peers.heard(envelope.instance, envelope.node, time.monotonic())
         if missing:
             for tell in self.on_missing:

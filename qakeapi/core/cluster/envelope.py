@@ -87,6 +87,8 @@ class Envelope:
             instance; for the others, the number of the last frame-carrying envelope before it.
         data: The kind's fields.
         frame: The WebSocket frame to deliver, for the frame-carrying kinds.
+        sent_at: When it was made (header ``"t"``, Unix seconds) once decoded; ``None`` for an
+            envelope made here. Not part of its value (equality ignores it).
     """
 
     kind: Kind
@@ -95,6 +97,7 @@ class Envelope:
     seq: int
     data: Mapping[str, Any] = field(default_factory=dict)
     frame: str | bytes | None = None
+    sent_at: float | None = field(default=None, compare=False)
 
 
 def encode_header(envelope: Envelope, now: float | None = None) -> str:
@@ -169,7 +172,7 @@ def decode_envelope(payload: bytes) -> Envelope:
     if not isinstance(instance, str) or not isinstance(node, str) or not isinstance(seq, int) or seq < 0:
         raise ValueError("malformed cluster envelope header: bad instance, node or sequence number")
     header.pop("q")
-    header.pop("t", None)
+    made = header.pop("t", None)
     form = header.pop("f", None)
     frame: str | bytes | None
     if form == "t":
@@ -183,4 +186,5 @@ def decode_envelope(payload: bytes) -> Envelope:
         frame = None
     else:
         raise ValueError(f"unknown frame format {form!r}")
-    return Envelope(kind, instance, node, seq, header, frame)
+    sent_at = made / 1000 if type(made) is int else None
+    return Envelope(kind, instance, node, seq, header, frame, sent_at)

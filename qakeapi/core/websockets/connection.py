@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from qakeapi.core.counters import counters, payload_size
 from qakeapi.core.datastructures import State
 from qakeapi.core.requests import HTTPConnection
 from qakeapi.core.websockets.ending import TRANSPORT_ABORT, Ending
@@ -49,6 +50,8 @@ class WebSocket(HTTPConnection, Messages, Ending):
             or ``None`` when it succeeded or was not attempted.
         accepted_subprotocol: The subprotocol chosen in :meth:`accept`, if any.
         close_code: The close code the peer sent, once it disconnected.
+        closed_with: The close code this side closed with (or tried to), once it did; the HTTP
+            status of a refused handshake (:meth:`deny`).
         outbox: The ordered, bounded way out of this connection: every frame it sends goes
             through it (fan-out writes through it too). Open exactly while the connection is.
     """
@@ -65,6 +68,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
         "claims",
         "client_state",
         "close_code",
+        "closed_with",
         "id",
         "outbox",
     )
@@ -85,6 +89,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
         self.auth_error: str | None = None
         self.accepted_subprotocol: str | None = None
         self.close_code: int | None = None
+        self.closed_with: int | None = None
         self.outbox = Outbox(send, self._gave_up, DEFAULT_SEND_POLICY, self._unsendable)
         self.outbox.open = False  # opened by the accept
 
@@ -267,6 +272,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
             await self.receive()
         self.application_state = WebSocketState.DISCONNECTED
         self.outbox.open = False
+        self.closed_with = status  # an HTTP status: the handshake was refused
         try:
             if "websocket.http.response" in (self.scope.get("extensions") or {}):
                 start: Message = {"type": "websocket.http.response.start", "status": status}
@@ -297,7 +303,10 @@ class WebSocket(HTTPConnection, Messages, Ending):
             message = self._received(await self._receive())
             if message["type"] == "websocket.receive":
                 text = message.get("text")
-                return text if text is not None else (message.get("bytes") or b"")
+                data = text if text is not None else (message.get("bytes") or b"")
+                counters.received += 1
+                counters.received_bytes += len(data) if type(data) is bytes or data.isascii() else payload_size(data)
+                return data
             raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE, message.get("reason") or "")
         if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")

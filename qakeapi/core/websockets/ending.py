@@ -14,6 +14,7 @@ import logging
 from typing import Protocol
 
 from qakeapi.core.limits import RejectionLog
+from qakeapi.core.logfields import fields
 from qakeapi.core.tasks import keep, within
 from qakeapi.core.websockets.outbox import GiveUp, Outbox, stats
 from qakeapi.core.websockets.state import WebSocketState
@@ -43,6 +44,7 @@ class _Connection(Protocol):
     outbox: Outbox
     application_state: WebSocketState
     client_state: WebSocketState
+    closed_with: int | None
     _send: Send
 
     @property
@@ -63,6 +65,8 @@ class Ending:
     """Closing a connection, and the outbox's reports of giving up (mixed into ``WebSocket``)."""
 
     __slots__ = ()
+
+    closed_with: int | None  # the connection's slot (see WebSocket)
 
     async def close(self: _Connection, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection, or refuse the handshake if it was not accepted yet.
@@ -88,6 +92,7 @@ class Ending:
         if code in _UNSENDABLE_CODES or not 1000 <= code < 5000:
             raise ValueError(f"close code {code} cannot be sent")
         self.application_state = WebSocketState.DISCONNECTED  # before any await: one close only
+        self.closed_with = int(code)
         message: Message = {"type": "websocket.close", "code": int(code), "reason": reason}
         outbox = self.outbox
         if self.client_state is WebSocketState.DISCONNECTED:
@@ -121,6 +126,7 @@ class Ending:
         outbox = self.outbox
         if why is GiveUp.SLOW_CONSUMER:
             policy = outbox.policy
+            self.closed_with = int(policy.close_code)
             logger.warning(
                 "WebSocket %s (path=%s) closed as a slow consumer: more than %d frames waiting; "
                 "%d frame(s) dropped; closing with code %d",
@@ -129,6 +135,7 @@ class Ending:
                 policy.max_queue,
                 outbox.dropped,
                 policy.close_code,
+                extra=fields(self),  # logged from the task of a broadcast: name this connection
             )
             if TRANSPORT_ABORT in (self.scope.get("extensions") or {}):
                 asyncio.get_running_loop().call_later(policy.close_timeout, self._abort_if_unread)
@@ -140,6 +147,7 @@ class Ending:
                 self.path,
                 outbox.dropped,
                 "its sends were cancelled" if isinstance(error, asyncio.CancelledError) else repr(error),
+                extra=fields(self),
             )
         return None
 
@@ -171,6 +179,7 @@ class Ending:
             self.id,
             self.path,
             self.outbox.policy.close_timeout,
+            extra=fields(self),
         )
         keep(asyncio.get_running_loop().create_task(self._abort()))
 

@@ -15,9 +15,11 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Awaitable, Collection, Coroutine, Iterable, Iterator, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from qakeapi.core.codec import check_sendable, encode_json
+from qakeapi.core.counters import counters, payload_size
 from qakeapi.core.tasks import keep
 from qakeapi.core.websockets.outbox import Outbox
 from qakeapi.types import Message
@@ -48,9 +50,13 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
         The recipients that turned out to be closed (known so far); the caller should forget them.
     """
     members = tuple(recipients)
-    if members:
-        fan_out(message_for(frame), [websocket.outbox for websocket in members])
-    return _closed(members)
+    if not members:
+        return []
+    started = perf_counter()
+    passed = fan_out(message_for(frame), [websocket.outbox for websocket in members])
+    dead = _closed(members)
+    _counted(frame, len(members) - len(dead), started, passed)
+    return dead
 
 
 async def deliver_in_order(
@@ -80,15 +86,30 @@ async def deliver_in_order(
     closed: list[Outbox] = []  # filled by the walk, so no second pass over the recipients
     if outboxes is None:
         outboxes = [websocket.outbox for websocket in members]
+    started = perf_counter()
     passed = fan_out(message_for(frame), outboxes, closed)
     if passed is not None:
         await passed
+    _counted(frame, len(members) - len(closed), started, None)
     if not closed:
         return []
     found = set(closed)
     dead = [websocket for websocket in members if websocket.outbox in found]
     logger.debug("broadcast found %d closed connection(s)", len(dead))
     return dead
+
+
+def _counted(frame: str | bytes, sent: int, started: float, passed: Awaitable[None] | None) -> None:
+    """Count one broadcast (once, not per recipient): its frames, bytes, size and delivery time."""
+    counters.sent += sent
+    counters.sent_bytes += payload_size(frame) * sent
+    counters.broadcast_recipients.observe(sent)
+    if passed is None:  # every recipient has it written or queued already
+        counters.delivery_seconds.observe(perf_counter() - started)
+    else:
+        asyncio.ensure_future(passed).add_done_callback(
+            lambda _: counters.delivery_seconds.observe(perf_counter() - started)
+        )
 
 
 def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from qakeapi.core.codec import strict_decoder
+from qakeapi.core.counters import MESSAGE_SAMPLE, TIMING_SCOPE_KEY
 from qakeapi.core.limits import (
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_RATE_LIMIT,
@@ -198,6 +199,7 @@ class WebSocketHandler(Hooks, Refusals):
                     if auth_link in self._interceptors:  # bound to this handler: its interceptor takes them
                         auth_link = None
                     pressed, pressure = feel_pressure()
+                    timed, tick = TIMING_SCOPE_KEY in websocket.scope, 0  # metrics on: hooks timed, sampled
                     while websocket.application_state is _CONNECTED:
                         if pressed:  # a message of ours filled a reader's queue past half: let it drain
                             await relieve(pressed)
@@ -230,6 +232,12 @@ class WebSocketHandler(Hooks, Refusals):
                         if auth_link is not None and type(message) is dict and message.get("type") == "auth":
                             await self._stray_auth(auth_link, websocket, message)
                             continue
+                        if timed:
+                            tick += 1
+                            if tick >= MESSAGE_SAMPLE:
+                                tick = 0
+                                await self._run_timed(websocket, message)
+                                continue
                         for hook in hooks:
                             try:
                                 await hook(websocket, message)
@@ -248,7 +256,7 @@ class WebSocketHandler(Hooks, Refusals):
                     _log_refused_counts(websocket, refused)
                 self._index.discard(websocket)
                 for disconnect_hook in self._disconnect_hooks:
-                    await self._call(disconnect_hook, websocket)
+                    await self._call(disconnect_hook, websocket, "on_disconnect")
                 await websocket.close()
         finally:
             if address is not None:

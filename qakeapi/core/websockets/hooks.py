@@ -11,8 +11,10 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any, TypeVar
 
+from qakeapi.core.counters import TIMING_SCOPE_KEY, counters
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
@@ -109,13 +111,27 @@ class Hooks:
         return True
 
     @classmethod
-    async def _call(cls, hook: Callable[..., Awaitable[Any]], websocket: WebSocket) -> bool:
+    async def _call(cls, hook: Callable[..., Awaitable[Any]], websocket: WebSocket, kind: str = "on_connect") -> bool:
+        started = perf_counter() if TIMING_SCOPE_KEY in websocket.scope else None
         try:
             await hook(websocket)
         except Exception as exc:
             cls._hook_failed(hook, websocket, exc)
             return False
+        finally:
+            if started is not None:
+                counters.hook_timer(kind, hook).observe(perf_counter() - started)
         return True
+
+    async def _run_timed(self, websocket: WebSocket, message: Any) -> None:
+        """The message hooks, each timed (one message in :data:`~qakeapi.core.counters.MESSAGE_SAMPLE`)."""
+        for hook in self._message_hooks:
+            started = perf_counter()
+            try:
+                await hook(websocket, message)
+            except Exception as exc:
+                self._hook_failed(hook, websocket, exc)
+            counters.hook_timer("on_message", hook).observe(perf_counter() - started)
 
     @staticmethod
     def _hook_failed(hook: Callable[..., Awaitable[Any]], websocket: WebSocket, exc: Exception) -> None:
@@ -130,6 +146,7 @@ class Hooks:
                 exc,
             )
             return
+        counters.hook_failed(hook)
         logger.error(
             "WebSocket hook %s failed (connection=%s path=%s client=%s user=%s)",
             name,

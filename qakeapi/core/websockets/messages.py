@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from qakeapi.core.codec import check_sendable, decode_json, encode_json
+from qakeapi.core.counters import counters, payload_size
 from qakeapi.core.websockets.fanout import fan_out, message_for
 from qakeapi.core.websockets.outbox import Outbox, SendPolicy
 from qakeapi.core.websockets.state import WebSocketState
@@ -140,6 +141,8 @@ class Messages:
         if not outbox.open or self.application_state is not _CONNECTED:
             return False
         fan_out(message_for(data), (outbox,))
+        counters.sent += 1
+        counters.sent_bytes += payload_size(data)
         return outbox.open
 
     async def send_text(self, data: str) -> None:
@@ -158,6 +161,8 @@ class Messages:
         if self.application_state is _CONNECTED:
             try:
                 if await self.outbox.send({"type": "websocket.send", "text": check_sendable(data)}):
+                    counters.sent += 1
+                    counters.sent_bytes += len(data) if data.isascii() else payload_size(data)
                     return
             except OSError as exc:
                 raise self._send_failed(exc) from exc
@@ -175,6 +180,8 @@ class Messages:
         if self.application_state is _CONNECTED:
             try:
                 if await self.outbox.send({"type": "websocket.send", "bytes": data}):
+                    counters.sent += 1
+                    counters.sent_bytes += len(data)
                     return
             except OSError as exc:
                 raise self._send_failed(exc) from exc
@@ -193,15 +200,18 @@ class Messages:
             ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``, or ``data`` holds what
                 :func:`~qakeapi.core.codec.encode_json` refuses (``NaN``, a lone surrogate).
         """
+        text = encode_json(data)
         if mode == "text":
-            message: Message = {"type": "websocket.send", "text": encode_json(data)}
+            message: Message = {"type": "websocket.send", "text": text}
         elif mode == "binary":
-            message = {"type": "websocket.send", "bytes": encode_json(data).encode()}
+            message = {"type": "websocket.send", "bytes": text.encode()}
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
         if self.application_state is _CONNECTED:
             try:
                 if await self.outbox.send(message):
+                    counters.sent += 1
+                    counters.sent_bytes += len(text) if text.isascii() else payload_size(text)
                     return
             except OSError as exc:
                 raise self._send_failed(exc) from exc
@@ -212,6 +222,8 @@ class Messages:
         if self.application_state is _CONNECTED:
             try:
                 if await self.outbox.send(message):
+                    counters.sent += 1
+                    counters.sent_bytes += payload_size(message.get("text") or message.get("bytes") or b"")
                     return
             except OSError as exc:
                 raise self._send_failed(exc) from exc
