@@ -256,7 +256,7 @@ export class Client extends EventTarget {
     }
     this.state = next;
     emit(this, "state", { state: next, previous });
-    emit(this, next, {});
+    if (next !== State.DISCONNECTED) emit(this, next, {}); // "disconnected" comes with its close code (_closed)
   }
 
   async _open() {
