@@ -93,7 +93,8 @@ export class Room extends EventTarget {
     this.wanted = false;
     this.joined = false;
     this.members.clear();
-    this.client.send({ type: "leave", room: this.name });
+    // Not connected: there is nothing to leave on the server, and no rejoin will be sent.
+    if (this.client.state === State.CONNECTED) this.client.send({ type: "leave", room: this.name });
   }
 
   _sendJoin() {
@@ -415,6 +416,10 @@ export class Client extends EventTarget {
 
   async _refresh(why) {
     this._clear("refresh");
+    if (!this.options.getToken) {
+      this._error("token", new Error(`the token needs refreshing (${why}) and there is no getToken option`));
+      return;
+    }
     const socket = this.socket;
     let token;
     try {

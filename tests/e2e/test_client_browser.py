@@ -26,6 +26,7 @@ from tests.redis_server import RedisServer
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 RULES = Path(__file__).with_name("client_rules.js")
+SILENCE = Path(__file__).with_name("client_silence.js")
 RECONNECT_TIMEOUT_MS = 40_000  # a node restarts, then the page's backoff (at most 10 s a step) runs out
 NODE_DOWN_TIMEOUT_MS = 20_000  # the cluster's node_timeout is 5 s
 
@@ -89,6 +90,15 @@ async def record_events(page: Page) -> None:
 async def events(page: Page, name: str) -> list[Any]:
     found: list[Any] = await page.evaluate(f"window.events[{name!r}] || []")
     return found
+
+
+async def client_url(page: Page) -> str:
+    """The URL of ``qakeapi.js`` in the page's import map."""
+    importmap = "document.querySelector('script[type=importmap]').textContent"
+    url = await page.evaluate(f"JSON.parse({importmap}).imports.qakeapi")
+    assert isinstance(url, str)
+    assert re.fullmatch(r"/qakeapi/qakeapi-[0-9.]+-[0-9a-f]{12}\.js", url), url
+    return url
 
 
 def unexpected_errors(log: PageLog) -> list[str]:
@@ -213,13 +223,7 @@ async def test_the_client_rules_in_the_browser(browser: Browser, serve: Serve) -
     server = serve("demo_app")
     page = await (await browser.new_context()).new_page()
     await page.goto(server.http_url + "/")
-    url = await page.evaluate("document.querySelector('script[type=importmap]').textContent")
-    module = re.search(r'"qakeapi": "([^"]+)"', url)
-    assert module is not None
-    result = await page.evaluate(
-        RULES.read_text(encoding="utf-8"),
-        module.group(1),
-    )
+    result = await page.evaluate(RULES.read_text(encoding="utf-8"), await client_url(page))
     assert result["low"] == [250, 500, 1000, 2000, 4000, 4000]
     assert result["high"] == [500, 1000, 2000, 4000, 8000, 8000]
     assert result["seen"] == ["a:1", "a:2", "a:5", "b:1"]
@@ -234,3 +238,35 @@ async def test_the_client_rules_in_the_browser(browser: Browser, serve: Serve) -
     assert result["codes"] == [1008, 4001, 4003]
     assert result["expiry"] == 123
     assert result["notJwt"] is None
+
+
+async def test_offline_closes_and_online_reconnects_at_once(browser: Browser, serve: Serve) -> None:
+    server = serve("demo_app")
+    log = PageLog("ada")
+    page = await open_page(browser, server, log)
+    await join_as(page, "Ada")
+    await record_events(page)
+    await page.context.set_offline(True)
+    await expect(page.locator("#status")).to_have_text("offline", timeout=TIMEOUT_MS)
+    [closed] = await events(page, "disconnected")
+    assert (closed["code"], closed["reason"], closed["reconnect"]) == (4000, "offline", False)
+    assert await page.evaluate("window.demo.client._timers.reconnect") is None  # it waits for the network
+    await page.context.set_offline(False)
+    await expect(page.locator("#status")).to_have_text("online", timeout=TIMEOUT_MS)
+    assert len(await events(page, "connected")) == 1
+    await say(page, "back online")
+    await expect(page.locator("#messages li.message .text")).to_have_text(["back online"], timeout=TIMEOUT_MS)
+
+
+async def test_a_silent_server_is_left_and_the_client_reconnects(browser: Browser, serve: Serve) -> None:
+    server = serve("demo_app")
+    page = await (await browser.new_context()).new_page()
+    await page.goto(server.http_url + "/")
+    url = await client_url(page)
+    seen = await page.evaluate(
+        SILENCE.read_text(encoding="utf-8"),
+        url,
+    )
+    assert seen["pings"] == [{"type": "ping"}]
+    assert seen["errors"] == ["silence"]
+    assert seen["closes"] == [[4000, True], [1000, False]]
