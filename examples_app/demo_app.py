@@ -9,7 +9,7 @@ node, each its own ``QAKEAPI_NODE_ID``) every demo node on that Redis is part of
 whose node goes away reconnects to it when it is back and gets every message said meanwhile,
 once, in order.
 
-HTTP: ``POST /api/token`` with ``{"name": "Ada"}`` answers ``{"token": ...}`` (a JWT for the user
+HTTP: ``POST /token`` with ``{"name": "Ada"}`` answers ``{"token": ...}`` (a JWT for the user
 ``Ada``; a demo asks for no password); ``POST /api/revoke`` with ``Authorization: Bearer <token>``
 signs that user out everywhere (their pages are closed with 4003 and do not reconnect).
 
@@ -38,18 +38,25 @@ from typing import Any
 
 from examples_app import chat_app
 from examples_app.settings import auth_config, auth_options, node_id, redis_url
-from qakeapi import Application, HTMLResponse, Request, Response, WebSocket, WebSocketHandler
-from qakeapi.core.cluster.history import HistoryPolicy, Position, Recovery
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.presence import PresenceDiff
-from qakeapi.exceptions import (
+from qakeapi import (
+    Application,
     AuthenticationError,
     ClusterUnavailableError,
+    HistoryPolicy,
+    HTMLResponse,
     HTTPException,
+    Position,
+    PresenceDiff,
+    Recovery,
+    Request,
+    Response,
     RoomLimitError,
     ValidationError,
+    WebSocket,
+    WebSocketHandler,
+    create_clustered_manager,
 )
-from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security import JWTAuthenticator, WebSocketAuthMiddleware
 
 __all__ = ["DEFAULT_ROOMS", "HISTORY", "RECENT", "DemoChat", "app", "clean_name", "create_app"]
 
@@ -285,7 +292,7 @@ def create_app(redis: str | None = None) -> Application:
     async def favicon(request: Request) -> Response:
         return Response((STATIC / "favicon.svg").read_bytes(), media_type="image/svg+xml")
 
-    @application.post("/api/token")
+    @application.post("/token")
     async def token(request: Request) -> dict[str, str]:
         data = await request.json()
         return {"token": demo.issue_token(data.get("name") if isinstance(data, dict) else None)}

@@ -33,12 +33,12 @@ function setStatus(kind, text) {
 }
 
 async function getToken() {
-  const response = await fetch("/api/token", {
+  const response = await fetch("/token", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ name: state.name }),
   });
-  if (!response.ok) throw new Error(`POST /api/token: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`POST /token: HTTP ${response.status}`);
   return (await response.json()).token;
 }
 

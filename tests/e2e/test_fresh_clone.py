@@ -107,9 +107,9 @@ def test_demo_sh_serves_the_page_with_only_the_demo_set_installed(demo: tuple[in
 
 
 def token(port: int, name: str) -> str:
-    """A token for ``name`` from the demo's ``POST /api/token``."""
+    """A token for ``name`` from the demo's ``POST /token``."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/token",
+        f"http://127.0.0.1:{port}/token",
         data=json.dumps({"name": name}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
