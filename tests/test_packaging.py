@@ -107,6 +107,7 @@ def test_the_wheel_carries_the_package_only(built: Built) -> None:
     tops = {name.split("/", 1)[0] for name in built.wheel}
     assert tops == {"qakeapi", f"qakeapi_realtime-{qakeapi.__version__}.dist-info"}
     assert "qakeapi/py.typed" in built.wheel
+    assert {"qakeapi/static/qakeapi.js", "qakeapi/static/qakeapi.d.ts"} <= set(built.wheel)  # serve_client() reads them
     assert "qakeapi/testing/websocket_session.py" in built.wheel
     assert not [name for name in built.wheel if "__pycache__" in name or name.endswith(".pyc")]
 

@@ -79,3 +79,23 @@ def test_replace_instance_reports_only_what_changed() -> None:
     ]
     assert presence.of_instance("A") == [("x", stays), ("z", comes)]
     assert presence.replace_instance("A", [("x", stays), ("z", comes)], PresenceReason.SYNC) == []
+
+
+def test_a_diff_as_a_message_names_each_member_by_connection_user_and_node() -> None:
+    presence = Presence()
+    alice, anonymous = member("11", "alice"), member("12")
+    presence.add("lobby", anonymous)
+    diff = presence.add("lobby", alice)
+    assert diff is not None
+    assert diff.as_message() == {
+        "type": "presence",
+        "room": "lobby",
+        "joins": [{"connection": "11", "user": "alice", "node": "node-1"}],
+        "leaves": [],
+        "reason": "join",
+    }
+    left = presence.drop_instance("111111111111", PresenceReason.NODE_DOWN)
+    assert [d.as_message()["leaves"] for d in left] == [
+        [{"connection": "11", "user": "alice", "node": "node-1"}, {"connection": "12", "user": None, "node": "node-1"}]
+    ]
+    assert left[0].as_message()["reason"] == "node_down"

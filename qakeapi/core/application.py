@@ -183,6 +183,22 @@ class Application:
 
         return decorator
 
+    def serve_client(self, prefix: str = "/qakeapi") -> str:
+        """Serve the browser client ``qakeapi.js`` (and ``qakeapi.d.ts``) under ``prefix``.
+
+        The URL names the client's version and a digest of its content, and the files are sent
+        with ``Cache-Control: public, max-age=31536000, immutable`` (see :mod:`qakeapi.core.client`).
+
+        Args:
+            prefix: Where the files go (``/qakeapi`` by default; no trailing slash).
+
+        Returns:
+            The URL path of ``qakeapi.js``, to ``import`` from a page.
+        """
+        from qakeapi.core.client import serve_client
+
+        return serve_client(self, prefix)
+
     def on_startup(self, hook: _H) -> _H:
         """Register a hook to run when the server starts (ASGI lifespan)."""
         self._startup.append(hook)

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 __all__ = ["Member", "Presence", "PresenceDiff", "PresenceReason"]
 
@@ -47,6 +48,10 @@ class Member:
     node_id: str
     instance_id: str
 
+    def as_message(self) -> dict[str, str | None]:
+        """What a client sees of the member: ``{"connection", "user", "node"}``."""
+        return {"connection": self.connection_id, "user": self.user_id, "node": self.node_id}
+
 
 @dataclass(frozen=True, slots=True)
 class PresenceDiff:
@@ -63,6 +68,21 @@ class PresenceDiff:
     joins: tuple[Member, ...]
     leaves: tuple[Member, ...]
     reason: PresenceReason
+
+    def as_message(self) -> dict[str, Any]:
+        """The change as a message for the room's clients (what ``qakeapi.js`` reads).
+
+        Returns:
+            ``{"type": "presence", "room", "joins": [...], "leaves": [...], "reason"}``, each
+            member as :meth:`Member.as_message` makes it.
+        """
+        return {
+            "type": "presence",
+            "room": self.room,
+            "joins": [member.as_message() for member in self.joins],
+            "leaves": [member.as_message() for member in self.leaves],
+            "reason": self.reason.value,
+        }
 
 
 class Presence:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 from tests.e2e.servers import ROOT, free_port, wait_for_port
 
@@ -106,20 +106,41 @@ def test_demo_sh_serves_the_page_with_only_the_demo_set_installed(demo: tuple[in
     assert "pytest" not in names
 
 
+def token(port: int, name: str) -> str:
+    """A token for ``name`` from the demo's ``POST /token``."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/token",
+        data=json.dumps({"name": name}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=RECEIVE_LIMIT) as response:
+        value: str = json.loads(response.read())["token"]
+        return value
+
+
 @pytest.mark.asyncio
 async def test_two_clients_chat_through_the_demo_of_a_fresh_checkout(demo: tuple[int, Path]) -> None:
     port, _ = demo
     origin = Origin(f"http://127.0.0.1:{port}")
+    tokens = [await asyncio.to_thread(token, port, name) for name in ("Ada", "Bob")]
     async with (
-        connect(f"ws://127.0.0.1:{port}/chat", origin=origin) as ada,
-        connect(f"ws://127.0.0.1:{port}/chat", origin=origin) as bob,
+        connect(f"ws://127.0.0.1:{port}/chat", origin=origin, subprotocols=bearer(tokens[0])) as ada,
+        connect(f"ws://127.0.0.1:{port}/chat", origin=origin, subprotocols=bearer(tokens[1])) as bob,
     ):
         for client, name in ((ada, "Ada"), (bob, "Bob")):
-            await client.send(json.dumps({"type": "join", "name": name, "room": "general", "client": name}))
+            await client.send(json.dumps({"type": "join", "room": "general", "client": name}))
             await until(client, "joined")
-        await ada.send(json.dumps({"type": "say", "text": "hello from a fresh clone"}))
-        message = await until(bob, "message")
-        assert message["text"] == "hello from a fresh clone"
+        await ada.send(json.dumps({"type": "say", "room": "general", "text": "hello from a fresh clone"}))
+        publication = await until(bob, "publication")
+        said = publication["data"]
+        assert isinstance(said, dict)
+        assert (said["type"], said["from"], said["text"]) == ("said", "Ada", "hello from a fresh clone")
+
+
+def bearer(token: str) -> list[Subprotocol]:
+    """The subprotocols that carry ``token`` (what ``qakeapi.js`` offers)."""
+    return [Subprotocol("bearer"), Subprotocol(token)]
 
 
 async def until(client: ClientConnection, kind: str) -> dict[str, object]:

@@ -18,7 +18,9 @@ joiner included, so each page sees its own join and those after it.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
 from pathlib import Path
 
 from playwright.async_api import Page, expect
@@ -33,7 +35,7 @@ from tests.e2e.browser import (
     messages_text,
     open_served_page,
 )
-from tests.e2e.servers import Server
+from tests.e2e.servers import Server, wait_for_port
 
 __all__ = ["DOCUMENTED_URL", "SCENARIOS", "open_from_file", "run_guide_chat", "run_login_page"]
 
@@ -193,5 +195,85 @@ async def run_login_page(page_file: Path, server: Server, out_dir: Path) -> dict
 _WRONG_PASSWORD = "error: Failed to load resource: the server responded with a status of 401 (Unauthorized)"
 
 
-SCENARIOS = {"chat/chat.html": run_guide_chat, "login/index.html": run_login_page}
+def start_again(server: Server) -> Server:
+    """Start ``server``'s command again, on its port, in its directory (it was stopped)."""
+    log = server.log.with_name(server.log.stem + "-again.log")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            server.process.args, cwd=server.log.parent, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+    again = Server(server.app, server.port, log, process)
+    try:
+        wait_for_port(server.port, process)
+    except RuntimeError:
+        again.stop()
+        raise
+    return again
+
+
+async def run_browser_client(page_file: Path, server: Server, out_dir: Path) -> dict[str, Path]:
+    """The browser how-to's page on ``qakeapi.js``: two tabs chat, then the server restarts under them.
+
+    The app serves the saved page with the client's URL in its import map (``QAKEAPI_JS``
+    replaced); each tab reconnects by itself after the restart, says that messages were missed
+    (the history was in the process), and chats on.
+    """
+    saved = await asyncio.to_thread(page_file.read_text, encoding="utf-8")
+    browser, playwright = await launch(server)
+    logs = [PageLog("tab one"), PageLog("tab two")]
+    shots: dict[str, Path] = {}
+    restarted: Server | None = None
+    try:
+        tabs = []
+        for log in logs:
+            tab = await browser.new_page()
+            log.attach(tab)
+            response = await tab.goto(DOCUMENTED_URL)
+            assert response is not None
+            assert response.status == 200
+            served = await response.text()
+            client_url = re.search(r'"qakeapi": "(/qakeapi/qakeapi-[^"]+\.js)"', served)
+            assert client_url is not None, served
+            assert served == saved.replace("QAKEAPI_JS", client_url.group(1)), "the app does not serve the saved page"
+            await expect(tab.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
+            tabs.append(tab)
+        one, two = tabs
+        for tab, text in ((one, "hello from one"), (two, "hi from two")):
+            await tab.fill("#text", text)
+            await tab.press("#text", "Enter")
+            for other in tabs:
+                line = other.locator("#messages li", has_text=re.compile(rf"^\d+: {text}$"))
+                await expect(line).to_have_count(1, timeout=TIMEOUT_MS)
+        shots["one"] = out_dir / "browser-tab-one.png"
+        await one.screenshot(path=str(shots["one"]))
+
+        server.stop()
+        restarted = await asyncio.to_thread(start_again, server)
+        for tab in tabs:
+            await expect(tab.locator("#status")).to_have_text("connected", timeout=30_000)
+            await expect(tab.locator("#messages li", has_text="messages were missed")).to_have_count(
+                1, timeout=TIMEOUT_MS
+            )
+        await one.fill("#text", "after the restart")
+        await one.press("#text", "Enter")
+        await expect(two.locator("#messages li", has_text="after the restart")).to_have_count(1, timeout=TIMEOUT_MS)
+        for log in logs:
+            assert not log.errors, log.report()
+        assert restarted.stop() == 0, restarted.output()
+        return shots
+    except AssertionError as exc:
+        details = [str(exc), *(log.report() for log in logs), "server log:\n" + server.output()[-3000:]]
+        raise ChatScenarioError("\n".join(details)) from exc
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        await browser.close()
+        await playwright.stop()
+
+
+SCENARIOS = {
+    "chat/chat.html": run_guide_chat,
+    "login/index.html": run_login_page,
+    "browser/index.html": run_browser_client,
+}
 """The browser scenario for each HTML file the docs have the reader save."""

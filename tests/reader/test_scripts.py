@@ -14,6 +14,7 @@ pytestmark = pytest.mark.e2e
 
 PAGES = [
     "reference/application.rst",
+    "reference/client.rst",
     "reference/clustering.rst",
     "reference/rooms.rst",
     "reference/security.rst",
