@@ -14,7 +14,7 @@ from qakeapi.core.codec import check_sendable, decode_json, encode_json
 from qakeapi.core.datastructures import Headers, QueryParams, State
 from qakeapi.core.limits import RejectionLog
 from qakeapi.core.websockets.outbox import DEFAULT_SEND_POLICY, GiveUp, Outbox, SendPolicy, _keep, fan_out, stats
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import NotAcceptedError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import Message, Receive, Scope, Send
 
@@ -204,6 +204,7 @@ class WebSocket:
 
         Raises:
             WebSocketClosedError: The connection is closed, or the server reports the peer gone.
+            NotAcceptedError: A ``websocket.send`` before the accept (a ``RuntimeError``).
             RuntimeError: The message does not fit the connection's state.
         """
         state = self.application_state
@@ -222,6 +223,8 @@ class WebSocket:
             await self._handshake(message)
         elif kind == "websocket.close":
             await self.close(int(message.get("code", CloseCode.NORMAL_CLOSURE)), message.get("reason") or "")
+        elif kind == "websocket.send":
+            raise self._cannot_send(kind)
         else:
             raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
 
@@ -268,6 +271,8 @@ class WebSocket:
         status: int = 403,
         headers: Iterable[tuple[bytes, bytes]] | None = None,
         body: bytes = b"",
+        *,
+        reason: str = "",
     ) -> bool:
         """Refuse the handshake with an HTTP response, before the upgrade.
 
@@ -278,6 +283,8 @@ class WebSocket:
             status: The HTTP status, 400 to 599.
             headers: Response headers (for instance ``WWW-Authenticate``).
             body: The response body.
+            reason: The reason of the fallback close (a client of the test client sees it; a
+                server answers that close with a bare 403).
 
         Returns:
             Whether the HTTP response was sent (``False``: the server lacks the extension and
@@ -302,7 +309,7 @@ class WebSocket:
                 await self._send(start)
                 await self._send({"type": "websocket.http.response.body", "body": body})
                 return True
-            await self._send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
+            await self._send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION), "reason": reason})
         except OSError:
             pass  # the peer is already gone
         return False
@@ -623,7 +630,10 @@ class WebSocket:
         """Why a data frame of type ``kind`` was not sent: the connection is not open, or closed while it waited."""
         state = self.application_state
         if state is _CONNECTING:
-            return RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
+            return NotAcceptedError(
+                f"cannot send on WebSocket {self.id} at {self.path}: it was not accepted; write "
+                "'await websocket.accept()' before the first send (WebSocketHandler.handle_connection accepts for you)"
+            )
         if state is _CONNECTED:  # the outbox stopped taking frames while this one waited its turn
             return WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
         if self.client_state is WebSocketState.DISCONNECTED:
