@@ -15,10 +15,9 @@ import asyncio
 import logging
 from typing import Any
 
-from qakeapi import Application, WebSocket
+from qakeapi import Application, WebSocket, WebSocketHandler
 from qakeapi.core.codec import encode_json
 from qakeapi.core.fanout import deliver_in_order
-from qakeapi.core.websockets import WebSocketHandler
 
 __all__ = ["ConnectionPool", "MessageQueue", "app", "create_app"]
 
