@@ -239,6 +239,14 @@ def nginx_in_front_of(site: str, upstream: Server, directory: Path) -> Iterator[
             nginx.wait()
 
 
+LIMITS = (
+    "--http qakeapi.core.websockets.uvicorn_protocol:DeadlineH11Protocol"
+    " --ws qakeapi.core.websockets.uvicorn_protocol:AbortableWebSocketProtocol"
+    " --ws-max-size 1048576 --timeout-keep-alive 5"
+)
+"""The limits the page's command turns on (tests/e2e/test_handshake_limits.py checks what they do)."""
+
+
 @pytest.mark.asyncio
 async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> None:
     page = Page.read(HOWTO / "deploy.rst")
@@ -246,7 +254,8 @@ async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> N
     (start,) = page.commands("uvicorn")
     assert start == [
         "cd deploy",
-        "uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1",
+        "uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1"
+        f" {LIMITS}",
     ]
     app = started(reader.shell.run_block(start))
     assert_shown(page, start, app.output())
