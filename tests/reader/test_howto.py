@@ -254,8 +254,7 @@ async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> N
     (start,) = page.commands("uvicorn")
     assert start == [
         "cd deploy",
-        "uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1"
-        f" {LIMITS}",
+        f"uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1 {LIMITS}",
     ]
     app = started(reader.shell.run_block(start))
     assert_shown(page, start, app.output())
