@@ -134,8 +134,8 @@ def auth_app(env: dict[str, str], logs: Path) -> Iterator[int]:
 
 def token(port: int, user: str) -> str:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/generate-token",
-        data=json.dumps({"user_id": user}).encode(),
+        f"http://127.0.0.1:{port}/token",
+        data=json.dumps({"name": user}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

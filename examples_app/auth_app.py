@@ -1,6 +1,7 @@
 """Guide section "WebSocket with Authentication": JWT-authenticated WebSocket connections.
 
-Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``
+Run: ``QAKEAPI_SECRET_KEY=... uvicorn examples_app.auth_app:app``; ``POST /token`` with
+``{"name": ...}`` answers ``{"token": ...}``, as in the tutorial.
 
 Beyond the guide: the middleware's and the handler's options come from the environment
 (:func:`examples_app.settings.auth_options`, :func:`examples_app.settings.handler_options`);
@@ -30,12 +31,19 @@ from examples_app.settings import (
     node_id,
     redis_url,
 )
-from qakeapi import Application, AuthenticationError, HTTPException, Request, ValidationError, WebSocket
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.origins import OriginPolicy
-from qakeapi.core.websockets import WebSocketHandler
-from qakeapi.exceptions import ClusterUnavailableError
-from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi import (
+    Application,
+    AuthenticationError,
+    ClusterUnavailableError,
+    HTTPException,
+    OriginPolicy,
+    Request,
+    ValidationError,
+    WebSocket,
+    WebSocketHandler,
+    create_clustered_manager,
+)
+from qakeapi.security import JWTAuthenticator, WebSocketAuthMiddleware
 
 __all__ = ["app", "auth_middleware", "authenticator", "cluster", "issue_token", "origin_policy", "ws_handler"]
 
@@ -80,20 +88,22 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await auth_middleware(websocket, cluster.handle_connection)
 
 
-async def issue_token(request: Request, authenticator: JWTAuthenticator) -> dict[str, str]:
-    """Answer ``{"user_id": ...}`` with ``{"token": ...}``; anything else is a 400.
+async def issue_token(request: Request, authenticator: JWTAuthenticator, field: str = "name") -> dict[str, str]:
+    """Answer ``{"name": ...}`` with ``{"token": ...}``; anything else is a 400.
 
-    A demo, as in the guide: it issues a token for any user id without asking for a password.
-    A real application checks credentials first.
+    A demo, as in the tutorial: it issues a token for any name without asking for a password
+    (the authentication how-to checks one). ``field`` names the key the name comes in: the
+    guide's own endpoint, which :mod:`examples_app.websocket_app` serves for the guide's tests,
+    reads ``user_id``.
     """
     data = await request.json()
     if not isinstance(data, dict):
-        raise ValidationError("expected a JSON object with 'user_id'")
-    return {"token": authenticator.create_token(data.get("user_id"))}
+        raise ValidationError(f"expected a JSON object with {field!r}")
+    return {"token": authenticator.create_token(data.get(field))}
 
 
-@app.post("/api/generate-token")
-async def generate_token(request: Request) -> dict[str, str]:
+@app.post("/token")
+async def token(request: Request) -> dict[str, str]:
     return await issue_token(request, authenticator)
 
 

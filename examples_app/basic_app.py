@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qakeapi import Application, WebSocket
-from qakeapi.core.websockets import WebSocketHandler
+from qakeapi import Application, WebSocket, WebSocketHandler
 
 __all__ = ["app", "ws_handler"]
 

@@ -20,12 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from examples_app.settings import node_id, redis_url
-from qakeapi import Application, HTMLResponse, Request, WebSocket
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.presence import PresenceDiff, PresenceReason
-from qakeapi.core.rooms import Room, Rooms
-from qakeapi.core.websockets import WebSocketHandler
-from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError
+from qakeapi import (
+    Application,
+    ClusterUnavailableError,
+    HTMLResponse,
+    PresenceDiff,
+    PresenceReason,
+    Request,
+    Room,
+    RoomLimitError,
+    Rooms,
+    WebSocket,
+    WebSocketHandler,
+    create_clustered_manager,
+)
 
 __all__ = ["DEFAULT_ROOM", "ChatService", "app", "chat", "manager", "ws_handler"]
 

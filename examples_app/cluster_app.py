@@ -18,32 +18,29 @@ from __future__ import annotations
 from typing import Any
 
 from examples_app.settings import node_id, redis_url
-from qakeapi import Application, WebSocket
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.websockets import WebSocketHandler
-from qakeapi.exceptions import ClusterUnavailableError
+from qakeapi import Application, ClusterUnavailableError, WebSocket, WebSocketHandler, create_clustered_manager
 
-__all__ = ["NODE_ID", "app", "clustered_manager", "ws_handler"]
+__all__ = ["NODE", "app", "clustered_manager", "ws_handler"]
 
-NODE_ID = node_id()
+NODE = node_id()
 
 app = Application()
 app.expose_metrics()  # Prometheus metrics at GET /metrics (the metrics extra)
 ws_handler = WebSocketHandler()
-clustered_manager = create_clustered_manager(ws_handler, redis_url=redis_url(), node_id=NODE_ID)
+clustered_manager = create_clustered_manager(ws_handler, redis_url=redis_url(), node_id=NODE)
 app.on_startup(clustered_manager.start)
 app.on_shutdown(clustered_manager.close)
 
 
 @ws_handler.on_connect
 async def handle_connect(websocket: WebSocket) -> None:
-    await websocket.send_json({"type": "welcome", "node": NODE_ID})
+    await websocket.send_json({"type": "welcome", "node": NODE})
 
 
 @ws_handler.on_message
 async def handle_message(websocket: WebSocket, message: Any) -> None:
     try:
-        await clustered_manager.broadcast({"type": "message", "data": message, "node": NODE_ID})
+        await clustered_manager.broadcast({"type": "message", "data": message, "node": NODE})
     except ClusterUnavailableError as exc:  # this node's clients got it; the others will hear of the loss
         await websocket.send_json({"type": "error", "message": f"not delivered to the other nodes: {exc}"})
 

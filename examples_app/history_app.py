@@ -25,11 +25,16 @@ import os
 from typing import Any
 
 from examples_app.settings import node_id, redis_url
-from qakeapi import Application, WebSocket
-from qakeapi.core.cluster.history import HistoryPolicy, Position
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.websockets import WebSocketHandler
-from qakeapi.exceptions import ClusterUnavailableError, RoomLimitError
+from qakeapi import (
+    Application,
+    ClusterUnavailableError,
+    HistoryPolicy,
+    Position,
+    RoomLimitError,
+    WebSocket,
+    WebSocketHandler,
+    create_clustered_manager,
+)
 
 __all__ = ["app", "manager", "ws_handler"]
 

@@ -15,9 +15,8 @@ import asyncio
 import logging
 from typing import Any
 
-from qakeapi import Application, WebSocket
+from qakeapi import Application, WebSocket, WebSocketHandler
 from qakeapi.core.codec import encode_json
-from qakeapi.core.websockets import WebSocketHandler
 from qakeapi.core.websockets.fanout import deliver_in_order
 
 __all__ = ["ConnectionPool", "MessageQueue", "app", "create_app"]

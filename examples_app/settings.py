@@ -9,8 +9,8 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from qakeapi.core.limits import RateLimit
-from qakeapi.security.websocket_auth import AuthConfig
+from qakeapi import RateLimit
+from qakeapi.security import AuthConfig
 
 __all__ = ["allowed_hosts", "allowed_origins", "auth_config", "auth_options", "handler_options", "node_id", "redis_url"]
 

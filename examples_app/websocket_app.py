@@ -23,10 +23,8 @@ from typing import Any
 from examples_app.auth_app import issue_token
 from examples_app.chat_app import ChatService
 from examples_app.settings import auth_config, node_id, redis_url
-from qakeapi import Application, Request, WebSocket
-from qakeapi.core.clustering import create_clustered_manager
-from qakeapi.core.websockets import WebSocketHandler
-from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi import Application, Request, WebSocket, WebSocketHandler, create_clustered_manager
+from qakeapi.security import JWTAuthenticator, WebSocketAuthMiddleware
 
 __all__ = ["app", "authenticator", "chat", "manager", "ws_handler"]
 
@@ -99,4 +97,4 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 @app.post("/api/generate-token")
 async def generate_token(request: Request) -> dict[str, str]:
-    return await issue_token(request, authenticator)
+    return await issue_token(request, authenticator, field="user_id")

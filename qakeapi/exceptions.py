@@ -7,7 +7,8 @@ The tree::
     │   └── ValidationError            bad input from a client; also a ValueError (400)
     ├── WebSocketError
     │   ├── WebSocketDisconnect        the peer went away (close code + reason)
-    │   └── WebSocketClosedError       sending on a closed connection; also a ConnectionError
+    │   ├── WebSocketClosedError       sending on a closed connection; also a ConnectionError
+    │   └── NotAcceptedError           sending before the handshake was accepted; also a RuntimeError
     ├── AuthenticationError            a token was missing, malformed, expired or forged
     ├── AuthLinkError                  an auth middleware not linked to its handler; also a TypeError
     ├── BroadcastError                 a broadcast backend could not publish; also a ConnectionError
@@ -36,6 +37,7 @@ __all__ = [
     "MissingDependencyError",
     "NestingTooDeepError",
     "NonStandardJSONError",
+    "NotAcceptedError",
     "NumberOutOfRangeError",
     "QakeAPIError",
     "RoomLimitError",
@@ -104,6 +106,16 @@ class WebSocketDisconnect(WebSocketError):
 
 class WebSocketClosedError(WebSocketError, ConnectionError):
     """Raised when sending on a connection that is already closed, by either side."""
+
+
+class NotAcceptedError(WebSocketError, RuntimeError):
+    """Raised when an endpoint sends on a connection it has not accepted yet.
+
+    The message says what to write: ``await websocket.accept()`` before the first send (or let
+    :meth:`~qakeapi.core.websockets.handler.WebSocketHandler.handle_connection` accept). Before
+    the accept nothing can reach the client, so the application fails and the client gets HTTP
+    500 (see the troubleshooting page's table).
+    """
 
 
 class AuthenticationError(QakeAPIError):

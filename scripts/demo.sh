@@ -9,4 +9,6 @@ bash scripts/setup.sh demo
 host=${HOST:-127.0.0.1}
 port=${PORT:-8000}
 echo "demo: open http://$host:$port in two browser tabs (Ctrl+C stops)"
-exec .venv/bin/uvicorn examples_app.demo_app:app --host "$host" --port "$port" --ws websockets-sansio
+exec .venv/bin/uvicorn examples_app.demo_app:app --host "$host" --port "$port" \
+    --http qakeapi.core.websockets.uvicorn_protocol:DeadlineH11Protocol --ws qakeapi.core.websockets.uvicorn_protocol:AbortableWebSocketProtocol \
+    --ws-max-size 1048576 --timeout-keep-alive 5

@@ -469,7 +469,7 @@ async def test_unknown_websocket_path_refuses_the_handshake_naming_the_path(
     assert (info.value.code, info.value.reason) == (CloseCode.POLICY_VIOLATION, "no WebSocket route for /nowhere")
     [record] = [r for r in caplog.records if r.name == "qakeapi.application"]
     assert record.levelno == logging.WARNING
-    assert "no WebSocket route for '/nowhere'; closing with 1008 (WebSocket routes: /ws)" in record.getMessage()
+    assert "no WebSocket route for '/nowhere'; answering 404 (WebSocket routes: /ws)" in record.getMessage()
 
 
 @pytest.mark.asyncio

@@ -35,7 +35,7 @@ async def assert_silent(ws: WebSocketTestSession) -> None:
 
 
 async def issue(client: TestClient, user_id: Any) -> str:
-    response = await client.post("/api/generate-token", json={"user_id": user_id})
+    response = await client.post("/token", json={"name": user_id})
     assert response.status_code == 200
     body = response.json()
     assert isinstance(body, dict)
@@ -54,7 +54,7 @@ def welcome(user: str) -> dict[str, str]:
 
 @pytest.mark.asyncio
 async def test_token_endpoint_issues_a_verifiable_token(client: TestClient) -> None:
-    response = await client.post("/api/generate-token", json={"user_id": "alice"})
+    response = await client.post("/token", json={"name": "alice"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     token = response.json()["token"]
@@ -79,9 +79,9 @@ async def test_token_is_not_valid_for_another_secret(client: TestClient) -> None
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("body", [{}, {"user_id": None}, {"user_id": ""}, {"user_id": True}, {"user_id": [1]}])
+@pytest.mark.parametrize("body", [{}, {"name": None}, {"name": ""}, {"name": True}, {"name": [1]}])
 async def test_token_endpoint_rejects_a_missing_or_invalid_user_id(client: TestClient, body: dict[str, Any]) -> None:
-    response = await client.post("/api/generate-token", json=body)
+    response = await client.post("/token", json=body)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == {"detail": "user_id must be a non-empty string or an integer"}
@@ -90,17 +90,15 @@ async def test_token_endpoint_rejects_a_missing_or_invalid_user_id(client: TestC
 @pytest.mark.asyncio
 @pytest.mark.parametrize("body", [[], ["alice"], "alice", 42, None])
 async def test_token_endpoint_rejects_a_non_object_body(client: TestClient, body: Any) -> None:
-    response = await client.post(
-        "/api/generate-token", content=json.dumps(body), headers={"content-type": "application/json"}
-    )
+    response = await client.post("/token", content=json.dumps(body), headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert response.json() == {"detail": "expected a JSON object with 'user_id'"}
+    assert response.json() == {"detail": "expected a JSON object with 'name'"}
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("content", ["{not json", '{"user_id": "alice"', "user_id=alice"])
+@pytest.mark.parametrize("content", ["{not json", '{"name": "alice"', "user_id=alice"])
 async def test_token_endpoint_rejects_malformed_json(client: TestClient, content: str) -> None:
-    response = await client.post("/api/generate-token", content=content, headers={"content-type": "application/json"})
+    response = await client.post("/token", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
     detail = response.json()["detail"]
@@ -111,14 +109,14 @@ async def test_token_endpoint_rejects_malformed_json(client: TestClient, content
 
 @pytest.mark.asyncio
 async def test_token_endpoint_rejects_an_empty_body(client: TestClient) -> None:
-    response = await client.post("/api/generate-token")
+    response = await client.post("/token")
     assert response.status_code == 400
     assert response.json() == {"detail": "request body is empty; expected JSON"}
 
 
 @pytest.mark.asyncio
 async def test_token_endpoint_only_accepts_post(client: TestClient) -> None:
-    response = await client.get("/api/generate-token")
+    response = await client.get("/token")
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
 

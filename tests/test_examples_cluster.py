@@ -24,12 +24,12 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from examples_app import settings
-from examples_app.cluster_app import NODE_ID, app, clustered_manager, ws_handler
+from examples_app.cluster_app import NODE, app, clustered_manager, ws_handler
 from qakeapi.core.cluster.envelope import Envelope, Kind, decode_envelope, encode_envelope
 from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import wait_until
 
-WELCOME = {"type": "welcome", "node": NODE_ID}
+WELCOME = {"type": "welcome", "node": NODE}
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -56,7 +56,7 @@ async def assert_silent(*sessions: WebSocketTestSession) -> None:
             await ws.receive_json(timeout=0.1)
 
 
-def broadcast(data: Any, node: str = NODE_ID) -> dict[str, Any]:
+def broadcast(data: Any, node: str = NODE) -> dict[str, Any]:
     return {"type": "message", "data": data, "node": node}
 
 
@@ -130,9 +130,9 @@ async def test_broadcast_is_published_on_the_redis_stream(client: TestClient, re
 
         await wait_until(arrived, "the broadcast reached the stream")
         (envelope,) = await published()
-        assert (envelope.node, envelope.instance) == (NODE_ID, clustered_manager.instance_id)
+        assert (envelope.node, envelope.instance) == (NODE, clustered_manager.instance_id)
         assert envelope.seq == clustered_manager.outbox.last_seq
-        assert envelope.frame == '{"type":"message","data":{"text":"over redis"},"node":"' + NODE_ID + '"}'
+        assert envelope.frame == '{"type":"message","data":{"text":"over redis"},"node":"' + NODE + '"}'
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -192,7 +192,7 @@ def test_redis_url_defaults_to_localhost(monkeypatch: pytest.MonkeyPatch) -> Non
 def _import_cluster_app(env: dict[str, str]) -> list[str]:
     code = (
         "import examples_app.cluster_app as m; "
-        "print(m.NODE_ID); print(m.clustered_manager.node_id); print(m.clustered_manager.backend.safe_url)"
+        "print(m.NODE); print(m.clustered_manager.node_id); print(m.clustered_manager.backend.safe_url)"
     )
     clean = {k: v for k, v in os.environ.items() if k not in ("QAKEAPI_NODE_ID", "QAKEAPI_REDIS_URL")}
     result = subprocess.run(
@@ -217,16 +217,16 @@ def test_cluster_app_defaults() -> None:
 
 RESTART_SCRIPT = """
 import asyncio, uuid
-from examples_app.cluster_app import NODE_ID, app, clustered_manager
+from examples_app.cluster_app import NODE, app, clustered_manager
 from qakeapi.testing import TestClient
 
 clustered_manager.channel = f"qakeapi-test-examples-cluster:{uuid.uuid4().hex}"
 
 async def serve_once(text: str) -> None:
     async with TestClient(app, timeout=2) as client, client.websocket_connect("/ws") as ws:
-        assert await ws.receive_json() == {"type": "welcome", "node": NODE_ID}
+        assert await ws.receive_json() == {"type": "welcome", "node": NODE}
         await ws.send_json(text)
-        assert await ws.receive_json() == {"type": "message", "data": text, "node": NODE_ID}
+        assert await ws.receive_json() == {"type": "message", "data": text, "node": NODE}
 
 asyncio.run(serve_once("first loop"))
 asyncio.run(serve_once("second loop"))

@@ -866,3 +866,40 @@ async def test_a_session_can_pause_again_after_resuming() -> None:
             assert not session.reading_paused
             assert [await session.receive_text(), await session.receive_text()] == ["0", "1"]
             assert sent == [0, 1]
+
+
+def health_app() -> Application:
+    app = Application()
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def test_a_sync_call_of_the_client_says_to_await_it() -> None:
+    # Starlette's habit, in a plain def test: the request is never run, and the error says why.
+    client = TestClient(health_app())
+    response: Any = client.get("/health")
+    with pytest.raises(AttributeError) as missing:
+        response.status_code  # noqa: B018 - the attribute read is the test
+    assert str(missing.value) == (
+        "client.get('/health') was not awaited, so there is no .status_code yet: QakeAPI's TestClient is "
+        "asynchronous; write 'response = await client.get(...)' inside an 'async def' test"
+    )
+    for name in ("json", "text"):  # the coroutine is closed: no 'never awaited' warning either
+        with pytest.raises(AttributeError, match=rf"no \.{name} yet: .* write 'response = await client\.get"):
+            getattr(response, name)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method", ["get", "head", "post", "put", "patch", "delete"])
+async def test_every_request_method_is_awaited_for_its_response(method: str) -> None:
+    app = Application()
+    app.route("/thing", [method.upper()])(health_app().router.routes[0].endpoint)
+    response = await getattr(TestClient(app), method)("/thing")
+    assert response.status_code == 200
+    pending = getattr(TestClient(app), method)("/thing")
+    assert repr(pending) == f"<PendingResponse client.{method}('/thing'): await it>"
+    assert (await pending).status_code == 200

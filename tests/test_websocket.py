@@ -9,7 +9,7 @@ import pytest
 
 from qakeapi import Application
 from qakeapi.core.websockets import WebSocket, WebSocketState
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import NotAcceptedError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
 from qakeapi.types import Message, Scope
@@ -183,11 +183,14 @@ async def test_raw_receive_after_disconnect_raises_runtime_error() -> None:
 
 
 @pytest.mark.asyncio
-async def test_sending_data_before_accept_raises_runtime_error() -> None:
+async def test_sending_data_before_accept_says_to_accept_first() -> None:
     websocket, asgi = make_websocket()
-    expected = r"expected 'websocket\.accept' or 'websocket\.close', got 'websocket\.send'"
+    expected = r"it was not accepted; write 'await websocket\.accept\(\)' before the first send"
+    for send in (websocket.send_text("too early"), websocket.send_json({}), websocket.send_bytes(b"x")):
+        with pytest.raises(NotAcceptedError, match=expected):  # a RuntimeError, as Starlette raises
+            await send
     with pytest.raises(RuntimeError, match=expected):
-        await websocket.send_text("too early")
+        await websocket.send({"type": "websocket.send", "text": "raw"})
     assert asgi.sent == []
 
 

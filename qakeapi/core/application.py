@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from qakeapi.core.codec import encode_json
 from qakeapi.core.counters import TIMING_SCOPE_KEY, counters
 from qakeapi.core.datastructures import State
 from qakeapi.core.logfields import ROUTE_SCOPE_KEY, bind, unbind
 from qakeapi.core.middleware import Middleware
-from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginDecision, OriginPolicy
+from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginDecision, OriginPolicy, OriginReason
 from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
 from qakeapi.core.responses import JSONResponse, PlainTextResponse, Response
 from qakeapi.core.routing import Endpoint, Route, Router
-from qakeapi.core.websockets.connection import WebSocket
+from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.exceptions import HTTPException, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +34,8 @@ _E = TypeVar("_E", bound=Endpoint)
 _H = TypeVar("_H", bound=LifespanHook)
 
 _MAX_REASON = 123  # bytes of UTF-8 in a close reason
+_JSON = [(b"content-type", b"application/json")]
+_DENIAL = "websocket.http.response"  # the ASGI extension that lets a refusal carry a status and a body
 
 
 def to_response(result: Any) -> Response:
@@ -78,6 +82,12 @@ class Application:
     connect, clients that send no ``Origin`` (non-browser clients) may, and ``Origin: null``
     (sandboxed frames, ``file://`` pages) may not. A refused handshake gets HTTP 403 and a
     WARNING line naming the origin. See :class:`~qakeapi.core.origins.OriginPolicy`.
+
+    A client can tell the refusals apart: a path without a WebSocket route gets 404, a refused
+    origin or ``Host`` 403 (``{"detail": "origin not allowed"}`` or ``"host not allowed"``), an
+    endpoint that fails before accepting 500, one that fails after it the close 1011. The
+    statuses need the ASGI ``websocket.http.response`` extension; without it (daphne) a refusal
+    is a close before the accept (1008, with the reason), which servers answer with a bare 403.
 
     Args:
         max_body_size: The largest request body accepted, in bytes (413 beyond it).
@@ -304,7 +314,7 @@ class Application:
                     logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
                 except Exception as exc:
                     _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
-                    await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
+                    await _fail(websocket)
                     raise
                 await websocket.close()
             finally:
@@ -330,21 +340,23 @@ class Application:
             decision.reason.value,
             f" ({advice})" if advice else "",
         )
-        await websocket.deny(403, [(b"content-type", b"application/json")], b'{"detail":"origin not allowed"}')
+        detail = "host not allowed" if decision.reason is OriginReason.HOST_NOT_ALLOWED else "origin not allowed"
+        await websocket.deny(403, _JSON, encode_json({"detail": detail}).encode(), reason=detail)
 
     async def _no_websocket_route(self, websocket: WebSocket) -> None:
         path = websocket.path
         paths = [route.path for route in self.router.routes if route.websocket]
         logger.warning(
-            "WebSocket %s: no WebSocket route for %r; closing with 1008 (WebSocket routes: %s)",
+            "WebSocket %s: no WebSocket route for %r; answering 404 (WebSocket routes: %s)",
             websocket.id,
             path,
             ", ".join(paths) or "none",
         )
-        reason = f"no WebSocket route for {path}"
+        detail = f"no WebSocket route for {path}"
+        reason = detail
         if len(reason.encode()) > _MAX_REASON:
             reason = reason.encode()[: _MAX_REASON - 3].decode(errors="ignore") + "..."
-        await websocket.close(CloseCode.POLICY_VIOLATION, reason)
+        await websocket.deny(404, _JSON, encode_json({"detail": detail}).encode(), reason=reason)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -392,6 +404,20 @@ class Application:
                 kind = "lifespan.shutdown.failed" if failed else "lifespan.shutdown.complete"
                 await send({"type": kind, "message": "a shutdown hook failed"} if failed else {"type": kind})
                 return
+
+
+async def _fail(websocket: WebSocket) -> None:
+    """Tell the client that the application failed: HTTP 500 before the accept, close 1011 after it.
+
+    Before the accept, a server without the ``websocket.http.response`` extension answers the
+    exception that follows with its own 500, so nothing is sent here.
+    """
+    if websocket.application_state is WebSocketState.CONNECTING:
+        if _DENIAL in (websocket.scope.get("extensions") or {}):
+            with contextlib.suppress(RuntimeError):  # the failure left a state that cannot be denied
+                await websocket.deny(500, _JSON, b'{"detail":"Internal Server Error"}')
+        return
+    await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
 
 
 async def _run_hook(hook: LifespanHook) -> None:

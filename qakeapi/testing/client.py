@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlencode, urlsplit
@@ -16,7 +16,7 @@ from qakeapi.testing import app_log
 from qakeapi.testing.websocket_session import WebSocketTestSession
 from qakeapi.types import ASGIApp, Message, Scope
 
-__all__ = ["TestClient", "TestResponse"]
+__all__ = ["PendingResponse", "TestClient", "TestResponse"]
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -48,6 +48,42 @@ class TestResponse:
 
     def __repr__(self) -> str:
         return f"<TestResponse {self.status_code}>"
+
+
+class PendingResponse:
+    """A request on its way: ``await`` it for the :class:`TestResponse`.
+
+    What :meth:`TestClient.get` and the other request methods return. A test that reads a
+    response attribute off it without ``await`` (a habit from Starlette's synchronous test
+    client: ``client.get("/").status_code``) gets an :class:`AttributeError` that says what to
+    write, instead of ``'coroutine' object has no attribute 'status_code'``.
+
+    Args:
+        call: How the request was made, for the message (``"get('/health')"``).
+        coroutine: The request itself.
+    """
+
+    __slots__ = ("_call", "_coroutine")
+
+    def __init__(self, call: str, coroutine: Coroutine[Any, Any, TestResponse]) -> None:
+        self._call = call
+        self._coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, None, TestResponse]:
+        return self._coroutine.__await__()
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._coroutine.close()  # it can never be awaited now; no second "never awaited" warning
+        method = self._call.split("(", 1)[0]
+        raise AttributeError(
+            f"client.{self._call} was not awaited, so there is no .{name} yet: QakeAPI's TestClient is "
+            f"asynchronous; write 'response = await client.{method}(...)' inside an 'async def' test"
+        )
+
+    def __repr__(self) -> str:
+        return f"<PendingResponse client.{self._call}: await it>"
 
 
 class TestClient:
@@ -259,29 +295,29 @@ class TestClient:
             raise RuntimeError("the application returned without starting a response")
         return TestResponse(start["status"], Headers(start.get("headers", ())), b"".join(chunks))
 
-    async def get(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``GET`` request (see :meth:`request`)."""
-        return await self.request("GET", url, **kwargs)
+    def get(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``GET`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"get({url!r})", self.request("GET", url, **kwargs))
 
-    async def head(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``HEAD`` request (see :meth:`request`)."""
-        return await self.request("HEAD", url, **kwargs)
+    def head(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``HEAD`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"head({url!r})", self.request("HEAD", url, **kwargs))
 
-    async def post(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``POST`` request (see :meth:`request`)."""
-        return await self.request("POST", url, **kwargs)
+    def post(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``POST`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"post({url!r})", self.request("POST", url, **kwargs))
 
-    async def put(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``PUT`` request (see :meth:`request`)."""
-        return await self.request("PUT", url, **kwargs)
+    def put(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``PUT`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"put({url!r})", self.request("PUT", url, **kwargs))
 
-    async def patch(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``PATCH`` request (see :meth:`request`)."""
-        return await self.request("PATCH", url, **kwargs)
+    def patch(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``PATCH`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"patch({url!r})", self.request("PATCH", url, **kwargs))
 
-    async def delete(self, url: str, **kwargs: Any) -> TestResponse:
-        """Send a ``DELETE`` request (see :meth:`request`)."""
-        return await self.request("DELETE", url, **kwargs)
+    def delete(self, url: str, **kwargs: Any) -> PendingResponse:
+        """Send a ``DELETE`` request (see :meth:`request`); ``await`` the result."""
+        return PendingResponse(f"delete({url!r})", self.request("DELETE", url, **kwargs))
 
     # -- WebSocket ----------------------------------------------------------------------
 

@@ -162,8 +162,13 @@ async def http_post_json(url: str, payload: Any) -> tuple[int, Any]:
 
 
 async def generate_token(server: Server, user_id: str) -> str:
-    """Ask ``server`` for a token for ``user_id`` through ``POST /api/generate-token``."""
-    status, body = await http_post_json(f"{server.http_url}/api/generate-token", {"user_id": user_id})
+    """Ask ``server`` for a token for ``user_id``: ``POST /token`` with ``{"name": ...}``, or for
+    the guide's own app (``examples_app.websocket_app``) the guide's ``POST /api/generate-token``
+    with ``{"user_id": ...}``."""
+    if server.app.startswith("examples_app.websocket_app:"):
+        status, body = await http_post_json(f"{server.http_url}/api/generate-token", {"user_id": user_id})
+    else:
+        status, body = await http_post_json(f"{server.http_url}/token", {"name": user_id})
     assert status == 200
     assert isinstance(body, dict)
     assert set(body) == {"token"}

@@ -1,6 +1,6 @@
 """Guide section "WebSocket with Authentication" over the network: ``examples_app.auth_app`` under uvicorn.
 
-Tokens come from ``POST /api/generate-token`` on the same server process (each process signs
+Tokens come from ``POST /token`` on the same server process (each process signs
 with its own random key unless ``QAKEAPI_SECRET_KEY`` is set), and travel the three ways a real
 client can send them: the ``token`` query parameter, an ``Authorization: Bearer`` header, and the
 subprotocol pair ``bearer, <token>`` (the server then selects ``bearer``).
@@ -116,18 +116,18 @@ async def test_authentication_is_per_connection(serve: Serve) -> None:
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        (b"[1, 2]", "expected a JSON object with 'user_id'"),
-        (b'{"user_id": ""}', "user_id must be a non-empty string or an integer"),
+        (b"[1, 2]", "expected a JSON object with 'name'"),
+        (b'{"name": ""}', "user_id must be a non-empty string or an integer"),
     ],
 )
 async def test_generate_token_rejects_bad_requests(serve: Serve, body: bytes, detail: str) -> None:
     server = serve("auth_app")
-    assert await http_post(f"{server.http_url}/api/generate-token", body) == (400, {"detail": detail})
+    assert await http_post(f"{server.http_url}/token", body) == (400, {"detail": detail})
 
 
 async def test_generate_token_answers_a_token(serve: Serve) -> None:
     server = serve("auth_app")
-    status, answer = await http_post_json(f"{server.http_url}/api/generate-token", {"user_id": 42})
+    status, answer = await http_post_json(f"{server.http_url}/token", {"name": 42})
     assert status == 200
     assert set(answer) == {"token"}
     token = answer["token"]

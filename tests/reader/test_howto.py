@@ -74,14 +74,14 @@ async def test_authenticate_howto(reader: Reader) -> None:
     (start,) = page.commands("The page")
     assert start == ["cd login", "uvicorn app:app"]
     server = started(reader.shell.run_block(start))
-    assert "SECRET_KEY is not set" in server.output()
+    assert "QAKEAPI_SECRET_KEY is not set" in server.output()
     assert_shown(page, start, server.output())
     from tests.reader.browser import run_login_page  # Playwright: only where the browser tests run
 
     shots = await run_login_page(written["login/index.html"], server, reader.workdir)
     assert set(shots) == {"ann", "bob"}
 
-    status, body = await http_post_json(f"{server.http_url}/login", {"name": "bob", "password": "battery staple"})
+    status, body = await http_post_json(f"{server.http_url}/token", {"name": "bob", "password": "battery staple"})
     assert status == 200
     headers = {"Authorization": f"Bearer {body['token']}"}
     async with connect(f"{server.ws_url}/ws", additional_headers=headers) as ws:
@@ -111,9 +111,9 @@ async def test_cluster_howto(reader: Reader, private_redis: RedisServer) -> None
     page.write(reader.workdir)
     first, second, health = page.commands("Run several nodes with Redis")
     secret = "QAKEAPI_CLUSTER_SECRET=howto-cluster-secret-0123456789"
-    assert first == ["cd nodes", f"{secret} NODE_ID=node-1 uvicorn app:app --port 8001"]
-    assert second == ["cd nodes", f"{secret} NODE_ID=node-2 uvicorn app:app --port 8002"]
-    reader.shell.env = {"REDIS_URL": private_redis.url}  # the reader's Redis, as the page allows
+    assert first == ["cd nodes", f"{secret} QAKEAPI_NODE_ID=node-1 uvicorn app:app --port 8001"]
+    assert second == ["cd nodes", f"{secret} QAKEAPI_NODE_ID=node-2 uvicorn app:app --port 8002"]
+    reader.shell.env = {"QAKEAPI_REDIS_URL": private_redis.url}  # the reader's Redis, as the page allows
     node_1 = started(reader.shell.run_block(first))
     node_2 = started(reader.shell.run_block(second))
     shown = [block for block in page.blocks if block.language == "console" and block.section == "Run two nodes"]
@@ -239,6 +239,14 @@ def nginx_in_front_of(site: str, upstream: Server, directory: Path) -> Iterator[
             nginx.wait()
 
 
+LIMITS = (
+    "--http qakeapi.core.websockets.uvicorn_protocol:DeadlineH11Protocol"
+    " --ws qakeapi.core.websockets.uvicorn_protocol:AbortableWebSocketProtocol"
+    " --ws-max-size 1048576 --timeout-keep-alive 5"
+)
+"""The limits the page's command turns on (tests/e2e/test_handshake_limits.py checks what they do)."""
+
+
 @pytest.mark.asyncio
 async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> None:
     page = Page.read(HOWTO / "deploy.rst")
@@ -246,7 +254,7 @@ async def test_deploy_behind_nginx_with_tls(reader: Reader, tmp_path: Path) -> N
     (start,) = page.commands("uvicorn")
     assert start == [
         "cd deploy",
-        "uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1",
+        f"uvicorn main:app --host 127.0.0.1 --port 8000 --proxy-headers --forwarded-allow-ips 127.0.0.1 {LIMITS}",
     ]
     app = started(reader.shell.run_block(start))
     assert_shown(page, start, app.output())

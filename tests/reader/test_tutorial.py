@@ -150,11 +150,11 @@ def start_nodes(reader: Reader, redis: RedisServer) -> tuple[Server, Server, lis
     """Step 4's two nodes, started as the page shows, on the reader's own Redis; the step's other blocks."""
     step = "Step 4: two nodes"
     first, second, *rest = blocks(step)
-    reader.shell.env = {"REDIS_URL": redis.url}  # the reader's own Redis, as the page allows
+    reader.shell.env = {"QAKEAPI_REDIS_URL": redis.url}  # the reader's own Redis, as the page allows
     nodes = []
     for block, port in ((first, 8001), (second, 8002)):
         (command,) = block.commands
-        assert command.endswith(f"NODE_ID=node-{port - 8000} uvicorn chat:app --port {port}")
+        assert command.endswith(f"QAKEAPI_NODE_ID=node-{port - 8000} uvicorn chat:app --port {port}")
         (server,) = reader.shell.run_block(block.commands)
         assert isinstance(server, Server)
         assert_server_printed(output_of(block, command), server)

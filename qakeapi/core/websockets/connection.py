@@ -181,6 +181,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
 
         Raises:
             WebSocketClosedError: The connection is closed, or the server reports the peer gone.
+            NotAcceptedError: A ``websocket.send`` before the accept (a ``RuntimeError``).
             RuntimeError: The message does not fit the connection's state.
         """
         state = self.application_state
@@ -199,6 +200,8 @@ class WebSocket(HTTPConnection, Messages, Ending):
             await self._handshake(message)
         elif kind == "websocket.close":
             await self.close(int(message.get("code", CloseCode.NORMAL_CLOSURE)), message.get("reason") or "")
+        elif kind == "websocket.send":
+            raise self._cannot_send(kind)
         else:
             raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
 
@@ -245,6 +248,8 @@ class WebSocket(HTTPConnection, Messages, Ending):
         status: int = 403,
         headers: Iterable[tuple[bytes, bytes]] | None = None,
         body: bytes = b"",
+        *,
+        reason: str = "",
     ) -> bool:
         """Refuse the handshake with an HTTP response, before the upgrade.
 
@@ -255,6 +260,8 @@ class WebSocket(HTTPConnection, Messages, Ending):
             status: The HTTP status, 400 to 599.
             headers: Response headers (for instance ``WWW-Authenticate``).
             body: The response body.
+            reason: The reason of the fallback close (a client of the test client sees it; a
+                server answers that close with a bare 403).
 
         Returns:
             Whether the HTTP response was sent (``False``: the server lacks the extension and
@@ -280,7 +287,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
                 await self._send(start)
                 await self._send({"type": "websocket.http.response.body", "body": body})
                 return True
-            await self._send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
+            await self._send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION), "reason": reason})
         except OSError:
             pass  # the peer is already gone
         return False

@@ -17,7 +17,7 @@ from qakeapi.core.counters import counters, payload_size
 from qakeapi.core.websockets.fanout import fan_out, message_for
 from qakeapi.core.websockets.outbox import Outbox, SendPolicy
 from qakeapi.core.websockets.state import WebSocketState
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import NotAcceptedError, WebSocketClosedError, WebSocketDisconnect
 from qakeapi.types import Message
 
 __all__ = ["Messages"]
@@ -42,6 +42,11 @@ class Messages:
     outbox: Outbox
     application_state: WebSocketState
     client_state: WebSocketState
+
+    @property
+    def path(self) -> str:
+        """The request path (the connection implements it)."""
+        raise NotImplementedError
 
     async def receive_message(self) -> str | bytes:
         """Receive the next data message (the connection implements it)."""
@@ -236,7 +241,10 @@ class Messages:
         """Why a data frame of type ``kind`` was not sent: the connection is not open, or closed while it waited."""
         state = self.application_state
         if state is _CONNECTING:
-            return RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
+            return NotAcceptedError(
+                f"cannot send on WebSocket {self.id} at {self.path}: it was not accepted; write "
+                "'await websocket.accept()' before the first send (WebSocketHandler.handle_connection accepts for you)"
+            )
         if state is _CONNECTED:  # the outbox stopped taking frames while this one waited its turn
             return WebSocketClosedError(f"cannot send on WebSocket {self.id}: it was closed")
         if self.client_state is WebSocketState.DISCONNECTED:
