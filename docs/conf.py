@@ -43,6 +43,7 @@ nitpick_ignore = [
     ("py:class", "qakeapi.core.websockets.hooks._C"),
     ("py:class", "qakeapi.core.websockets.ending._Connection"),  # the self types of mixins' methods
     ("py:class", "qakeapi.core.websockets.refusals._Limited"),
+    ("py:class", "qakeapi.core.logfields._Named"),
     ("py:class", "qakeapi.core.websockets.hooks._M"),
     ("py:class", "qakeapi.core.datastructures._MultiMap"),
     ("py:class", "qakeapi.core.broadcast.redis._T"),

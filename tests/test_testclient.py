@@ -581,6 +581,27 @@ async def test_the_log_handler_lives_as_long_as_the_sessions() -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_log_handler_leaves_when_the_app_ends_even_if_the_test_never_closes() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    app = Application()
+
+    @app.websocket("/bye")
+    async def bye(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(4003, "signed out")
+
+    session = await TestClient(app).websocket_connect("/bye")
+    with pytest.raises(WebSocketDisconnect, match="4003"):
+        await session.receive_json()
+    for _ in range(100):  # the app's task ends a few turns of the loop after its close
+        if root.handlers == before:
+            break
+        await asyncio.sleep(0)
+    assert root.handlers == before  # the session was never closed: the handler left with the app
+
+
+@pytest.mark.asyncio
 async def test_a_failed_startup_hook_is_the_cause_of_the_lifespan_error() -> None:
     app = Application()
 

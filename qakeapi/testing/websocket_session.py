@@ -148,6 +148,7 @@ class WebSocketTestSession(SessionMessages):
         finally:
             if error is not None:
                 self._report.errors.append(error)
+            self._report.release()  # nothing more of the app's to capture, even if the test never closes
             self._from_app.put_nowait(AppFinished(error))
 
     # -- backpressure -------------------------------------------------------------------

@@ -55,34 +55,22 @@ class Messages:
     # -- receiving ----------------------------------------------------------------------
 
     async def receive_text(self) -> str:
-        """Receive a text message.
+        """Receive a text message (:class:`TypeError` if the peer sent a binary one).
 
-        Returns:
-            The text.
-
-        Raises:
-            WebSocketDisconnect: The peer closed the connection.
-            TypeError: The peer sent a binary message.
+        Raises :class:`~qakeapi.exceptions.WebSocketDisconnect` when the peer closed, as every
+        receive does.
         """
         data = await self.receive_message()
-        if not isinstance(data, str):
-            raise TypeError("expected a text message, got a binary one")
-        return data
+        if isinstance(data, str):
+            return data
+        raise TypeError("expected a text message, got a binary one")
 
     async def receive_bytes(self) -> bytes:
-        """Receive a binary message.
-
-        Returns:
-            The bytes.
-
-        Raises:
-            WebSocketDisconnect: The peer closed the connection.
-            TypeError: The peer sent a text message.
-        """
+        """Receive a binary message (:class:`TypeError` if the peer sent a text one)."""
         data = await self.receive_message()
-        if not isinstance(data, bytes):
-            raise TypeError("expected a binary message, got a text one")
-        return data
+        if isinstance(data, bytes):
+            return data
+        raise TypeError("expected a binary message, got a text one")
 
     async def receive_json(self) -> Any:
         """Receive a message and decode it as JSON (text or UTF-8 bytes).
