@@ -21,6 +21,7 @@ from qakeapi import Application, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis import RedisBackend
 from qakeapi.core.cluster.history import (
+    HistoryAppend,
     HistoryEntry,
     HistoryPolicy,
     HistoryRead,
@@ -440,7 +441,9 @@ async def test_the_memory_backend_appends_a_repeated_publication_once() -> None:
     backend = MemoryBackend(uuid.uuid4().hex)
     keys = history_keys("c", "lobby")
     appended = [
-        await backend.append_history("c", keys, '{"q":1', data, epoch="e", size=10, ttl=60, publication=publication)
+        await backend.append_history(
+            HistoryAppend("c", keys, '{"q":1', data, epoch="e", size=10, ttl=60, publication=publication)
+        )
         for data, publication in (("1", ("i", 1)), ("1", ("i", 1)), ("2", ("i", 2)), ("3", None), ("4", None))
     ]
     assert appended == [("e", 1), ("e", 1), ("e", 2), ("e", 3), ("e", 4)]

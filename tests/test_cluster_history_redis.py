@@ -13,7 +13,7 @@ import pytest_asyncio
 from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
 from qakeapi.core.cluster.envelope import Kind, decode_envelope
-from qakeapi.core.cluster.history import HistoryPolicy, Position, history_keys
+from qakeapi.core.cluster.history import HistoryAppend, HistoryPolicy, Position, history_keys
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
 from tests.redis_server import RedisClusterServers, RedisServer, sync_client, wait_until
@@ -47,11 +47,12 @@ async def test_appends_are_numbered_kept_trimmed_and_published_on_the_channel(
 ) -> None:
     keys = history_keys(CHANNEL, "lobby")
     results = [
-        await backend.append_history(CHANNEL, keys, HEADER, f'{{"n":{n}}}', epoch="e1", size=3, ttl=60)
+        await backend.append_history(HistoryAppend(CHANNEL, keys, HEADER, f'{{"n":{n}}}', epoch="e1", size=3, ttl=60))
         for n in range(1, 6)
     ]
     assert results == [("e1", n) for n in range(1, 6)]
-    assert (await backend.append_history(CHANNEL, keys, HEADER, "0", epoch="other", size=3, ttl=60))[0] == "e1"
+    other_epoch = HistoryAppend(CHANNEL, keys, HEADER, "0", epoch="other", size=3, ttl=60)
+    assert (await backend.append_history(other_epoch))[0] == "e1"
     history = await backend.read_history(keys, 3, 100)
     assert (history.epoch, history.top, history.first) == ("e1", 6, 4)  # exactly 3 kept
     assert [(e.offset, e.data) for e in history.entries] == [(4, '{"n":4}'), (5, '{"n":5}'), (6, "0")]
@@ -75,9 +76,11 @@ async def test_gap_markers_sit_between_offsets_and_end_recoveries_across_them(ba
     await backend.mark_history_gap(keys, size=10, ttl=60)  # no history yet: nothing to mark
     assert (await backend.read_history(keys, 0, 10)).epoch is None
     for n in (1, 2):
-        await backend.append_history(CHANNEL, keys, HEADER, str(n), epoch="e", size=10, ttl=60)
+        await backend.append_history(HistoryAppend(CHANNEL, keys, HEADER, str(n), epoch="e", size=10, ttl=60))
     await backend.mark_history_gap(keys, size=10, ttl=60)  # after 2
-    await backend.append_history(CHANNEL, keys, HEADER, "3", epoch="e", size=10, ttl=60, gap=True)  # another before 3
+    await backend.append_history(
+        HistoryAppend(CHANNEL, keys, HEADER, "3", epoch="e", size=10, ttl=60, gap=True)
+    )  # another before 3
     since_1 = await backend.read_history(keys, 1, 10)
     assert [(e.offset, e.data) for e in since_1.entries] == [(2, "2"), (2, None), (2, None), (3, "3")]
     assert since_1.recovery_from(Position("e", 1))[0] is False
@@ -89,9 +92,9 @@ async def test_gap_markers_sit_between_offsets_and_end_recoveries_across_them(ba
 @pytest.mark.asyncio
 async def test_a_marker_trimmed_to_the_front_does_not_count_as_its_publication(backend: RedisStreamBackend) -> None:
     keys = history_keys(CHANNEL, "r")
-    await backend.append_history(CHANNEL, keys, HEADER, "1", epoch="e", size=2, ttl=60)
+    await backend.append_history(HistoryAppend(CHANNEL, keys, HEADER, "1", epoch="e", size=2, ttl=60))
     await backend.append_history(
-        CHANNEL, keys, HEADER, "2", epoch="e", size=2, ttl=60, gap=True
+        HistoryAppend(CHANNEL, keys, HEADER, "2", epoch="e", size=2, ttl=60, gap=True)
     )  # [1, gap, 2] -> [gap, 2]
     history = await backend.read_history(keys, 1, 10)
     assert history.first == 2  # the marker after 1 is kept, 1 itself is not
@@ -105,7 +108,7 @@ async def test_history_calls_fail_with_a_broadcast_error_while_redis_is_down(
     server.stop()
     keys = history_keys(CHANNEL, "lobby")
     with pytest.raises(BroadcastError, match="cannot append to the history") as raised:
-        await backend.append_history(CHANNEL, keys, HEADER, "1", epoch="e", size=3, ttl=60)
+        await backend.append_history(HistoryAppend(CHANNEL, keys, HEADER, "1", epoch="e", size=3, ttl=60))
     assert "history-pw" not in str(raised.value)
     with pytest.raises(BroadcastError, match="cannot read the history"):
         await backend.read_history(keys, 0, 3)
@@ -220,9 +223,15 @@ async def test_a_retry_whose_first_try_ran_is_not_numbered_twice(
 
     monkeypatch.setattr(redis_stream, "with_one_retry", reply_lost_then_retried)
     keys = history_keys(CHANNEL, "lobby")
-    first = await backend.append_history(CHANNEL, keys, HEADER, "1", epoch="e", size=10, ttl=60, publication=("i", 1))
-    second = await backend.append_history(CHANNEL, keys, HEADER, "2", epoch="e", size=10, ttl=60, publication=("i", 2))
-    other = await backend.append_history(CHANNEL, keys, HEADER, "3", epoch="e", size=10, ttl=60, publication=("j", 1))
+    first = await backend.append_history(
+        HistoryAppend(CHANNEL, keys, HEADER, "1", epoch="e", size=10, ttl=60, publication=("i", 1))
+    )
+    second = await backend.append_history(
+        HistoryAppend(CHANNEL, keys, HEADER, "2", epoch="e", size=10, ttl=60, publication=("i", 2))
+    )
+    other = await backend.append_history(
+        HistoryAppend(CHANNEL, keys, HEADER, "3", epoch="e", size=10, ttl=60, publication=("j", 1))
+    )
     assert (first, second, other) == (("e", 1), ("e", 2), ("e", 3))
     history = await backend.read_history(keys, 0, 100)
     assert [(e.offset, e.data) for e in history.entries] == [(1, "1"), (2, "2"), (3, "3")]

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from qakeapi.core.codec import encode_json
 from qakeapi.core.counters import TIMING_SCOPE_KEY, counters
 from qakeapi.core.datastructures import State
+from qakeapi.core.denials import deny_missing_route, deny_origin, fail
+from qakeapi.core.lifespan import Lifespan, LifespanHook
 from qakeapi.core.logfields import ROUTE_SCOPE_KEY, bind, unbind
 from qakeapi.core.middleware import Middleware
-from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginDecision, OriginPolicy, OriginReason
+from qakeapi.core.origins import DEFAULT_ORIGIN_POLICY, OriginPolicy
 from qakeapi.core.requests import DEFAULT_MAX_BODY_SIZE, Request
 from qakeapi.core.responses import JSONResponse, PlainTextResponse, Response
 from qakeapi.core.routing import Endpoint, Route, Router
-from qakeapi.core.websockets.connection import WebSocket, WebSocketState
+from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.exceptions import HTTPException, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.types import ASGIApp, Receive, Scope, Send
@@ -27,15 +26,8 @@ __all__ = ["Application", "LifespanHook", "to_response"]
 
 logger = logging.getLogger("qakeapi.application")
 
-LifespanHook = Callable[[], Awaitable[Any] | Any]
-"""The type of startup and shutdown hooks (plain or ``async`` functions without arguments)."""
-
 _E = TypeVar("_E", bound=Endpoint)
 _H = TypeVar("_H", bound=LifespanHook)
-
-_MAX_REASON = 123  # bytes of UTF-8 in a close reason
-_JSON = [(b"content-type", b"application/json")]
-_DENIAL = "websocket.http.response"  # the ASGI extension that lets a refusal carry a status and a body
 
 
 def to_response(result: Any) -> Response:
@@ -96,6 +88,7 @@ class Application:
 
     Attributes:
         origin_policy: The origin policy in force (``None``: no check).
+        lifespan: The startup and shutdown hooks (:meth:`on_startup`, :meth:`on_shutdown`).
     """
 
     def __init__(
@@ -115,8 +108,7 @@ class Application:
                 raise TypeError(f"middleware items must be Middleware(cls, **options), not {item!r}")
         self._stack: ASGIApp | None = None
         self._started = False
-        self._startup: list[LifespanHook] = []
-        self._shutdown: list[LifespanHook] = []
+        self.lifespan = Lifespan()
         self._timed = False  # hooks of this application's connections are timed (metrics exposed)
 
     # -- middleware ---------------------------------------------------------------------
@@ -211,12 +203,12 @@ class Application:
 
     def on_startup(self, hook: _H) -> _H:
         """Register a hook to run when the server starts (ASGI lifespan)."""
-        self._startup.append(hook)
+        self.lifespan.startup.append(hook)
         return hook
 
     def on_shutdown(self, hook: _H) -> _H:
         """Register a hook to run when the server stops (ASGI lifespan)."""
-        self._shutdown.append(hook)
+        self.lifespan.shutdown.append(hook)
         return hook
 
     # -- observability ------------------------------------------------------------------
@@ -293,14 +285,14 @@ class Application:
             websocket = WebSocket(scope, receive, send)
             match = self.router.match("websocket", scope["path"])
             if match.route is None:
-                await self._no_websocket_route(websocket)
+                await deny_missing_route(websocket, (route.path for route in self.router.routes if route.websocket))
                 return
             scope["path_params"] = match.params
             policy = self.origin_policy
             if policy is not None:
                 decision = policy.check(scope)
                 if not decision.allowed:
-                    await self._refuse_origin(websocket, decision)
+                    await deny_origin(websocket, decision)
                     return
             route = scope[ROUTE_SCOPE_KEY] = match.route.path  # the template: a bounded metrics label
             if self._timed:
@@ -314,7 +306,7 @@ class Application:
                     logger.debug("WebSocket %s at %s: peer disconnected (%s)", websocket.id, scope["path"], exc.code)
                 except Exception as exc:
                     _add_context(exc, f"while handling WebSocket {websocket.id} at {scope['path']}")
-                    await _fail(websocket)
+                    await fail(websocket)
                     raise
                 await websocket.close()
             finally:
@@ -324,39 +316,9 @@ class Application:
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await self.lifespan(receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
-
-    async def _refuse_origin(self, websocket: WebSocket, decision: OriginDecision) -> None:
-        counters.count(counters.origin_refusals, decision.reason.value)
-        advice = decision.reason.advice
-        logger.warning(
-            "WebSocket %s at %s from %s: origin %r refused (%s); answering 403%s",
-            websocket.id,
-            websocket.path,
-            websocket.client,
-            decision.origin,
-            decision.reason.value,
-            f" ({advice})" if advice else "",
-        )
-        detail = "host not allowed" if decision.reason is OriginReason.HOST_NOT_ALLOWED else "origin not allowed"
-        await websocket.deny(403, _JSON, encode_json({"detail": detail}).encode(), reason=detail)
-
-    async def _no_websocket_route(self, websocket: WebSocket) -> None:
-        path = websocket.path
-        paths = [route.path for route in self.router.routes if route.websocket]
-        logger.warning(
-            "WebSocket %s: no WebSocket route for %r; answering 404 (WebSocket routes: %s)",
-            websocket.id,
-            path,
-            ", ".join(paths) or "none",
-        )
-        detail = f"no WebSocket route for {path}"
-        reason = detail
-        if len(reason.encode()) > _MAX_REASON:
-            reason = reason.encode()[: _MAX_REASON - 3].decode(errors="ignore") + "..."
-        await websocket.deny(404, _JSON, encode_json({"detail": detail}).encode(), reason=reason)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -380,47 +342,3 @@ class Application:
             await JSONResponse({"detail": "Internal Server Error"}, 500)(scope, receive, send)
             raise
         await response(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    for hook in self._startup:
-                        await _run_hook(hook)
-                except Exception as exc:
-                    logger.exception("startup hook failed")
-                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                failed = False
-                for hook in self._shutdown:
-                    try:
-                        await _run_hook(hook)
-                    except Exception:
-                        failed = True
-                        logger.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
-                kind = "lifespan.shutdown.failed" if failed else "lifespan.shutdown.complete"
-                await send({"type": kind, "message": "a shutdown hook failed"} if failed else {"type": kind})
-                return
-
-
-async def _fail(websocket: WebSocket) -> None:
-    """Tell the client that the application failed: HTTP 500 before the accept, close 1011 after it.
-
-    Before the accept, a server without the ``websocket.http.response`` extension answers the
-    exception that follows with its own 500, so nothing is sent here.
-    """
-    if websocket.application_state is WebSocketState.CONNECTING:
-        if _DENIAL in (websocket.scope.get("extensions") or {}):
-            with contextlib.suppress(RuntimeError):  # the failure left a state that cannot be denied
-                await websocket.deny(500, _JSON, b'{"detail":"Internal Server Error"}')
-        return
-    await websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
-
-
-async def _run_hook(hook: LifespanHook) -> None:
-    result = hook()
-    if inspect.isawaitable(result):
-        await result

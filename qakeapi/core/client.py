@@ -19,7 +19,7 @@ from qakeapi.core.requests import Request
 from qakeapi.core.responses import Response
 
 if TYPE_CHECKING:
-    from qakeapi.core.application import Application
+    from qakeapi.core.routing import Routes
 
 __all__ = ["CACHE_CONTROL", "CLIENT_VERSION", "ClientAsset", "client_asset", "serve_client"]
 
@@ -87,11 +87,11 @@ def client_asset(name: str = "qakeapi.js") -> ClientAsset:
     return ClientAsset(name, content, _MEDIA_TYPES[suffix])
 
 
-def serve_client(application: Application, prefix: str = "/qakeapi") -> str:
+def serve_client(application: Routes, prefix: str = "/qakeapi") -> str:
     """Add ``GET`` routes for ``qakeapi.js`` and ``qakeapi.d.ts`` under ``prefix``.
 
     Args:
-        application: The application.
+        application: The application (or anything that takes routes and lifespan hooks).
         prefix: Where the files go (no trailing slash).
 
     Returns:

@@ -27,7 +27,7 @@ from qakeapi.exceptions import WebSocketDisconnect
 from qakeapi.status import CloseCode
 
 if TYPE_CHECKING:
-    from qakeapi.core.application import Application
+    from qakeapi.core.routing import Routes
     from qakeapi.core.websockets.connection import WebSocket
 
 __all__ = ["DEFAULT_DASHBOARD_PATH", "MIN_TOKEN_LENGTH", "dashboard_state", "expose_dashboard"]
@@ -81,7 +81,7 @@ def dashboard_state(node: str | None = None) -> dict[str, Any]:
 
 
 def expose_dashboard(
-    app: Application,
+    app: Routes,
     path: str = DEFAULT_DASHBOARD_PATH,
     *,
     token: str,
@@ -91,7 +91,7 @@ def expose_dashboard(
     """Serve the dashboard page at ``GET path`` and its WebSocket at ``path + "/ws"``.
 
     Args:
-        app: The application.
+        app: The application (or anything that takes routes and lifespan hooks).
         path: Where the page is.
         token: What a client must send first to be shown anything (at least 16 characters).
         node: This node's label (``None``: the cluster node's id, else the host name).

@@ -33,7 +33,7 @@ from qakeapi.core.worker_metrics import METRICS_DIR_VARIABLE, WorkerMetrics
 from qakeapi.exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
-    from qakeapi.core.application import Application
+    from qakeapi.core.routing import Routes
 
 __all__ = ["DEFAULT_METRICS_PATH", "MetricsCollector", "expose_metrics", "prometheus_client"]
 
@@ -94,7 +94,7 @@ def _to_prometheus(core: Any, family: Family) -> Any:
 
 
 def expose_metrics(
-    app: Application,
+    app: Routes,
     path: str = DEFAULT_METRICS_PATH,
     *,
     node: str | None = None,
@@ -108,7 +108,7 @@ def expose_metrics(
     application's connections.
 
     Args:
-        app: The application.
+        app: The application (or anything that takes routes and lifespan hooks).
         path: The path of the endpoint.
         node: The ``node`` label (``None``: :func:`~qakeapi.core.counters.default_node`).
         registry: Other metrics to serve first (``None``: prometheus-client's default

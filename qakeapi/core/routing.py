@@ -6,11 +6,16 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Match", "Route", "Router", "compile_path"]
+from qakeapi.core.lifespan import LifespanHook
+
+__all__ = ["Match", "Route", "Router", "Routes", "compile_path"]
 
 Endpoint = Callable[..., Awaitable[Any]]
+
+_E = TypeVar("_E", bound=Endpoint)
+_H = TypeVar("_H", bound=LifespanHook)
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|path))?}")
 _CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -178,3 +183,29 @@ def _is_async(endpoint: Callable[..., Any]) -> bool:
 
 def _name(endpoint: Callable[..., Any]) -> str:
     return str(getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__)
+
+
+class Routes(Protocol):
+    """What an add-on that serves its own endpoints needs of an application.
+
+    :class:`~qakeapi.core.application.Application` is one. The browser client
+    (:mod:`qakeapi.core.client`), the metrics (:mod:`qakeapi.core.metrics`) and the dashboard
+    (:mod:`qakeapi.core.dashboard`) take this rather than the application, so that they do not
+    depend on it.
+    """
+
+    def get(self, path: str) -> Callable[[_E], _E]:
+        """Register an HTTP ``GET`` endpoint for ``path``."""
+        ...
+
+    def websocket(self, path: str) -> Callable[[_E], _E]:
+        """Register a WebSocket endpoint for ``path``."""
+        ...
+
+    def on_startup(self, hook: _H) -> _H:
+        """Register a hook to run when the server starts."""
+        ...
+
+    def on_shutdown(self, hook: _H) -> _H:
+        """Register a hook to run when the server stops."""
+        ...

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qakeapi.core.cluster.history import HistoryRead
+from qakeapi.core.cluster.history import HistoryAppend, HistoryRead
 from qakeapi.exceptions import BroadcastError
 
 __all__ = ["DEFAULT_MAX_QUEUE", "BroadcastBackend", "Event"]
@@ -101,36 +101,11 @@ class BroadcastBackend(abc.ABC):
     supports_history: ClassVar[bool] = False
     """Whether this backend numbers and keeps room histories (the methods below)."""
 
-    async def append_history(
-        self,
-        channel: str,
-        keys: tuple[str, str],
-        header: str,
-        data: str,
-        *,
-        epoch: str,
-        size: int,
-        ttl: float,
-        gap: bool = False,
-        publication: tuple[str, int] | None = None,
-    ) -> tuple[str, int]:
-        """Number a publication, append it to a room's history and publish it on ``channel``, atomically.
-
-        What is published is ``header`` (a JSON object without its closing brace) completed with
-        ``,"o":<offset>,"e":"<epoch>"}``, a newline, then ``data``.
+    async def append_history(self, append: HistoryAppend) -> tuple[str, int]:
+        """Number a publication, append it to a room's history and publish it on its channel, atomically.
 
         Args:
-            channel: The cluster channel.
-            keys: The history's keys (:func:`~qakeapi.core.cluster.history.history_keys`).
-            header: The envelope header, open.
-            data: The publication's data, JSON text.
-            epoch: The epoch to give the history if it has none.
-            size: How many entries the history keeps.
-            ttl: Seconds the history lives after this append.
-            gap: Record first that publications the backend could not number happened.
-            publication: ``(publisher, number)``, unique per publication: an append that repeats
-                the publisher's last one (a retry after a reply was lost) is not appended again,
-                and answers the offset the first one got. Publishing is idempotent that way.
+            append: The publication, its room's history and how to keep it.
 
         Returns:
             The history's epoch and the publication's offset.

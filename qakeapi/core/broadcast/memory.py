@@ -7,7 +7,7 @@ from collections import deque
 from typing import ClassVar
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
-from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
+from qakeapi.core.cluster.history import HistoryAppend, HistoryEntry, HistoryRead
 
 __all__ = ["MemoryBackend"]
 
@@ -100,33 +100,22 @@ class MemoryBackend(BroadcastBackend):
             return None
         return history
 
-    async def append_history(
-        self,
-        channel: str,
-        keys: tuple[str, str],
-        header: str,
-        data: str,
-        *,
-        epoch: str,
-        size: int,
-        ttl: float,
-        gap: bool = False,
-        publication: tuple[str, int] | None = None,
-    ) -> tuple[str, int]:
+    async def append_history(self, append: HistoryAppend) -> tuple[str, int]:
         """Number, keep and publish a publication (see the base class)."""
-        history = self._history(keys) or _History(epoch)
+        keys, publication = append.keys, append.publication
+        history = self._history(keys) or _History(append.epoch)
         if publication is not None:
             number, offset = history.last.get(publication[0], (-1, 0))
             if number == publication[1]:  # a retry of the last one: already appended
                 return history.epoch, offset
         offset = history.top + 1
         # Publish first: if it raises, nothing changed.
-        await self.publish(channel, f'{header},"o":{offset},"e":"{history.epoch}"}}\n{data}')
+        await self.publish(append.channel, f'{append.header},"o":{offset},"e":"{history.epoch}"}}\n{append.data}')
         _histories[(self.name, keys[0])] = history
-        if gap:
-            history.add(HistoryEntry(history.top, None), size, ttl)
+        if append.gap:
+            history.add(HistoryEntry(history.top, None), append.size, append.ttl)
         history.top = offset
-        history.add(HistoryEntry(offset, data), size, ttl)
+        history.add(HistoryEntry(offset, append.data), append.size, append.ttl)
         if publication is not None:
             history.last[publication[0]] = (publication[1], offset)
         return history.epoch, offset

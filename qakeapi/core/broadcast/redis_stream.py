@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from qakeapi.core.backoff import Backoff
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.broadcast.redis import redact_url, redis_errors, with_one_retry
-from qakeapi.core.cluster.history import HistoryEntry, HistoryRead
+from qakeapi.core.cluster.history import HistoryAppend, HistoryEntry, HistoryRead
 from qakeapi.core.tasks import stop_tasks
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 
@@ -364,24 +364,13 @@ class RedisStreamBackend(BroadcastBackend):
             script = self._scripts[source] = self._writer.register_script(source)
         return await with_one_retry(lambda: script(keys=keys, args=args), what, self.safe_url)
 
-    async def append_history(
-        self,
-        channel: str,
-        keys: tuple[str, str],
-        header: str,
-        data: str,
-        *,
-        epoch: str,
-        size: int,
-        ttl: float,
-        gap: bool = False,
-        publication: tuple[str, int] | None = None,
-    ) -> tuple[str, int]:
+    async def append_history(self, append: HistoryAppend) -> tuple[str, int]:
         """Number, keep and publish a publication in one script (see the base class)."""
-        publisher, number = publication if publication is not None else ("", 0)
-        args = [header, data, epoch, size, max(1, int(ttl * 1000)), self.max_len, self.ttl or "", "1" if gap else "0"]
+        a = append
+        publisher, number = a.publication if a.publication is not None else ("", 0)
+        args = [a.header, a.data, a.epoch, a.size, max(1, int(a.ttl * 1000)), self.max_len, self.ttl or "", int(a.gap)]
         args += [publisher, number]  # the meta hash keeps each publisher's last one: a retry is not appended twice
-        result = await self._script(_APPEND, [channel, *keys], args, f"append to the history {keys[0]!r}")
+        result = await self._script(_APPEND, [a.channel, *a.keys], args, f"append to the history {a.keys[0]!r}")
         return _text(result[0]), int(result[1])
 
     async def mark_history_gap(self, keys: tuple[str, str], *, size: int, ttl: float) -> None:

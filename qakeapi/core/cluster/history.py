@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_HISTORY_SIZE",
     "DEFAULT_HISTORY_TTL",
+    "HistoryAppend",
     "HistoryEntry",
     "HistoryPolicy",
     "HistoryRead",
@@ -155,6 +156,38 @@ class HistoryEntry:
 
     offset: int
     data: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryAppend:
+    """One publication for a backend to number, keep in a room's history and publish, atomically.
+
+    What is published is ``header`` (a JSON object without its closing brace) completed with
+    ``,"o":<offset>,"e":"<epoch>"}``, a newline, then ``data``.
+
+    Attributes:
+        channel: The cluster channel.
+        keys: The history's keys (:func:`history_keys`).
+        header: The envelope header, open.
+        data: The publication's data, JSON text.
+        epoch: The epoch to give the history if it has none.
+        size: How many entries the history keeps.
+        ttl: Seconds the history lives after this append.
+        gap: Record first that publications the backend could not number happened.
+        publication: ``(publisher, number)``, unique per publication: an append that repeats the
+            publisher's last one (a retry after a reply was lost) is not appended again, and
+            answers the offset the first one got. Publishing is idempotent that way.
+    """
+
+    channel: str
+    keys: tuple[str, str]
+    header: str
+    data: str
+    epoch: str
+    size: int
+    ttl: float
+    gap: bool = False
+    publication: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

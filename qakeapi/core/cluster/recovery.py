@@ -21,7 +21,15 @@ from typing import Any
 from qakeapi.core.broadcast.base import BroadcastBackend
 from qakeapi.core.cluster.directory import Directory
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_header
-from qakeapi.core.cluster.history import HistoryPolicy, Position, Recovery, history_keys, new_epoch, publication_frame
+from qakeapi.core.cluster.history import (
+    HistoryAppend,
+    HistoryPolicy,
+    Position,
+    Recovery,
+    history_keys,
+    new_epoch,
+    publication_frame,
+)
 from qakeapi.core.cluster.outbox import PublishBuffer
 from qakeapi.core.cluster.peers import Peers
 from qakeapi.core.cluster.publisher import Publisher
@@ -101,14 +109,16 @@ class HistoryRooms:
         members = 0 if local is None else len(local.members) - (exclude in local.members)
         try:
             await self.backend.append_history(
-                self.channel,
-                history_keys(self.channel, room),
-                self._open(header, data),  # the backend closes it with the offset and the epoch
-                data,
-                epoch=new_epoch(),
-                size=self.policy.size,
-                ttl=self.policy.ttl,
-                publication=(self.instance_id, next(self._numbers)),
+                HistoryAppend(
+                    self.channel,
+                    history_keys(self.channel, room),
+                    self._open(header, data),  # the backend closes it with the offset and the epoch
+                    data,
+                    epoch=new_epoch(),
+                    size=self.policy.size,
+                    ttl=self.policy.ttl,
+                    publication=(self.instance_id, next(self._numbers)),
+                )
             )
         except BroadcastError as exc:
             return self._publish_unnumbered(room, data, exclude, exc)
