@@ -13,15 +13,9 @@ import pytest
 
 from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
 from qakeapi.core.datastructures import Headers, QueryParams
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security.carriers import K8S_SUBPROTOCOL_PREFIX, extract_token, is_token_carrier
 from qakeapi.security.sessions import AuthCloseCode, AuthSessions
-from qakeapi.security.websocket_auth import (
-    K8S_SUBPROTOCOL_PREFIX,
-    AuthConfig,
-    JWTAuthenticator,
-    WebSocketAuthMiddleware,
-    extract_token,
-    is_token_carrier,
-)
 from qakeapi.testing import TestClient, WebSocketTestSession
 
 KEY = "k" * 32

@@ -17,8 +17,8 @@ from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandle
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_envelope
 from qakeapi.core.clustering import ClusteredManager
 from qakeapi.exceptions import ClusterUnavailableError
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.security.sessions import AuthCloseCode
-from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.testing import TestClient, WebSocketTestSession
 from tests.redis_server import wait_until
 from tests.test_clustering import FAST, CuttableBackend

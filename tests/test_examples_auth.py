@@ -15,7 +15,7 @@ import pytest_asyncio
 from examples_app import settings
 from examples_app.auth_app import app, authenticator
 from qakeapi import AuthenticationError, WebSocketDisconnect
-from qakeapi.security.websocket_auth import AuthConfig, InsecureKeyWarning, JWTAuthenticator
+from qakeapi.security import AuthConfig, InsecureKeyWarning, JWTAuthenticator
 from qakeapi.testing import TestClient, WebSocketTestSession
 
 AUTH_REQUIRED = {"type": "auth_required", "message": "Please authenticate"}

@@ -14,7 +14,8 @@ from qakeapi.core.datastructures import Headers, QueryParams
 from qakeapi.core.origins import Origin, OriginPolicy
 from qakeapi.core.redaction import REDACTED, redact
 from qakeapi.exceptions import AuthenticationError
-from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, extract_token
+from qakeapi.security import AuthConfig, JWTAuthenticator
+from qakeapi.security.carriers import extract_token
 
 AUTH = JWTAuthenticator(AuthConfig(secret_key="k" * 32))
 B64URL = string.ascii_letters + string.digits + "-_"

@@ -17,7 +17,7 @@ from qakeapi.core.redaction import (
     install_log_redaction,
     redact,
 )
-from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 
 TOKEN = jwt.encode({"sub": "alice", "exp": 4102444800}, "k" * 32, algorithm="HS256")
 SIGNATURE = TOKEN.rsplit(".", 1)[1]

@@ -21,7 +21,7 @@ from qakeapi import (
 from qakeapi.core.counters import MESSAGE_SAMPLE
 from qakeapi.core.metrics import expose_metrics
 from qakeapi.core.rooms import Rooms
-from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.testing import TestClient
 from tests.redis_server import wait_until
 

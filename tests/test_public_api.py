@@ -118,3 +118,42 @@ def test_the_old_fanout_path_works_for_one_release_with_a_warning() -> None:
         assert old.deliver is fanout.deliver
     with pytest.raises(AttributeError):
         old.broadcast  # noqa: B018 - removed: it had no caller
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("AuthConfig", "qakeapi.security.tokens"),
+        ("InsecureKeyWarning", "qakeapi.security.tokens"),
+        ("AuthCloseCode", "qakeapi.security.sessions"),
+        ("K8S_SUBPROTOCOL_PREFIX", "qakeapi.security.carriers"),
+    ],
+)
+def test_names_websocket_auth_handed_on_work_for_one_release_with_a_warning(name: str, home: str) -> None:
+    import importlib
+
+    from qakeapi.security import websocket_auth
+
+    with pytest.warns(DeprecationWarning, match=f"websocket_auth.{name} moved to {home}.{name}"):
+        assert getattr(websocket_auth, name) is getattr(importlib.import_module(home), name)
+
+
+def test_the_guides_auth_imports_stay_without_a_warning() -> None:
+    import warnings
+
+    import qakeapi.security
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
+    assert JWTAuthenticator is qakeapi.security.JWTAuthenticator
+    assert WebSocketAuthMiddleware is qakeapi.security.WebSocketAuthMiddleware
+
+
+def test_the_publish_buffers_old_name_works_for_one_release_with_a_warning() -> None:
+    from qakeapi.core.cluster import outbox
+
+    with pytest.warns(DeprecationWarning, match="outbox.Outbox moved to qakeapi.core.cluster.outbox.PublishBuffer"):
+        assert outbox.Outbox is outbox.PublishBuffer
+    with pytest.raises(AttributeError):
+        outbox.Nothing  # noqa: B018

@@ -16,13 +16,8 @@ from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandle
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.datastructures import Headers, QueryParams
 from qakeapi.exceptions import AuthLinkError
-from qakeapi.security.websocket_auth import (
-    BEARER_SUBPROTOCOL,
-    AuthConfig,
-    JWTAuthenticator,
-    WebSocketAuthMiddleware,
-    extract_token,
-)
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security.carriers import BEARER_SUBPROTOCOL, extract_token
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient, WebSocketTestSession
 

@@ -1,12 +1,16 @@
-"""Read-only, case-insensitive headers and query parameters built from an ASGI scope."""
+"""Read-only, case-insensitive headers and query parameters built from an ASGI scope, the
+application's ``state``, and the one way to take an item out of an index of sets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-__all__ = ["Headers", "QueryParams", "State"]
+__all__ = ["Headers", "QueryParams", "State", "discard_from"]
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 _SECRET_NAMES = frozenset({"authorization", "cookie", "set-cookie", "sec-websocket-protocol", "token"})
@@ -103,3 +107,15 @@ class State:
 
     def __repr__(self) -> str:
         return f"State({vars(self)!r})"
+
+
+def discard_from(index: MutableMapping[_K, set[_V]], key: _K, item: _V) -> None:
+    """Take ``item`` out of the set ``index[key]``, and the key out of ``index`` once its set is empty.
+
+    Nothing happens when ``key`` or ``item`` is not there.
+    """
+    items = index.get(key)
+    if items is not None:
+        items.discard(item)
+        if not items:
+            del index[key]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from qakeapi.core.datastructures import discard_from
+
 __all__ = ["Member", "Presence", "PresenceDiff", "PresenceReason"]
 
 
@@ -135,11 +137,7 @@ class Presence:
         member = members.pop(connection_id)
         if not members:
             del self._rooms[room]
-        owned = self._instances.get(member.instance_id)
-        if owned is not None:
-            owned.discard((room, connection_id))
-            if not owned:
-                del self._instances[member.instance_id]
+        discard_from(self._instances, member.instance_id, (room, connection_id))
         return PresenceDiff(room, (), (member,), reason)
 
     def drop_instance(self, instance_id: str, reason: PresenceReason) -> list[PresenceDiff]:

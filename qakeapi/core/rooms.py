@@ -19,6 +19,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from qakeapi.core.counters import counters
+from qakeapi.core.datastructures import discard_from
 from qakeapi.core.websockets.connection import WebSocket
 from qakeapi.core.websockets.fanout import as_frame, deliver, deliver_in_order, recipients
 from qakeapi.exceptions import RoomLimitError, UnlinkedRoomsError
@@ -281,11 +282,7 @@ class Rooms:
         if room is None or websocket not in room.members:
             return None
         room.members.discard(websocket)
-        names = self._memberships.get(websocket)
-        if names is not None:
-            names.discard(name)
-            if not names:
-                del self._memberships[websocket]
+        discard_from(self._memberships, websocket, name)
         if not room.members:
             del self._rooms[name]
         if self.relay is not None:

@@ -68,7 +68,12 @@ class Family:
         self.samples.append((tuple(sorted(labels.items())), value))
 
 
-def _keyed(family: Family, table: Mapping[Any, int], names: tuple[str, ...], node: str) -> Family:
+_Kind = Literal["counter", "gauge"]
+
+
+def _keyed(node: str, name: str, help_: str, table: Mapping[Any, int], *names: str, kind: _Kind = "counter") -> Family:
+    """The family ``name``, one sample per key of ``table``, labelled ``names`` (and ``node``)."""
+    family = Family(name, kind, help_)
     for key, value in sorted(table.items(), key=lambda item: str(item[0])):
         parts = key if isinstance(key, tuple) else (key,)
         family.add(value, node=node, **{name: str(part) for name, part in zip(names, parts, strict=True)})
@@ -76,25 +81,14 @@ def _keyed(family: Family, table: Mapping[Any, int], names: tuple[str, ...], nod
 
 
 def _connections(node: str, c: Counters) -> list[Family]:
+    now, opened = (
+        "WebSocket connections open now, by route template.",
+        "WebSocket connections that reached their endpoint.",
+    )
     return [
-        _keyed(
-            Family("qakeapi_connections", "gauge", "WebSocket connections open now, by route template."),
-            c.open_connections(),
-            ("route",),
-            node,
-        ),
-        _keyed(
-            Family("qakeapi_connections_opened", "counter", "WebSocket connections that reached their endpoint."),
-            c.opened,
-            ("route",),
-            node,
-        ),
-        _keyed(
-            Family("qakeapi_connections_closed", "counter", "WebSocket connections that ended, by close code."),
-            c.closed,
-            ("route", "code"),
-            node,
-        ),
+        _keyed(node, "qakeapi_connections", now, c.open_connections(), "route", kind="gauge"),
+        _keyed(node, "qakeapi_connections_opened", opened, c.opened, "route"),
+        _keyed(node, "qakeapi_connections_closed", "Connections that ended, by close code.", c.closed, "route", "code"),
     ]
 
 
@@ -139,23 +133,10 @@ def _refusals(node: str, c: Counters) -> list[Family]:
     revocations = Family("qakeapi_revocations", "counter", "Connections closed because their user was revoked.")
     revocations.add(c.revocations, node=node)
     return [
+        _keyed(node, "qakeapi_limit_refusals", "Refusals by a limit: rate, size, per-IP cap ...", limits, "kind"),
+        _keyed(node, "qakeapi_auth_failures", "Authentication failures, by reason.", c.auth_failures, "reason"),
         _keyed(
-            Family("qakeapi_limit_refusals", "counter", "Refusals by a limit: rate, size, per-IP cap, penalty ..."),
-            limits,
-            ("kind",),
-            node,
-        ),
-        _keyed(
-            Family("qakeapi_auth_failures", "counter", "Authentication failures, by reason."),
-            c.auth_failures,
-            ("reason",),
-            node,
-        ),
-        _keyed(
-            Family("qakeapi_origin_refusals", "counter", "Handshakes refused by the origin policy, by reason."),
-            c.origin_refusals,
-            ("reason",),
-            node,
+            node, "qakeapi_origin_refusals", "Handshakes refused by origin, by reason.", c.origin_refusals, "reason"
         ),
         revocations,
     ]
@@ -167,12 +148,7 @@ def _hooks(node: str, c: Counters) -> list[Family]:
         durations.add(buckets, node=node, kind=kind, hook=hook)
     return [
         durations,
-        _keyed(
-            Family("qakeapi_hook_errors", "counter", "WebSocket hooks that raised, by hook."),
-            c.hook_errors,
-            ("hook",),
-            node,
-        ),
+        _keyed(node, "qakeapi_hook_errors", "WebSocket hooks that raised, by hook.", c.hook_errors, "hook"),
     ]
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from qakeapi.core.counters import counters
+from qakeapi.core.datastructures import discard_from
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.exceptions import WebSocketClosedError
 
@@ -196,12 +197,7 @@ class AuthSessions:
             return
         if session.timer is not None:
             session.timer.cancel()
-        user = websocket.user_id
-        peers = self._by_user.get(user or "")
-        if peers is not None:
-            peers.discard(websocket)
-            if not peers:
-                del self._by_user[user or ""]
+        discard_from(self._by_user, websocket.user_id or "", websocket)
 
     def __len__(self) -> int:
         return len(self._sessions)

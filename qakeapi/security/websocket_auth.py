@@ -1,13 +1,8 @@
 """JWT authentication for WebSocket connections.
 
-**Where the token comes from**, in this order of precedence (:func:`extract_token`):
-
-1. the ``token`` query parameter (``query_param``);
-2. an ``Authorization: Bearer <token>`` header;
-3. the subprotocol pair ``bearer, <token>`` (what a browser can send:
-   ``new WebSocket(url, ["bearer", token])``);
-4. a Kubernetes-style subprotocol ``base64url.bearer.authorization.k8s.io.<token>``, the
-   token base64url-encoded without padding (next to the subprotocol the client really speaks).
+**Where the token comes from**: the ``token`` query parameter, an ``Authorization: Bearer``
+header, the subprotocol pair ``bearer, <token>`` or a Kubernetes-style token subprotocol, in
+this order (:mod:`qakeapi.security.carriers`).
 
 **Which subprotocol is selected.** With ``subprotocols=("chat", ...)`` the middleware accepts
 the handshake selecting the first of them the client offered (``bearer, <token>, chat``
@@ -44,8 +39,6 @@ with its query string at INFO) carry ``token=[redacted]`` instead of the token.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import weakref
@@ -53,105 +46,37 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from qakeapi.core.counters import counters
+from qakeapi.core.moved import moved
 from qakeapi.core.redaction import install_log_redaction
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.core.websockets.handler import AUTH_LINK_SCOPE_KEY, WebSocketHandler
 from qakeapi.exceptions import AuthenticationError, AuthLinkError, WebSocketClosedError
-from qakeapi.security.sessions import AuthCloseCode, AuthSessions, RevocationTransport
-from qakeapi.security.tokens import AuthConfig, InsecureKeyWarning, JWTAuthenticator
+from qakeapi.security.carriers import (
+    BEARER_SUBPROTOCOL,
+    extract_token,
+    is_token_carrier,
+    offers_bearer_token,
+)
+from qakeapi.security.sessions import AuthSessions, RevocationTransport
+from qakeapi.security.tokens import JWTAuthenticator
 
-__all__ = [
-    "BEARER_SUBPROTOCOL",
-    "K8S_SUBPROTOCOL_PREFIX",
-    "AuthCloseCode",
-    "AuthConfig",
-    "AuthSessions",
-    "InsecureKeyWarning",
-    "JWTAuthenticator",
-    "RevocationTransport",
-    "WebSocketAuthMiddleware",
-    "extract_token",
-    "is_token_carrier",
-]
+__all__ = ["JWTAuthenticator", "WebSocketAuthMiddleware"]  # JWTAuthenticator: the guide imports it from here
+
+# Names this module handed on before 0.2 and no longer uses; each has one home now (the ones
+# it still imports stay reachable here, though only their home exports them).
+__getattr__ = moved(
+    __name__,
+    {
+        "AuthCloseCode": "qakeapi.security.sessions.AuthCloseCode",
+        "AuthConfig": "qakeapi.security.tokens.AuthConfig",
+        "InsecureKeyWarning": "qakeapi.security.tokens.InsecureKeyWarning",
+        "K8S_SUBPROTOCOL_PREFIX": "qakeapi.security.carriers.K8S_SUBPROTOCOL_PREFIX",
+    },
+)
 
 logger = logging.getLogger("qakeapi.security")
 
-BEARER_SUBPROTOCOL = "bearer"
-"""The subprotocol that announces a token as the next offered subprotocol."""
-K8S_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
-"""The prefix of a Kubernetes-style token subprotocol; the base64url token follows it."""
-
 ConnectionHandler = Callable[[WebSocket], Awaitable[Any]]
-
-
-def _k8s_token(subprotocol: str) -> str | None:
-    encoded = subprotocol[len(K8S_SUBPROTOCOL_PREFIX) :]
-    if not encoded:
-        return None
-    try:
-        token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        return None
-    return token or None
-
-
-def extract_token(
-    query: dict[str, str] | Any, headers: Any, subprotocols: list[str], query_param: str = "token"
-) -> tuple[str | None, str | None]:
-    """Find the token of a handshake.
-
-    Args:
-        query: The query parameters (a mapping).
-        headers: The request headers (a case-insensitive mapping).
-        subprotocols: The offered subprotocols.
-        query_param: The query parameter that carries the token.
-
-    Returns:
-        ``(token, source)`` where ``source`` is ``"query"``, ``"header"``, ``"subprotocol"``
-        (the ``bearer`` pair) or ``"k8s_subprotocol"``; ``(None, None)`` when there is no
-        token. A Kubernetes-style subprotocol that does not decode is no token.
-    """
-    token = query.get(query_param)
-    if token:
-        return token, "query"
-    authorization = headers.get("authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip(), "header"
-    if BEARER_SUBPROTOCOL in subprotocols:
-        index = subprotocols.index(BEARER_SUBPROTOCOL)
-        if index + 1 < len(subprotocols) and subprotocols[index + 1]:
-            return subprotocols[index + 1], "subprotocol"
-    for subprotocol in subprotocols:
-        if subprotocol.startswith(K8S_SUBPROTOCOL_PREFIX):
-            k8s = _k8s_token(subprotocol)
-            if k8s is not None:
-                return k8s, "k8s_subprotocol"
-    return None, None
-
-
-def is_token_carrier(subprotocols: list[str], index: int) -> bool:
-    """Whether the offered subprotocol at ``index`` carries a token (never to be selected).
-
-    Args:
-        subprotocols: The offered subprotocols.
-        index: The position to test.
-
-    Returns:
-        ``True`` for ``bearer``'s following token and for a Kubernetes-style token subprotocol.
-    """
-    if subprotocols[index].startswith(K8S_SUBPROTOCOL_PREFIX):
-        return True
-    if BEARER_SUBPROTOCOL not in subprotocols:
-        return False
-    return subprotocols.index(BEARER_SUBPROTOCOL) == index - 1
-
-
-def _offers_bearer_token(subprotocols: list[str]) -> bool:
-    if BEARER_SUBPROTOCOL not in subprotocols:
-        return False
-    index = subprotocols.index(BEARER_SUBPROTOCOL)
-    return index + 1 < len(subprotocols) and bool(subprotocols[index + 1])
 
 
 def _handler_of(target: object) -> WebSocketHandler | None:
@@ -340,7 +265,7 @@ class WebSocketAuthMiddleware:
         for wanted in self.subprotocols:
             if wanted in offered and not is_token_carrier(offered, offered.index(wanted)):
                 return wanted
-        if _offers_bearer_token(offered):
+        if offers_bearer_token(offered):
             return BEARER_SUBPROTOCOL
         return None
 

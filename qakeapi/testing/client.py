@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers
 from qakeapi.testing import app_log
+from qakeapi.testing.async_only import AsyncOnly
 from qakeapi.testing.websocket_session import WebSocketTestSession
 from qakeapi.types import ASGIApp, Message, Scope
 
@@ -86,7 +87,7 @@ class PendingResponse:
         return f"<PendingResponse client.{self._call}: await it>"
 
 
-class TestClient:
+class TestClient(AsyncOnly):
     """Calls an ASGI application in the running event loop, without a server or sockets.
 
     ``await client.get(...)`` and friends return a :class:`TestResponse`;
@@ -104,6 +105,11 @@ class TestClient:
             see only what a client would: a 500, a close code.
         timeout: The default timeout, in seconds, of each WebSocket receive and of lifespan.
     """
+
+    sync_use = (
+        "TestClient is asynchronous: use 'async with TestClient(app) as client' inside an async test "
+        "(and 'await client.get(...)', 'async with client.websocket_connect(...)')"
+    )
 
     __test__ = False
 
@@ -141,15 +147,6 @@ class TestClient:
             app_log.release()
             raise
         return self
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "TestClient is asynchronous: use 'async with TestClient(app) as client' inside an async test "
-            "(and 'await client.get(...)', 'async with client.websocket_connect(...)')"
-        )
-
-    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
-        return None
 
     def app_logged(self, record: logging.LogRecord) -> None:
         """Take a record the application logged during the lifespan (see ``qakeapi.testing.app_log``)."""

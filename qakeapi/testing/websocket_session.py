@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import app_log
 from qakeapi.testing.app_report import AppReport
+from qakeapi.testing.async_only import AsyncOnly
 from qakeapi.testing.session_messages import SessionMessages
 from qakeapi.testing.transport import AppEnd, AppFinished, AppLogged, ClientDisconnectedError
 from qakeapi.types import ASGIApp, Message, Scope
@@ -20,7 +21,7 @@ __all__ = ["ClientDisconnectedError", "WebSocketTestSession"]
 _LOG_LINES = 20
 
 
-class WebSocketTestSession(SessionMessages):
+class WebSocketTestSession(SessionMessages, AsyncOnly):
     """A WebSocket connection to an ASGI app running in the same event loop.
 
     Get one from :meth:`TestClient.websocket_connect <qakeapi.testing.client.TestClient.websocket_connect>`
@@ -58,6 +59,11 @@ class WebSocketTestSession(SessionMessages):
         close_reason: The close reason, once the application closed the connection.
     """
 
+    sync_use = (
+        "a WebSocket test session is asynchronous: use 'async with client.websocket_connect(...) as session' "
+        "(or 'session = await client.websocket_connect(...)') inside an async test"
+    )
+
     def __init__(self, app: ASGIApp, scope: Scope, *, timeout: float, raise_server_exceptions: bool = True) -> None:
         self.app = app
         self.scope = scope
@@ -88,15 +94,6 @@ class WebSocketTestSession(SessionMessages):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close(raise_errors=exc is None)
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "a WebSocket test session is asynchronous: use 'async with client.websocket_connect(...) as session' "
-            "(or 'session = await client.websocket_connect(...)') inside an async test"
-        )
-
-    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
-        return None
 
     async def connect(self) -> WebSocketTestSession:
         """Open the connection (idempotent).

@@ -18,7 +18,7 @@ from examples_app.settings import node_id, redis_url
 from qakeapi import Application, WebSocket, WebSocketHandler
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.logfields import configure_logging
-from qakeapi.security.websocket_auth import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
+from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 
 __all__ = ["NODE_ID", "app", "cluster", "handler"]
 

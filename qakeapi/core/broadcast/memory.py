@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
 from qakeapi.core.cluster.history import HistoryAppend, HistoryEntry, HistoryRead
+from qakeapi.core.datastructures import discard_from
 
 __all__ = ["MemoryBackend"]
 
@@ -79,11 +80,7 @@ class MemoryBackend(BroadcastBackend):
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving what is published on ``channel``."""
         self._channels.discard(channel)
-        subscribers = self._hub.get(channel)
-        if subscribers is not None:
-            subscribers.discard(self)
-            if not subscribers:
-                del self._hub[channel]
+        discard_from(self._hub, channel, self)
 
     async def publish(self, channel: str, payload: str | bytes) -> None:
         """Hand ``payload`` to every backend of this hub subscribed to ``channel``."""

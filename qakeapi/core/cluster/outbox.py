@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.cluster.envelope import DATA_KINDS, Envelope, Kind
+from qakeapi.core.moved import moved
 from qakeapi.exceptions import ClusterUnavailableError
 
 __all__ = [
@@ -271,16 +272,5 @@ class PublishBuffer:
         return loss
 
 
-def __getattr__(name: str) -> object:
-    """``Outbox``, this class's name before 0.2, still works for one release, with a warning."""
-    if name == "Outbox":
-        import warnings
-
-        warnings.warn(
-            "qakeapi.core.cluster.outbox.Outbox is now PublishBuffer (the name Outbox is the connection's "
-            "send queue, qakeapi.core.websockets.outbox.Outbox)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return PublishBuffer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Outbox, this class's name before 0.2 (the name Outbox is the connection's send queue now).
+__getattr__ = moved(__name__, {"Outbox": "qakeapi.core.cluster.outbox.PublishBuffer"})
