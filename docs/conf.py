@@ -40,6 +40,10 @@ nitpick_ignore = [
     # Type variables of decorator signatures (they stand for "the decorated function").
     ("py:class", "qakeapi.core.application._E"),
     ("py:class", "qakeapi.core.application._H"),
+    ("py:class", "qakeapi.core.routing._E"),
+    ("py:class", "qakeapi.core.routing._H"),
+    ("py:class", "qakeapi.core.datastructures._K"),  # discard_from's key and item types
+    ("py:class", "qakeapi.core.datastructures._V"),
     ("py:class", "qakeapi.core.websockets.hooks._C"),
     ("py:class", "qakeapi.core.websockets.ending._Connection"),  # the self types of mixins' methods
     ("py:class", "qakeapi.core.websockets.refusals._Limited"),

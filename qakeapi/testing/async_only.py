@@ -8,7 +8,7 @@ __all__ = ["AsyncOnly"]
 
 
 class AsyncOnly:
-    """Mixed into the asynchronous context managers of :mod:`qakeapi.testing`.
+    """Mixed into the test client and the WebSocket test session, which are asynchronous context managers.
 
     ``with`` (a Starlette habit) raises :class:`TypeError` with the class's ``sync_use`` hint.
     """
