@@ -27,14 +27,11 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 from qakeapi.core.counters import default_node
 from qakeapi.core.redaction import TokenRedactingFilter, redact
 from qakeapi.types import Scope
-
-if TYPE_CHECKING:
-    from qakeapi.core.websockets.connection import WebSocket
 
 __all__ = [
     "FIELDS",
@@ -53,12 +50,23 @@ FIELDS = ("connection_id", "user_id", "route", "node_id")
 ROUTE_SCOPE_KEY = "qakeapi.route"
 """The scope key where the application leaves the template of the route it matched."""
 
-_current: ContextVar[WebSocket | None] = ContextVar("qakeapi_connection", default=None)
+
+class _Named(Protocol):
+    """What :func:`fields` reads of a connection (a :class:`~qakeapi.core.websockets.connection.WebSocket`)."""
+
+    id: int
+    scope: Scope
+
+    @property
+    def user_id(self) -> str | None: ...
+
+
+_current: ContextVar[_Named | None] = ContextVar("qakeapi_connection", default=None)
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
-def bind(websocket: WebSocket) -> contextvars.Token[WebSocket | None]:
+def bind(websocket: _Named) -> contextvars.Token[_Named | None]:
     """Mark ``websocket`` as the connection the current task (and the tasks it starts) works for.
 
     Returns:
@@ -67,19 +75,9 @@ def bind(websocket: WebSocket) -> contextvars.Token[WebSocket | None]:
     return _current.set(websocket)
 
 
-def unbind(token: contextvars.Token[WebSocket | None]) -> None:
+def unbind(token: contextvars.Token[_Named | None]) -> None:
     """Undo :func:`bind`."""
     _current.reset(token)
-
-
-class _Named(Protocol):
-    """What :func:`fields` reads of a connection."""
-
-    id: int
-    scope: Scope
-
-    @property
-    def user_id(self) -> str | None: ...
 
 
 def fields(websocket: _Named, node_id: str | None = None) -> dict[str, Any]:

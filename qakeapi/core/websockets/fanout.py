@@ -16,7 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Collection, Coroutine, Iterable, Iterator, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from qakeapi.core.codec import check_sendable, encode_json
 from qakeapi.core.counters import counters, payload_size
@@ -24,15 +24,25 @@ from qakeapi.core.tasks import keep
 from qakeapi.core.websockets.outbox import Outbox
 from qakeapi.types import Message
 
-if TYPE_CHECKING:
-    from qakeapi.core.websockets.connection import WebSocket
+
+class Recipient(Protocol):
+    """What the walker needs of a recipient: its outbox (a
+    :class:`~qakeapi.core.websockets.connection.WebSocket` is one)."""
+
+    @property
+    def outbox(self) -> Outbox:
+        """The recipient's send queue."""
+        ...
+
+
+_R = TypeVar("_R", bound=Recipient)
 
 __all__ = ["as_frame", "deliver", "deliver_in_order", "fan_out", "message_for", "recipients"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
 
-def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSocket]:
+def deliver(frame: str | bytes, recipients: Iterable[_R]) -> list[_R]:
     """Hand ``frame`` to every recipient without waiting for any of them.
 
     Every recipient gets the same frame object, written through its
@@ -61,10 +71,10 @@ def deliver(frame: str | bytes, recipients: Iterable[WebSocket]) -> list[WebSock
 
 async def deliver_in_order(
     frame: str | bytes,
-    recipients: Iterable[WebSocket],
+    recipients: Iterable[_R],
     *,
     outboxes: list[Outbox] | None = None,
-) -> list[WebSocket]:
+) -> list[_R]:
     """:func:`deliver`, returning once every recipient has the frame written or queued.
 
     What the caller sends to any recipient afterwards comes after ``frame``. It never waits
@@ -112,14 +122,14 @@ def _counted(frame: str | bytes, sent: int, started: float, passed: Awaitable[No
         )
 
 
-def _closed(members: tuple[WebSocket, ...]) -> list[WebSocket]:
+def _closed(members: tuple[_R, ...]) -> list[_R]:
     dead = [websocket for websocket in members if not websocket.outbox.open]
     if dead:
         logger.debug("broadcast found %d closed connection(s)", len(dead))
     return dead
 
 
-def recipients(members: Collection[WebSocket], exclude: WebSocket | None = None) -> tuple[WebSocket, ...]:
+def recipients(members: Collection[_R], exclude: _R | None = None) -> tuple[_R, ...]:
     """A snapshot of ``members`` without ``exclude``: who a broadcast goes to.
 
     Copied in C (a comprehension costs ~15 ns a member, per broadcast); :func:`deliver` and
