@@ -38,15 +38,23 @@ from typing import Any
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from benchmarks.loadgen import server_cpu
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = {
     "qakeapi": "benchmarks.cluster_qakeapi_app:app",
+    "qakeapi-baseline": "benchmarks.cluster_qakeapi_app:app",
     "qakeapi-history": "benchmarks.cluster_qakeapi_app:app",
     "socketio": "benchmarks.cluster_socketio_app:app",
 }
-PATHS = {"qakeapi": "/ws", "qakeapi-history": "/ws", "socketio": "/socket.io/?EIO=4&transport=websocket"}
+PATHS = {
+    "qakeapi": "/ws",
+    "qakeapi-baseline": "/ws",
+    "qakeapi-history": "/ws",
+    "socketio": "/socket.io/?EIO=4&transport=websocket",
+}
 ENV = {"qakeapi-history": {"QAKEAPI_BENCH_HISTORY": "1"}}
 """``qakeapi-history``: the same app with every message published to a room that keeps a history."""
 
@@ -134,7 +142,9 @@ async def until(condition: Any, timeout: float) -> bool:
     return True
 
 
-async def measure(protocol: str, ports: list[int], clients: int, messages: int, window: int) -> dict[str, Any]:
+async def measure(
+    protocol: str, ports: list[int], clients: int, messages: int, window: int, pids: list[int]
+) -> dict[str, Any]:
     members: list[Member] = []
     for port in ports:
         for _ in range(clients):
@@ -145,18 +155,29 @@ async def measure(protocol: str, ports: list[int], clients: int, messages: int, 
     await asyncio.sleep(0.5)  # let the cluster settle (subscriptions, heartbeats)
     sender = members[0]
     expected = messages * len(members)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), [server_cpu(pid) for pid in pids]
     for n in range(messages):
         if n >= window and not await until(lambda n=n: min(m.received for m in members) > n - window, 30):
             break
         sender.send(n)
     await until(lambda: sum(m.received for m in members) >= expected, 60)
     delivered = sum(m.received for m in members)
+    used = [server_cpu(pid) for pid in pids]
+    cpu_us = None
+    if delivered and None not in cpu and None not in used:
+        cpu_us = round(
+            sum(u - c for u, c in zip(used, cpu, strict=True) if u is not None and c is not None) * 1e6 / delivered, 2
+        )
     end = max(m.last for m in members)
     for m in members:
         if m.transport is not None:
             m.transport.disconnect()
-    return {"delivered": delivered, "expected": expected, "per_second": delivered / (end - start)}
+    return {
+        "delivered": delivered,
+        "expected": expected,
+        "per_second": delivered / (end - start),
+        "server_cpu_us": cpu_us,  # both nodes' CPU time (user + system) per delivery
+    }
 
 
 def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
@@ -170,7 +191,8 @@ def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     ):
         wait_port(redis_port)
         url = f"redis://127.0.0.1:{redis_port}"
-        extra = {"PYTHONPATH": f"{args.qakeapi_path}:{ROOT}"} if args.qakeapi_path else {}
+        path = args.baseline if app == "qakeapi-baseline" else args.qakeapi_path
+        extra = {"PYTHONPATH": f"{path}:{ROOT}"} if path else {}
         extra.update(ENV.get(app, {}))
         uvicorn = [
             "taskset",
@@ -197,7 +219,8 @@ def run_one(app: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             for port in ports:
                 wait_port(port)
             protocol = "socketio" if app == "socketio" else "qakeapi"
-            result = uvloop.run(measure(protocol, ports, args.clients, args.messages, args.window))
+            pids = [node.pid for node in nodes]
+            result = uvloop.run(measure(protocol, ports, args.clients, args.messages, args.window, pids))
             assert all(node.poll() is None for node in nodes)
             return result
 
@@ -208,7 +231,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=100, help="clients per node")
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--window", type=int, default=200, help="how far the sender may run ahead of the slowest")
-    parser.add_argument("--apps", default="qakeapi,socketio", help="of qakeapi, qakeapi-history, socketio")
+    parser.add_argument(
+        "--apps", default="qakeapi,socketio", help="of qakeapi, qakeapi-history, qakeapi-baseline, socketio"
+    )
+    parser.add_argument(
+        "--baseline", default="", help="qakeapi-baseline: the QakeAPI checkout it serves (before a change)"
+    )
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument(
@@ -218,16 +246,49 @@ def main(argv: list[str] | None = None) -> None:
     os.sched_setaffinity(0, {int(args.client_cpu)})
     logs = Path(tempfile.mkdtemp(prefix="qakeapi-cluster-bench-"))
     results: dict[str, list[dict[str, Any]]] = {app: [] for app in args.apps.split(",")}
+    apps = list(results)
     for round_ in range(args.rounds):
-        for app in results:
+        shift = round_ % len(apps)
+        for app in apps[shift:] + apps[:shift]:  # rotated: each app runs first in turn
             result = run_one(app, args, logs)
             results[app].append(result)
             print(json.dumps({"round": round_ + 1, "app": app, **result}), flush=True)
     medians = {app: statistics.median(r["per_second"] for r in runs) for app, runs in results.items()}
+    cpu = {
+        app: statistics.median(r["server_cpu_us"] for r in runs if r["server_cpu_us"] is not None)
+        for app, runs in results.items()
+        if any(r["server_cpu_us"] is not None for r in runs)
+    }
     complete = {app: all(r["delivered"] == r["expected"] for r in runs) for app, runs in results.items()}
-    print(json.dumps({"median_deliveries_per_second": medians, "complete": complete, "logs": str(logs)}))
-    if "qakeapi" in medians and "socketio" in medians:
-        print(f"qakeapi / python-socketio = {medians['qakeapi'] / medians['socketio']:.2f}x")
+    print(
+        json.dumps(
+            {
+                "median_deliveries_per_second": medians,
+                "median_server_cpu_us_per_delivery": cpu,
+                "complete": complete,
+                "logs": str(logs),
+            }
+        )
+    )
+    for app in apps:
+        for other in apps:
+            if app != other and (app, other) in COMPARED:
+                spread(app, other, results)
+
+
+COMPARED = {("qakeapi", "socketio"), ("qakeapi", "qakeapi-baseline"), ("qakeapi-history", "qakeapi")}
+
+
+def spread(app: str, other: str, results: dict[str, list[dict[str, Any]]]) -> None:
+    """Print ``app``'s rate and CPU per delivery against ``other``'s, round by round: min / median / max."""
+    pairs = list(zip(results[app], results[other], strict=True))
+    rate = sorted(a["per_second"] / b["per_second"] for a, b in pairs)
+    cpu = sorted(a["server_cpu_us"] / b["server_cpu_us"] for a, b in pairs if a["server_cpu_us"] and b["server_cpu_us"])
+    print(
+        f"{app} / {other}: deliveries/s {rate[0]:.2f} / {statistics.median(rate):.2f} / {rate[-1]:.2f}x"
+        + (f"; CPU per delivery {cpu[0]:.2f} / {statistics.median(cpu):.2f} / {cpu[-1]:.2f}x" if cpu else "")
+        + f" (min / median / max over {len(rate)} rounds)"
+    )
 
 
 if __name__ == "__main__":

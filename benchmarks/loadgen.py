@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import struct
 import sys
@@ -196,7 +197,27 @@ def _close(members: list[Member]) -> None:
             m.transport.disconnect()
 
 
-async def echo(url: str, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
+def server_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) the process ``pid`` has used so far, from ``/proc``; ``None`` without one."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_per(pid: int | None, before: float | None, count: int) -> float | None:
+    """Microseconds of the server's CPU time per message since ``before``."""
+    after = server_cpu(pid)
+    if before is None or after is None or not count:
+        return None
+    return round((after - before) * 1e6 / count, 2)
+
+
+async def echo(url: str, conns: int, seconds: float, warmup: float, pid: int | None = None) -> dict[str, Any]:
     """Closed-loop echo over ``conns`` connections."""
     stats = Stats()
     members, errors = await _connect(lambda: EchoMember(stats), url, conns)
@@ -206,10 +227,11 @@ async def echo(url: str, conns: int, seconds: float, warmup: float) -> dict[str,
         m.start()
     await asyncio.sleep(warmup)
     stats.recording = True
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), server_cpu(pid)
     await asyncio.sleep(seconds)
     stats.recording = False
     elapsed = time.perf_counter() - start
+    cpu_us = cpu_per(pid, cpu, stats.delivered)
     _close(members)
     lat = sorted(stats.latencies)
     return {
@@ -217,13 +239,14 @@ async def echo(url: str, conns: int, seconds: float, warmup: float) -> dict[str,
         "conns": conns,
         "connected": len(members),
         "msgs_per_s": round(stats.delivered / elapsed),
+        "server_cpu_us": cpu_us,
         "p50_ms": _percentile(lat, 0.50),
         "p99_ms": _percentile(lat, 0.99),
         "errors": stats.errors + len(errors),
     }
 
 
-async def fanout(url: str, conns: int, messages: int, timeout: float = 60) -> dict[str, Any]:
+async def fanout(url: str, conns: int, messages: int, timeout: float = 60, pid: int | None = None) -> dict[str, Any]:
     """``messages`` broadcasts to a room of ``conns`` members (the sender is one of them)."""
     stats = Stats()
     members, errors = await _connect(lambda: Member(stats, b'"chat_message"'), url, conns)
@@ -231,12 +254,13 @@ async def fanout(url: str, conns: int, messages: int, timeout: float = 60) -> di
     expected = len(members) * messages
     sender = members[-1].transport
     assert sender is not None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), server_cpu(pid)
     for i in range(messages):
         sender.send(WSMsgType.TEXT, MESSAGE)
         if i % 10 == 9:
             await asyncio.sleep(0)
     complete = await _until(lambda: stats.delivered >= expected, timeout, 0.002)
+    cpu_us = cpu_per(pid, cpu, stats.delivered)
     elapsed = (stats.last if stats.delivered else time.perf_counter()) - start
     _close(members)
     return {
@@ -247,6 +271,7 @@ async def fanout(url: str, conns: int, messages: int, timeout: float = 60) -> di
         "expected": expected,
         "ok": complete and stats.delivered == expected and not errors and not stats.errors,
         "deliveries_per_s": round(stats.delivered / elapsed) if elapsed > 0 else None,
+        "server_cpu_us": cpu_us,
         "seconds": round(elapsed, 3),
         "errors": stats.errors + len(errors),
     }
@@ -380,11 +405,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--messages", type=int, default=100)
     ap.add_argument("--size", type=int, default=1024, help="slow: bytes per published message")
     ap.add_argument("--no-stuck", action="store_true", help="slow: without the member that stops reading")
+    ap.add_argument("--server-pid", type=int, default=None, help="echo, fanout: report this process's CPU per message")
     a = ap.parse_args(argv)
     if a.mode == "echo":
-        coro = echo(a.url, a.conns, a.seconds or 3.0, a.warmup)
+        coro = echo(a.url, a.conns, a.seconds or 3.0, a.warmup, a.server_pid)
     elif a.mode == "fanout":
-        coro = fanout(a.url, a.conns, a.messages)
+        coro = fanout(a.url, a.conns, a.messages, pid=a.server_pid)
     elif a.mode == "hold":
         coro = hold(a.url, a.conns, a.seconds)
     else:

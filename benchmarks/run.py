@@ -97,6 +97,8 @@ def run_app(
                             str(p["echo_seconds"]),
                             "--warmup",
                             str(p["echo_warmup"]),
+                            "--server-pid",
+                            str(srv.pid),
                         ],
                         client_cpu,
                     )
@@ -109,6 +111,8 @@ def run_app(
                         str(p["fan_members"]),
                         "--messages",
                         str(p["fan_messages"]),
+                        "--server-pid",
+                        str(srv.pid),
                     ],
                     client_cpu,
                 )
@@ -193,7 +197,9 @@ def _metrics(p: dict[str, Any]) -> list[tuple[str, Getter, str]]:
         ("echo50 msg/s", _get("echo50", "msgs_per_s"), "hi"),
         ("echo50 p50 ms", _get("echo50", "p50_ms"), "lo"),
         ("echo50 p99 ms", _get("echo50", "p99_ms"), "lo"),
+        ("echo50 cpu us/msg", _get("echo50", "server_cpu_us"), "lo"),
         (f"fan{p['fan_members']} deliv/s", _get("fanout", "deliveries_per_s"), "hi"),
+        ("fan cpu us/deliv", _get("fanout", "server_cpu_us"), "lo"),
         ("fan ok", _get("fanout", "ok"), "flag"),
         ("slow deliv/s", _get("slow", "deliveries_per_s"), "hi"),
         ("slow keep %", _kept, "hi"),
@@ -253,6 +259,31 @@ def ratios(rows: dict[str, dict[str, Any]], base: str, p: dict[str, Any]) -> dic
             if kind in ("hi", "lo") and isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
                 out[app][name] = round(a / b, 3)
     return out
+
+
+SPREAD_COLUMNS = ("echo50 msg/s", "echo50 cpu us/msg", "fan cpu us/deliv")
+
+
+def round_ratios(
+    runs: dict[tuple[str | None, str], list[dict[str, Any]]], impl: str | None, apps: list[str], p: dict[str, Any]
+) -> list[str]:
+    """The spread of each app's ratio to raw ASGI, taken round by round (the rounds are interleaved)."""
+    if "raw" not in apps:
+        return []
+    getters = {name: get for name, get, _ in _metrics(p)}
+    columns = [*SPREAD_COLUMNS, f"fan{p['fan_members']} deliv/s"]
+    lines = []
+    for app in apps:
+        if app == "raw":
+            continue
+        for column in columns:
+            get = getters[column]
+            pairs = zip(runs[(impl, app)], runs[(impl, "raw")], strict=True)
+            ratios_ = sorted(get(a) / get(b) for a, b in pairs if get(a) is not None and get(b))
+            if ratios_:
+                low, mid, high = ratios_[0], statistics.median(ratios_), ratios_[-1]
+                lines.append(f"{app:9} {column:18} {low:.3f} / {mid:.3f} / {high:.3f}  ({len(ratios_)} rounds)")
+    return lines
 
 
 def targets(
@@ -429,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
                 rcols = [c for c in cols if any(c in r for r in rat.values())]
                 print("\n" + _table(f"-- ratio to {base} (app / {base}; for ms and KB lower is better)", rat, rcols))
                 section[f"ratio_to_{base}"] = rat
+        spread = round_ratios(runs, impl, apps, p)
+        if spread:
+            print("\n-- per-round ratio to raw (rounds are interleaved): min / median / max")
+            for line in spread:
+                print("  " + line)
+            section["spread"] = spread
         if "qakeapi" in rows:
             checks = targets(rows, tc, p)
             section["targets"] = [{"target": t, "met": ok, "value": v} for t, ok, v in checks]

@@ -209,5 +209,5 @@ def test_drained_tells_when_everything_buffered_up_to_a_mark_went_out_or_was_dro
 def test_the_old_name_still_works_with_a_deprecation_warning() -> None:
     import qakeapi.core.cluster.outbox as module
 
-    with pytest.warns(DeprecationWarning, match="now PublishBuffer"):
+    with pytest.warns(DeprecationWarning, match="Outbox moved to qakeapi.core.cluster.outbox.PublishBuffer"):
         assert module.Outbox is PublishBuffer

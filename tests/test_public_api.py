@@ -148,12 +148,3 @@ def test_the_guides_auth_imports_stay_without_a_warning() -> None:
         from qakeapi.security.websocket_auth import JWTAuthenticator, WebSocketAuthMiddleware
     assert JWTAuthenticator is qakeapi.security.JWTAuthenticator
     assert WebSocketAuthMiddleware is qakeapi.security.WebSocketAuthMiddleware
-
-
-def test_the_publish_buffers_old_name_works_for_one_release_with_a_warning() -> None:
-    from qakeapi.core.cluster import outbox
-
-    with pytest.warns(DeprecationWarning, match="outbox.Outbox moved to qakeapi.core.cluster.outbox.PublishBuffer"):
-        assert outbox.Outbox is outbox.PublishBuffer
-    with pytest.raises(AttributeError):
-        outbox.Nothing  # noqa: B018
