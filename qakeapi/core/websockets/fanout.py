@@ -37,7 +37,7 @@ class Recipient(Protocol):
 
 _R = TypeVar("_R", bound=Recipient)
 
-__all__ = ["as_frame", "deliver", "deliver_in_order", "fan_out", "message_for", "recipients"]
+__all__ = ["Recipient", "as_frame", "deliver", "deliver_in_order", "fan_out", "message_for", "recipients"]
 
 logger = logging.getLogger("qakeapi.fanout")
 
