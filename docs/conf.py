@@ -41,6 +41,7 @@ nitpick_ignore = [
     ("py:class", "qakeapi.core.application._E"),
     ("py:class", "qakeapi.core.application._H"),
     ("py:class", "qakeapi.core.routing._E"),
+    ("py:class", "qakeapi.core.websockets.fanout._R"),  # "the recipients given" (WebSockets)
     ("py:class", "qakeapi.core.routing._H"),
     ("py:class", "qakeapi.core.datastructures._K"),  # discard_from's key and item types
     ("py:class", "qakeapi.core.datastructures._V"),
