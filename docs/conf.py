@@ -20,6 +20,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "public_paths",
+    "viewcode_links",  # viewcode's "[docs]" links and module list, mended (see the module)
     "changelog",
 ]
 

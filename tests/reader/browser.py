@@ -37,7 +37,15 @@ from tests.e2e.browser import (
 )
 from tests.e2e.servers import Server, wait_for_port
 
-__all__ = ["DOCUMENTED_URL", "SCENARIOS", "open_from_file", "run_guide_chat", "run_login_page"]
+__all__ = [
+    "DOCUMENTED_URL",
+    "SCENARIOS",
+    "open_from_file",
+    "open_with_client",
+    "run_browser_client",
+    "run_guide_chat",
+    "run_login_page",
+]
 
 JOINED = re.compile(r"^System: User (\d+) joined$")
 DOCUMENTED_URL = CHAT_URL
@@ -149,16 +157,36 @@ async def open_from_file(page_file: Path, server: Server) -> list[str]:
         await playwright.stop()
 
 
+async def open_with_client(page: Page, saved: str) -> str:
+    """Load the page at :data:`DOCUMENTED_URL`: the app must serve ``saved`` with the client's URL in it.
+
+    A page on ``qakeapi.js`` names the client ``QAKEAPI_JS`` in its import map, and its app
+    replaces that with the URL :meth:`~qakeapi.Application.serve_client` returned.
+
+    Returns:
+        The client's URL, as the app served it.
+    """
+    response = await page.goto(DOCUMENTED_URL)
+    assert response is not None, f"no response for {DOCUMENTED_URL}"
+    assert response.status == 200, f"GET {DOCUMENTED_URL}: HTTP {response.status}"
+    served = await response.text()
+    client_url = re.search(r'"qakeapi": "(/qakeapi/qakeapi-[^"]+\.js)"', served)
+    assert client_url is not None, served
+    assert served == saved.replace("QAKEAPI_JS", client_url.group(1)), "the app does not serve the saved page"
+    return client_url.group(1)
+
+
 async def run_login_page(page_file: Path, server: Server, out_dir: Path) -> dict[str, Path]:
-    """The authentication how-to's login page, served by its app at ``/``: a wrong password, then two users.
+    """The authentication how-to's login page on ``qakeapi.js``: a wrong password, then two users chat.
 
-    The pages load http://localhost:8000, as the how-to says (mapped to ``server``).
-
-    ``page_file`` is the saved page; the app serves that same file, which this checks.
+    The app serves the saved page at ``/`` with the client's URL in its import map (checked);
+    the pages load http://localhost:8000, as the how-to says (mapped to ``server``). Each page
+    fails to log in with a wrong password, logs in, is welcomed by name, and the two chat.
     """
     saved = await asyncio.to_thread(page_file.read_text, encoding="utf-8")
     browser, playwright = await launch(server)
     logs: list[PageLog] = []
+    pages: list[Page] = []
     shots: dict[str, Path] = {}
     try:
         for name, password in (("ann", "correct horse"), ("bob", "battery staple")):
@@ -166,16 +194,33 @@ async def run_login_page(page_file: Path, server: Server, out_dir: Path) -> dict
             logs.append(log)
             page = await browser.new_page()
             log.attach(page)
-            await open_served_page(page, DOCUMENTED_URL, saved)
+            pages.append(page)
+            await open_with_client(page, saved)
+            await expect(page.locator("#status")).to_have_text("not logged in", timeout=TIMEOUT_MS)
             await page.fill("#name", name)
             await page.fill("#password", "wrong")
-            await page.click("button")
+            await page.click("#login button")
             await expect(page.locator("#status")).to_have_text(
                 "Login failed: wrong name or password", timeout=TIMEOUT_MS
             )
             await page.fill("#password", password)
-            await page.click("button")
+            await page.click("#login button")
             await expect(page.locator("#status")).to_have_text(f"Welcome, {name}!", timeout=TIMEOUT_MS)
+            await expect(page.locator("#login")).to_be_hidden(timeout=TIMEOUT_MS)
+        for page, name, text in ((pages[1], "bob", "hi from bob"), (pages[0], "ann", "<b>hello</b> from ann")):
+            await page.fill("#text", text)
+            await page.press("#text", "Enter")
+            for other in pages:
+                # Text, never HTML: the markup arrives as it was typed.
+                await expect(other.locator("#messages li", has_text=f"{name}: {text}")).to_have_count(
+                    1, timeout=TIMEOUT_MS
+                )
+            assert await page.input_value("#text") == "", "the input was not cleared after sending"
+        for page in pages:
+            assert await page.locator("#messages b").count() == 0, "a message was shown as HTML"
+            errors = page.locator("#messages li", has_text=re.compile(r"^\("))  # "(kind: message)"
+            assert await errors.count() == 0, await messages_text(page)
+        for page, name in zip(pages, ("ann", "bob"), strict=True):
             shots[name] = out_dir / f"login-{name}.png"
             await page.screenshot(path=str(shots[name]))
         for log in logs:
@@ -228,13 +273,7 @@ async def run_browser_client(page_file: Path, server: Server, out_dir: Path) -> 
         for log in logs:
             tab = await browser.new_page()
             log.attach(tab)
-            response = await tab.goto(DOCUMENTED_URL)
-            assert response is not None
-            assert response.status == 200
-            served = await response.text()
-            client_url = re.search(r'"qakeapi": "(/qakeapi/qakeapi-[^"]+\.js)"', served)
-            assert client_url is not None, served
-            assert served == saved.replace("QAKEAPI_JS", client_url.group(1)), "the app does not serve the saved page"
+            await open_with_client(tab, saved)
             await expect(tab.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
             tabs.append(tab)
         one, two = tabs

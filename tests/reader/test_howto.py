@@ -87,9 +87,9 @@ async def test_authenticate_howto(reader: Reader) -> None:
     async with connect(f"{server.ws_url}/ws", additional_headers=headers) as ws:
         assert await recv_json(ws) == {"type": "welcome", "user": "bob"}
         await ws.send(json.dumps("hi"))
-        assert await recv_json(ws) == {"user": "bob", "message": "hi"}
+        assert await recv_json(ws) == {"type": "said", "user": "bob", "message": "hi"}
     async with connect(f"{server.ws_url}/ws?token=forged") as ws:
-        assert (await recv_json(ws))["type"] == "error"
+        assert await recv_json(ws) == {"type": "error", "message": "not authenticated: malformed"}
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None
