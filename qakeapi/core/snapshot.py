@@ -81,14 +81,26 @@ def _keyed(node: str, name: str, help_: str, table: Mapping[Any, int], *names: s
 
 
 def _connections(node: str, c: Counters) -> list[Family]:
-    now, opened = (
-        "WebSocket connections open now, by route template.",
-        "WebSocket connections that reached their endpoint.",
-    )
     return [
-        _keyed(node, "qakeapi_connections", now, c.open_connections(), "route", kind="gauge"),
-        _keyed(node, "qakeapi_connections_opened", opened, c.opened, "route"),
-        _keyed(node, "qakeapi_connections_closed", "Connections that ended, by close code.", c.closed, "route", "code"),
+        _keyed(
+            node,
+            "qakeapi_connections",
+            "WebSocket connections open now, by route template.",
+            c.open_connections(),
+            "route",
+            kind="gauge",
+        ),
+        _keyed(
+            node, "qakeapi_connections_opened", "WebSocket connections that reached their endpoint.", c.opened, "route"
+        ),
+        _keyed(
+            node,
+            "qakeapi_connections_closed",
+            "WebSocket connections that ended, by close code.",
+            c.closed,
+            "route",
+            "code",
+        ),
     ]
 
 
@@ -133,10 +145,16 @@ def _refusals(node: str, c: Counters) -> list[Family]:
     revocations = Family("qakeapi_revocations", "counter", "Connections closed because their user was revoked.")
     revocations.add(c.revocations, node=node)
     return [
-        _keyed(node, "qakeapi_limit_refusals", "Refusals by a limit: rate, size, per-IP cap ...", limits, "kind"),
+        _keyed(
+            node, "qakeapi_limit_refusals", "Refusals by a limit: rate, size, per-IP cap, penalty ...", limits, "kind"
+        ),
         _keyed(node, "qakeapi_auth_failures", "Authentication failures, by reason.", c.auth_failures, "reason"),
         _keyed(
-            node, "qakeapi_origin_refusals", "Handshakes refused by origin, by reason.", c.origin_refusals, "reason"
+            node,
+            "qakeapi_origin_refusals",
+            "Handshakes refused by the origin policy, by reason.",
+            c.origin_refusals,
+            "reason",
         ),
         revocations,
     ]

@@ -58,10 +58,8 @@ def extract_token(
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip(), "header"
-    if BEARER_SUBPROTOCOL in subprotocols:
-        index = subprotocols.index(BEARER_SUBPROTOCOL)
-        if index + 1 < len(subprotocols) and subprotocols[index + 1]:
-            return subprotocols[index + 1], "subprotocol"
+    if offers_bearer_token(subprotocols):
+        return subprotocols[subprotocols.index(BEARER_SUBPROTOCOL) + 1], "subprotocol"
     for subprotocol in subprotocols:
         if subprotocol.startswith(K8S_SUBPROTOCOL_PREFIX):
             k8s = _k8s_token(subprotocol)
