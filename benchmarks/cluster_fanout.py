@@ -133,6 +133,12 @@ class Member(WSListener):  # type: ignore[misc]
             self.transport.send(WSMsgType.TEXT, b"m%d" % n)
 
 
+def nodes_cpu(pids: list[int]) -> float | None:
+    """The CPU seconds the nodes have used so far, together (``None`` if one cannot be read)."""
+    readings = [server_cpu(pid) for pid in pids]
+    return None if None in readings else sum(r for r in readings if r is not None)
+
+
 async def until(condition: Any, timeout: float) -> bool:
     deadline = time.perf_counter() + timeout
     while not condition():
@@ -155,19 +161,15 @@ async def measure(
     await asyncio.sleep(0.5)  # let the cluster settle (subscriptions, heartbeats)
     sender = members[0]
     expected = messages * len(members)
-    start, cpu = time.perf_counter(), [server_cpu(pid) for pid in pids]
+    start, cpu = time.perf_counter(), nodes_cpu(pids)
     for n in range(messages):
         if n >= window and not await until(lambda n=n: min(m.received for m in members) > n - window, 30):
             break
         sender.send(n)
     await until(lambda: sum(m.received for m in members) >= expected, 60)
     delivered = sum(m.received for m in members)
-    used = [server_cpu(pid) for pid in pids]
-    cpu_us = None
-    if delivered and None not in cpu and None not in used:
-        cpu_us = round(
-            sum(u - c for u, c in zip(used, cpu, strict=True) if u is not None and c is not None) * 1e6 / delivered, 2
-        )
+    used = nodes_cpu(pids)
+    cpu_us = None if cpu is None or used is None or not delivered else round((used - cpu) * 1e6 / delivered, 2)
     end = max(m.last for m in members)
     for m in members:
         if m.transport is not None:
