@@ -423,6 +423,26 @@ async def test_broadcast_reaches_every_connection_and_returns_the_count() -> Non
 
 
 @pytest.mark.asyncio
+async def test_broadcast_follows_joins_and_leaves_between_broadcasts() -> None:
+    # Consecutive broadcasts share one snapshot of the members: a join or a leave must replace it.
+    handler = greeting_handler()
+    client = serve(handler)
+    first = await client.websocket_connect("/ws")
+    await first.receive_json()
+    assert await handler.broadcast("one") == 1
+    second = await client.websocket_connect("/ws")
+    await second.receive_json()
+    assert await handler.broadcast("two") == 2
+    await first.close()
+    assert await handler.broadcast("three") == 1
+    assert await first.receive_text() == "one"
+    assert await first.receive_text() == "two"
+    assert await second.receive_text() == "two"
+    assert await second.receive_text() == "three"
+    await second.close()
+
+
+@pytest.mark.asyncio
 async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
     handler = greeting_handler()
     client = serve(handler)

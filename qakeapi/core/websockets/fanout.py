@@ -73,7 +73,7 @@ async def deliver_in_order(
     frame: str | bytes,
     recipients: Iterable[_R],
     *,
-    outboxes: list[Outbox] | None = None,
+    outboxes: Sequence[Outbox] | None = None,
 ) -> list[_R]:
     """:func:`deliver`, returning once every recipient has the frame written or queued.
 

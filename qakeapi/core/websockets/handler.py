@@ -151,12 +151,16 @@ class WebSocketHandler(Hooks, Refusals):
         Returns:
             How many connections it was sent to.
         """
+        frame = as_frame(message)
         connections = self._connections
         if exclude is not None and exclude in connections:
             connections = connections.copy()
             del connections[exclude]
-        dead = await deliver_in_order(as_frame(message), tuple(connections), outboxes=list(connections.values()))
-        return len(connections) - len(dead)
+            members, outboxes = tuple(connections), tuple(connections.values())
+        else:
+            members, outboxes = self._index.snapshot()
+        dead = await deliver_in_order(frame, members, outboxes=outboxes)
+        return len(members) - len(dead)
 
     # -- running a connection -----------------------------------------------------------
 

@@ -22,16 +22,29 @@ class Connections:
             rather than reading every member's outbox again (~15 ns a member, per broadcast).
     """
 
-    __slots__ = ("_by_id", "_by_user", "outboxes")
+    __slots__ = ("_by_id", "_by_user", "_snapshot", "outboxes")
 
     def __init__(self) -> None:
         self.outboxes: dict[WebSocket, Outbox] = {}
         self._by_id: dict[int, WebSocket] = {}
         self._by_user: dict[str, dict[WebSocket, None]] = {}
+        self._snapshot: tuple[tuple[WebSocket, ...], tuple[Outbox, ...]] | None = None
+
+    def snapshot(self) -> tuple[tuple[WebSocket, ...], tuple[Outbox, ...]]:
+        """The connections and their outboxes, in the same order, as they are now.
+
+        Kept until a connection is added or discarded: consecutive broadcasts to the same
+        members share one copy (copying 200 members costs ~3.5 µs, per broadcast).
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = (tuple(self.outboxes), tuple(self.outboxes.values()))
+        return snapshot
 
     def add(self, websocket: WebSocket) -> None:
         """Index ``websocket`` (by itself, its id and, from now on, its user)."""
         self.outboxes[websocket] = websocket.outbox
+        self._snapshot = None
         self._by_id[websocket.id] = websocket
         websocket._watch_user(self._user_changed)
         self._user_changed(websocket, None, websocket.user_id)
@@ -40,6 +53,7 @@ class Connections:
         """Forget ``websocket`` (nothing happens if it is not indexed)."""
         if self.outboxes.pop(websocket, None) is None:
             return
+        self._snapshot = None
         self._by_id.pop(websocket.id, None)
         websocket._watch_user(None)
         self._user_changed(websocket, websocket.user_id, None)
