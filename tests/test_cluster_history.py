@@ -18,13 +18,11 @@ import pytest
 import pytest_asyncio
 
 from qakeapi import Application, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.history import HistoryAppend, HistoryEntry, HistoryRead
 from qakeapi.core.broadcast.memory import MemoryBackend
 from qakeapi.core.broadcast.redis import RedisBackend
 from qakeapi.core.cluster.history import (
-    HistoryAppend,
-    HistoryEntry,
     HistoryPolicy,
-    HistoryRead,
     Position,
     history_keys,
     publication_frame,
@@ -449,3 +447,13 @@ async def test_the_memory_backend_appends_a_repeated_publication_once() -> None:
     assert appended == [("e", 1), ("e", 1), ("e", 2), ("e", 3), ("e", 4)]
     history = await backend.read_history(keys, 0, 100)
     assert [(e.offset, e.data) for e in history.entries] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]
+
+
+def test_the_history_records_moved_to_the_broadcast_package_with_a_warning() -> None:
+    import qakeapi.core.cluster.history as old
+
+    for name in ("HistoryAppend", "HistoryEntry", "HistoryRead"):
+        with pytest.warns(
+            DeprecationWarning, match=f"cluster.history.{name} moved to qakeapi.core.broadcast.history.{name}"
+        ):
+            assert getattr(old, name) is getattr(__import__("qakeapi.core.broadcast.history", fromlist=[name]), name)

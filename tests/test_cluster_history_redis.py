@@ -11,9 +11,10 @@ import pytest
 import pytest_asyncio
 
 from qakeapi import Application, BroadcastError, WebSocket, WebSocketHandler
+from qakeapi.core.broadcast.history import HistoryAppend
 from qakeapi.core.broadcast.redis_stream import RedisStreamBackend
 from qakeapi.core.cluster.envelope import Kind, decode_envelope
-from qakeapi.core.cluster.history import HistoryAppend, HistoryPolicy, Position, history_keys
+from qakeapi.core.cluster.history import HistoryPolicy, Position, history_keys
 from qakeapi.core.clustering import ClusteredManager, create_clustered_manager
 from qakeapi.testing import TestClient
 from tests.redis_server import RedisClusterServers, RedisServer, sync_client, wait_until

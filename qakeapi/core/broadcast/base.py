@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qakeapi.core.cluster.history import HistoryAppend, HistoryRead
+from qakeapi.core.broadcast.history import HistoryAppend, HistoryRead
 from qakeapi.exceptions import BroadcastError
 
 __all__ = ["DEFAULT_MAX_QUEUE", "BroadcastBackend", "Event"]

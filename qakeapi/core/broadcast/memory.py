@@ -7,7 +7,7 @@ from collections import deque
 from typing import ClassVar
 
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
-from qakeapi.core.cluster.history import HistoryAppend, HistoryEntry, HistoryRead
+from qakeapi.core.broadcast.history import HistoryAppend, HistoryEntry, HistoryRead
 from qakeapi.core.datastructures import discard_from
 
 __all__ = ["MemoryBackend"]

@@ -29,8 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from qakeapi.core.backoff import Backoff
 from qakeapi.core.broadcast.base import DEFAULT_MAX_QUEUE, BroadcastBackend, Event
+from qakeapi.core.broadcast.history import HistoryAppend, HistoryEntry, HistoryRead
 from qakeapi.core.broadcast.redis import redact_url, redis_errors, with_one_retry
-from qakeapi.core.cluster.history import HistoryAppend, HistoryEntry, HistoryRead
 from qakeapi.core.tasks import stop_tasks
 from qakeapi.exceptions import BroadcastError, MissingDependencyError
 

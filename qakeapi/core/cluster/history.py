@@ -25,13 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from qakeapi.core.moved import moved
+
 __all__ = [
     "DEFAULT_HISTORY_SIZE",
     "DEFAULT_HISTORY_TTL",
-    "HistoryAppend",
-    "HistoryEntry",
     "HistoryPolicy",
-    "HistoryRead",
     "Position",
     "Recovery",
     "history_keys",
@@ -144,87 +143,6 @@ class Recovery:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One entry of a room's history.
-
-    Attributes:
-        offset: Its offset.
-        data: The publication's data as JSON text; ``None`` for a gap marker (publications the
-            backend could not number happened after ``offset``).
-    """
-
-    offset: int
-    data: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryAppend:
-    """One publication for a backend to number, keep in a room's history and publish, atomically.
-
-    What is published is ``header`` (a JSON object without its closing brace) completed with
-    ``,"o":<offset>,"e":"<epoch>"}``, a newline, then ``data``.
-
-    Attributes:
-        channel: The cluster channel.
-        keys: The history's keys (:func:`history_keys`).
-        header: The envelope header, open.
-        data: The publication's data, JSON text.
-        epoch: The epoch to give the history if it has none.
-        size: How many entries the history keeps.
-        ttl: Seconds the history lives after this append.
-        gap: Record first that publications the backend could not number happened.
-        publication: ``(publisher, number)``, unique per publication: an append that repeats the
-            publisher's last one (a retry after a reply was lost) is not appended again, and
-            answers the offset the first one got. Publishing is idempotent that way.
-    """
-
-    channel: str
-    keys: tuple[str, str]
-    header: str
-    data: str
-    epoch: str
-    size: int
-    ttl: float
-    gap: bool = False
-    publication: tuple[str, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRead:
-    """What a backend read of a room's history returns.
-
-    Attributes:
-        epoch: The history's epoch (``None``: the room has no history now).
-        top: The latest offset (``0``: none).
-        first: The oldest offset still kept (``None``: no entries).
-        entries: The entries after the requested offset, oldest first.
-    """
-
-    epoch: str | None
-    top: int
-    first: int | None
-    entries: list[HistoryEntry]
-
-    def recovery_from(self, since: Position) -> tuple[bool, str | None]:
-        """Whether ``entries`` are exactly what a client at ``since`` missed.
-
-        Returns:
-            ``(True, None)`` or ``(False, reason)``.
-        """
-        if self.epoch is None:
-            return False, "the room has no history (it expired, or the backend lost it)"
-        if self.epoch != since.epoch:
-            return False, "the history was reset (another epoch)"
-        if since.offset > self.top:
-            return False, "the position is ahead of the history"
-        if any(entry.data is None for entry in self.entries):
-            return False, "publications that could not be numbered happened since"
-        if since.offset < self.top and (self.first is None or self.first > since.offset + 1):
-            return False, "the history no longer reaches back to the position"
-        return True, None
-
-
 def new_epoch() -> str:
     """A fresh random epoch id."""
     return secrets.token_hex(8)
@@ -273,3 +191,9 @@ def publication_frame(room: str, epoch: str | None, offset: int | None, data: st
         + data
         + "}"
     )
+
+
+__getattr__ = moved(
+    __name__,
+    {name: "qakeapi.core.broadcast.history." + name for name in ("HistoryAppend", "HistoryEntry", "HistoryRead")},
+)

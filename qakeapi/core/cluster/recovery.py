@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qakeapi.core.broadcast.base import BroadcastBackend
+from qakeapi.core.broadcast.history import HistoryAppend
 from qakeapi.core.cluster.directory import Directory
 from qakeapi.core.cluster.envelope import Envelope, Kind, encode_header
 from qakeapi.core.cluster.history import (
-    HistoryAppend,
     HistoryPolicy,
     Position,
     Recovery,
