@@ -307,13 +307,15 @@ class WebSocket(HTTPConnection, Messages, Ending):
             RuntimeError: The connection was not accepted.
         """
         if self.client_state is _CONNECTED and self.application_state is not _CONNECTING:
-            message = self._received(await self._receive())
-            if message["type"] == "websocket.receive":
+            message = await self._receive()
+            # A data message while connected changes no state: _received() is for the rest.
+            if message["type"] == "websocket.receive" and self.client_state is _CONNECTED:
                 text = message.get("text")
                 data = text if text is not None else (message.get("bytes") or b"")
                 counters.received += 1
                 counters.received_bytes += len(data) if type(data) is bytes or data.isascii() else payload_size(data)
                 return data
+            self._received(message)  # a disconnect (or a message that does not fit: RuntimeError)
             raise WebSocketDisconnect(self.close_code or CloseCode.NORMAL_CLOSURE, message.get("reason") or "")
         if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError(f"cannot receive on WebSocket {self.id}: call accept() first")
