@@ -166,7 +166,7 @@ class ClusteredManager:
         self.rooms = parts.rooms
         self._publisher, self._directory, self._membership = parts.publisher, parts.directory, parts.membership
         self._history, self._revocations, self._dispatcher = parts.history, parts.revocations, parts.dispatcher
-        self._lifecycle = Lifecycle(backend, parts, node_id, self.instance_id)
+        self._lifecycle = Lifecycle(backend, parts, settings)
         self.counts = parts.counts
         observed.clusters.add(self)  # weakly: its metrics are read at scrape time
 

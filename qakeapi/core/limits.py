@@ -41,8 +41,27 @@ __all__ = [
     "RateLimit",
     "RejectionLog",
     "TokenBucket",
+    "cap",
     "connection_counter",
 ]
+
+
+def cap(name: str, value: int | None) -> int | None:
+    """Check a cap on how many of something one key may have: ``None`` (no cap) or at least 1.
+
+    Args:
+        name: The setting's name, for the error message.
+        value: The cap.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: ``value`` is below 1.
+    """
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from qakeapi.core.counters import counters
 from qakeapi.core.datastructures import discard_from
+from qakeapi.core.limits import cap
 from qakeapi.core.websockets.connection import WebSocket, WebSocketState
 from qakeapi.exceptions import WebSocketClosedError
 
@@ -106,10 +107,8 @@ class AuthSessions:
     ) -> None:
         if expiry_grace < 0:
             raise ValueError("expiry_grace must not be negative")
-        if max_connections_per_user is not None and max_connections_per_user < 1:
-            raise ValueError("max_connections_per_user must be at least 1 (or None)")
         self.expiry_grace = expiry_grace
-        self.max_connections_per_user = max_connections_per_user
+        self.max_connections_per_user = cap("max_connections_per_user", max_connections_per_user)
         self.revocation_ttl = revocation_ttl
         self.transport = transport
         if transport is not None:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from qakeapi.core.broadcast.base import BroadcastBackend
-from qakeapi.core.cluster.assembly import Parts
+from qakeapi.core.cluster.assembly import Parts, Settings
 from qakeapi.core.cluster.envelope import Kind
 from qakeapi.core.cluster.identity import worker_hint
 from qakeapi.core.tasks import stop_tasks, supervise, where
@@ -33,14 +33,13 @@ class Lifecycle:
     Args:
         backend: The broadcast backend.
         parts: The node's parts.
-        node_id: This node's label.
-        instance_id: This instance's id.
+        settings: What the node was told when it was made (its label and instance id name
+            its tasks and log lines).
     """
 
     backend: BroadcastBackend
     parts: Parts
-    node_id: str
-    instance_id: str
+    settings: Settings
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _starting: asyncio.Task[None] | None = field(default=None, init=False)
     _closing: asyncio.Future[None] | None = field(default=None, init=False)
@@ -61,13 +60,13 @@ class Lifecycle:
 
     async def _start(self) -> None:
         parts = self.parts
-        _warn_if_memory_in_workers(self.backend, self.node_id)
-        _warn_if_unauthenticated(self.backend, self.node_id, parts.publisher.signer is not None)
+        _warn_if_memory_in_workers(self.backend, self.settings.node_id)
+        _warn_if_unauthenticated(self.backend, self.settings.node_id, parts.publisher.signer is not None)
         await self.backend.connect()
         await self.backend.subscribe(parts.dispatcher.channel)
         parts.publisher.open()
         parts.membership.open()
-        loop, name = asyncio.get_running_loop(), f"{self.node_id}/{self.instance_id}"
+        loop, name = asyncio.get_running_loop(), f"{self.settings.node_id}/{self.settings.instance_id}"
         self._tasks = [  # supervised: a loop that fails is logged at once and restarted
             loop.create_task(supervise(run, f"{label} {name}", logger), name=f"{label} {name}")
             for run, label in (
@@ -78,7 +77,10 @@ class Lifecycle:
             )
         ]
         logger.info(
-            "node %s (instance %s) started on channel %r", self.node_id, self.instance_id, parts.dispatcher.channel
+            "node %s (instance %s) started on channel %r",
+            self.settings.node_id,
+            self.settings.instance_id,
+            parts.dispatcher.channel,
         )
 
     def _on_beat(self) -> None:
@@ -102,7 +104,9 @@ class Lifecycle:
                 await parts.publisher.flush(flush_timeout)
                 if parts.outbox:
                     logger.warning(
-                        "node %s: closing with %d publishes not sent to the cluster", self.node_id, len(parts.outbox)
+                        "node %s: closing with %d publishes not sent to the cluster",
+                        self.settings.node_id,
+                        len(parts.outbox),
                     )
             tasks, self._tasks = self._tasks, []
             marking = parts.history.stop() if parts.history is not None else None
@@ -117,14 +121,16 @@ class Lifecycle:
         for task in await stop_tasks(tasks, STOP_TIMEOUT):  # cancelled until they stop
             logger.warning(
                 "node %s: task %r did not stop within %.0fs of being cancelled; left to finish; it waits in:\n%s",
-                self.node_id,
+                self.settings.node_id,
                 task.get_name(),
                 STOP_TIMEOUT,
                 where(task),
             )
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
-                logger.error("node %s: task %r had failed", self.node_id, task.get_name(), exc_info=task.exception())
+                logger.error(
+                    "node %s: task %r had failed", self.settings.node_id, task.get_name(), exc_info=task.exception()
+                )
 
 
 def _warn_if_unauthenticated(backend: BroadcastBackend, node_id: str, signed: bool) -> None:

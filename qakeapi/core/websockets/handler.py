@@ -16,6 +16,7 @@ from qakeapi.core.limits import (
     PenaltyBox,
     RateLimit,
     RejectionLog,
+    cap,
     connection_counter,
 )
 from qakeapi.core.redaction import install_log_redaction
@@ -105,12 +106,10 @@ class WebSocketHandler(Hooks, Refusals):
         connections: ConnectionCounter = connection_counter,
         penalties: PenaltyBox | None = None,
     ) -> None:
-        if max_connections_per_ip is not None and max_connections_per_ip < 1:
-            raise ValueError("max_connections_per_ip must be at least 1 (or None)")
         self.max_message_size = max_message_size
         self.send_policy = send_policy
         self.rate_limit = rate_limit
-        self.max_connections_per_ip = max_connections_per_ip
+        self.max_connections_per_ip = cap("max_connections_per_ip", max_connections_per_ip)
         self.per_ip = connections
         self.penalties = penalties if penalties is not None else PenaltyBox()
         self.rejections = RejectionLog(logger)
