@@ -163,3 +163,45 @@ def test_whatever_encode_json_returns_is_sendable_utf8(value: object) -> None:
         return
     text.encode("utf-8")
     assert json.loads(text) == value
+
+
+# encode_json calls json's C encoder directly (without JSONEncoder.encode's Python around it):
+# it must answer exactly as the JSONEncoder it stands for, value for value and error for error.
+_reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _outcome(encode: object, value: object) -> tuple[str, str]:
+    try:
+        return "ok", encode(value)  # type: ignore[operator]
+    except (TypeError, ValueError, RecursionError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+tuples_and_objects = st.recursive(
+    values | st.tuples(st.integers()) | st.builds(object) | st.sets(st.integers(), max_size=2),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=tuples_and_objects)
+def test_encode_json_answers_as_the_json_encoder_it_stands_for(value: object) -> None:
+    from qakeapi.core import codec
+
+    kind, text = _outcome(codec._encode, value)
+    assert (kind, text) == _outcome(_reference.encode, value)
+    if kind == "ok" and text.isascii():  # check_sendable adds a refusal for lone surrogates only
+        assert encode_json(value) == text
+
+
+def test_encode_json_refuses_circular_references_and_can_encode_the_same_objects_after() -> None:
+    loop: list[object] = [1]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        encode_json({"a": loop})
+    shared = [1, 2]
+    assert encode_json({"x": shared, "y": shared}) == '{"x":[1,2],"y":[1,2]}'  # shared is not circular
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode_json([shared, object()])
+    assert encode_json([shared, shared]) == "[[1,2],[1,2]]"  # nothing left behind by the failure

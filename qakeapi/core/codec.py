@@ -50,6 +50,34 @@ MAX_DEPTH = 256
 """The deepest nesting of arrays and objects :func:`decode_json` accepts."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _c_encode() -> Callable[[Any], str] | None:
+    """:meth:`_encoder.encode <json.JSONEncoder.encode>` without the Python around its C encoder.
+
+    ``JSONEncoder.encode`` re-reads its settings and defines a closure on every call before it
+    makes the C encoder (``json.encoder.c_make_encoder``) that does the work: ~0.7 µs of a ~1.6 µs
+    encode of a small message. This makes the same C encoder with the same arguments, a fresh
+    one per call as ``JSONEncoder`` does (its ``markers`` dict is what detects circular
+    references). ``None`` where the C encoder is missing or does not answer as ``_encoder``.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return None
+    default, quote = _encoder.default, json.encoder.encode_basestring
+
+    def encode(data: Any) -> str:
+        return "".join(make({}, default, quote, None, ":", ",", False, False, False)(data, 0))
+
+    sample = {"a": [1, 2.5, -0.0, "\u00e9\n", None, True, {}], "": 10**30}
+    try:
+        agrees = encode(sample) == _encoder.encode(sample)
+    except Exception:  # pragma: no cover - another signature in a future Python
+        agrees = False
+    return encode if agrees else None
+
+
+_encode = _c_encode() or _encoder.encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.decoder skips around a document
@@ -93,7 +121,7 @@ class _StrictDecoder(json.JSONDecoder):
         if len(s) > 2 * MAX_DEPTH and s.count("[") + s.count("{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
             raise NestingTooDeepError(MAX_DEPTH)
         if "\\u" in s and _SURROGATE_ESCAPE.search(s):  # escapes of surrogates: a lone one?
-            check_sendable(_encoder.encode(value))
+            check_sendable(_encode(value))
         elif not s.isascii():  # raw surrogates (text from a server never has them: it was UTF-8)
             check_sendable(s)
         return value
@@ -168,7 +196,7 @@ def encode_json(data: Any) -> str:
         ValueError: ``data`` holds ``NaN`` or an infinity, an integer longer than Python
             converts, or a string holding a lone surrogate (:class:`~qakeapi.exceptions.LoneSurrogateError`).
     """
-    return check_sendable(_encoder.encode(data))
+    return check_sendable(_encode(data))
 
 
 def decode_json(data: str | bytes) -> Any:
