@@ -55,10 +55,10 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
     socket buffers are full.
 
     The transport mirrors uvicorn: it refuses data before the accept and anything after a
-    close or a denial response (``RuntimeError`` in the application), answers the application's close with a
-    ``websocket.disconnect``, raises :class:`ClientDisconnectedError` in the application when it
-    sends after the client left, and reports an application that returned without closing as an
-    abnormal closure (1006).
+    close or a denial response (``RuntimeError`` in the application), answers the application's
+    close (and the end of its denial response) with a ``websocket.disconnect``, raises
+    :class:`ClientDisconnectedError` in the application when it sends after the client left, and
+    reports an application that returned without closing as an abnormal closure (1006).
 
     Args:
         app: The ASGI application.
@@ -154,10 +154,11 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
             self.close_reason = message.get("reason") or ""
             return WebSocketDisconnect(self.close_code, self.close_reason)
         chunks: list[bytes] = []
-        body = message
-        while body is message or body.get("more_body", False):
+        while True:  # the transport lets only body chunks through now
             body = await self._next(self.timeout, unfinished=_RETURNED_IN_RESPONSE)
             chunks.append(body.get("body", b""))
+            if not body.get("more_body", False):
+                break
         denied = WebSocketDenied(message["status"], message.get("headers") or (), b"".join(chunks))
         self.close_code, self.close_reason = denied.code, denied.reason
         return denied
