@@ -7,6 +7,7 @@ The tree::
     │   └── ValidationError            bad input from a client; also a ValueError (400)
     ├── WebSocketError
     │   ├── WebSocketDisconnect        the peer went away (close code + reason)
+    │   │   └── WebSocketDenied        the handshake was refused with an HTTP response (status + body)
     │   ├── WebSocketClosedError       sending on a closed connection; also a ConnectionError
     │   └── NotAcceptedError           sending before the handshake was accepted; also a RuntimeError
     ├── AuthenticationError            a token was missing, malformed, expired or forged
@@ -25,7 +26,15 @@ The tree::
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from qakeapi.status import CloseCode
+
+if TYPE_CHECKING:
+    from qakeapi.core.datastructures import Headers
 
 __all__ = [
     "AuthLinkError",
@@ -45,6 +54,7 @@ __all__ = [
     "UnlinkedRoomsError",
     "ValidationError",
     "WebSocketClosedError",
+    "WebSocketDenied",
     "WebSocketDisconnect",
     "WebSocketError",
 ]
@@ -102,6 +112,88 @@ class WebSocketDisconnect(WebSocketError):
         self.code = code
         self.reason = reason
         super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+
+
+class WebSocketDenied(WebSocketDisconnect):
+    """The server refused the WebSocket handshake with an HTTP response, before the upgrade.
+
+    What :meth:`TestClient.websocket_connect <qakeapi.testing.client.TestClient.websocket_connect>`
+    raises when the application answers the handshake with a status (the ASGI
+    ``websocket.http.response`` extension): a wrong path's 404, a refused origin's 403, a failed
+    authentication's 401, a failure before the accept's 500. A real client gets the same response
+    (``websockets`` raises ``InvalidStatus``). The message says the status and the detail::
+
+        the WebSocket handshake was refused with HTTP 403 Forbidden: origin not allowed
+
+    It is a :class:`WebSocketDisconnect`, so code that catches the close a refusal used to be
+    keeps working: its ``code`` is 1006 (``ABNORMAL_CLOSURE``, what a browser's ``onclose``
+    reports for a refused handshake), its ``reason`` the detail. Import it from
+    ``qakeapi.testing``, next to the client.
+
+    Args:
+        status_code: The HTTP status of the response.
+        headers: The response headers, as ASGI ``(name, value)`` byte pairs.
+        body: The response body.
+
+    Attributes:
+        status_code: The HTTP status.
+        headers: The response headers (case-insensitive).
+        body: The response body.
+        detail: The body's ``"detail"`` when it is a JSON object that has one, else the body's
+            text (its first 200 characters), else the status phrase.
+    """
+
+    def __init__(self, status_code: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> None:
+        from qakeapi.core.datastructures import Headers  # qakeapi.core imports this module
+
+        self.status_code = status_code
+        self.headers: Headers = Headers(headers)
+        self.body = body
+        said = _said(body)
+        status = _status_line(status_code)
+        self.detail = said or status.partition(" ")[2] or status
+        super().__init__(CloseCode.ABNORMAL_CLOSURE, self.detail)
+        self.args = (f"the WebSocket handshake was refused with HTTP {status}" + (f": {said}" if said else ""),)
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode()
+
+    def json(self) -> Any:
+        """The body decoded as JSON.
+
+        Returns:
+            The decoded value.
+
+        Raises:
+            ValueError: The body is not JSON.
+        """
+        from qakeapi.core.codec import decode_json  # qakeapi.core imports this module
+
+        return decode_json(self.body)
+
+
+_MAX_DETAIL = 200
+"""The most characters of a denial's body its message shows."""
+
+
+def _status_line(status_code: int) -> str:
+    try:
+        return f"{status_code} {HTTPStatus(status_code).phrase}"
+    except ValueError:  # a status Python does not name
+        return str(status_code)
+
+
+def _said(body: bytes) -> str:
+    """What a denial's body says: its JSON ``"detail"``, else its text (shortened); ``""`` if empty."""
+    try:
+        value = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        value = None
+    detail = value.get("detail") if isinstance(value, dict) else None
+    text = detail if isinstance(detail, str) else body.decode(errors="replace").strip()
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
 class WebSocketClosedError(WebSocketError, ConnectionError):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from qakeapi import Application, HTTPException, JSONResponse, Request, Response, WebSocket
-from qakeapi.exceptions import WebSocketDisconnect
+from qakeapi.exceptions import WebSocketDenied, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
 from qakeapi.types import Message, Scope
@@ -464,22 +464,21 @@ async def test_unknown_websocket_path_refuses_the_handshake_naming_the_path(
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None: ...
 
-    with caplog.at_level(logging.WARNING, logger="qakeapi.application"), pytest.raises(WebSocketDisconnect) as info:
+    with caplog.at_level(logging.WARNING, logger="qakeapi.application"), pytest.raises(WebSocketDenied) as info:
         await client.websocket_connect("/nowhere?x=1")
-    assert (info.value.code, info.value.reason) == (CloseCode.POLICY_VIOLATION, "no WebSocket route for /nowhere")
+    assert (info.value.status_code, info.value.json()) == (404, {"detail": "no WebSocket route for /nowhere"})
+    assert info.value.headers["content-type"] == "application/json"
     [record] = [r for r in caplog.records if r.name == "qakeapi.application"]
     assert record.levelno == logging.WARNING
     assert "no WebSocket route for '/nowhere'; answering 404 (WebSocket routes: /ws)" in record.getMessage()
 
 
 @pytest.mark.asyncio
-async def test_a_long_unknown_path_is_cut_to_fit_a_close_reason(client: TestClient) -> None:
-    path = "/" + "é" * 100
-    with pytest.raises(WebSocketDisconnect) as info:
+async def test_a_long_unknown_path_is_named_whole_in_the_404(client: TestClient) -> None:
+    path = "/" + "é" * 100  # longer than a close reason may be (see test_application_refusals for that cut)
+    with pytest.raises(WebSocketDenied) as info:
         await client.websocket_connect(path)
-    assert info.value.reason.startswith("no WebSocket route for /éé")
-    assert info.value.reason.endswith("...")
-    assert len(info.value.reason.encode()) <= 123
+    assert (info.value.status_code, info.value.json()) == (404, {"detail": f"no WebSocket route for {path}"})
 
 
 def test_registering_a_path_twice_is_refused(app: Application) -> None:
@@ -519,9 +518,9 @@ async def test_http_route_does_not_serve_websockets(app: Application, client: Te
     async def page(request: Request) -> str:
         return "page"
 
-    with pytest.raises(WebSocketDisconnect) as info:
+    with pytest.raises(WebSocketDenied) as info:
         await client.websocket_connect("/page")
-    assert info.value.code == CloseCode.POLICY_VIOLATION
+    assert (info.value.status_code, info.value.detail) == (404, "no WebSocket route for /page")
 
 
 @pytest.mark.asyncio

@@ -1,24 +1,25 @@
 """What a client gets when the application refuses a handshake or fails before accepting it.
 
 Through a server that offers the ASGI ``websocket.http.response`` extension (uvicorn, hypercorn,
-granian) each refusal is an HTTP response whose status says which: 404 no route, 403 origin or
-host, 401 auth, 500 the application failed. Without it (daphne, the test client) a refusal is a
-close before the accept, whose reason the test client shows. ``tests/e2e/test_refusals.py``
-checks what each real server transmits.
+granian, and the test client) each refusal is an HTTP response whose status says which: 404 no
+route, 403 origin or host, 401 auth, 500 the application failed; the test client raises it as
+:class:`~qakeapi.exceptions.WebSocketDenied`. Without the extension (daphne) a refusal is a close
+before the accept, 1008 with the reason. ``tests/e2e/test_refusals.py`` checks what each real
+server transmits, and that the test client reports the same.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import pytest
 
 from qakeapi import Application, NotAcceptedError, WebSocket
 from qakeapi.core.codec import decode_json
-from qakeapi.exceptions import WebSocketDisconnect
 from qakeapi.status import CloseCode
-from qakeapi.testing import TestClient
+from qakeapi.testing import TestClient, WebSocketDenied
 from qakeapi.types import Message
 
 DENIAL: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
@@ -155,14 +156,58 @@ async def test_a_raw_send_before_the_accept_says_the_same(app: Application) -> N
         ("/ws", {"host": "evil.example", "origin": "http://evil.example"}, "host not allowed"),
     ],
 )
-async def test_the_test_client_sees_the_refusal_as_a_close_naming_it(
+async def test_without_the_extension_a_refusal_is_a_close_naming_it(
     app: Application, path: str, headers: dict[str, str], reason: str
 ) -> None:
+    sent, raised = await handshake(app, path, headers, denial=False)
+    assert raised is None
+    assert sent == [{"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}]
+
+
+@pytest.mark.asyncio
+async def test_without_the_extension_a_long_path_is_cut_to_fit_a_close_reason(app: Application) -> None:
+    [close], _ = await handshake(app, "/" + "é" * 100, denial=False)
+    assert close["reason"].startswith("no WebSocket route for /éé")
+    assert close["reason"].endswith("...")
+    assert len(close["reason"].encode()) <= 123
+
+
+TEST_CLIENT_CASES = [
+    ("/wss", {}, 404, "no WebSocket route for /wss"),
+    ("/ws", {"origin": "http://evil.example"}, 403, "origin not allowed"),
+    ("/ws", {"host": "evil.example", "origin": "http://evil.example"}, 403, "host not allowed"),
+    ("/fails", {}, 500, "Internal Server Error"),
+    ("/forgot-accept", {}, 500, "Internal Server Error"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("path", "headers", "status", "detail"), TEST_CLIENT_CASES)
+async def test_the_test_client_raises_the_status_and_body_the_app_sent(
+    app: Application, path: str, headers: dict[str, str], status: int, detail: str
+) -> None:
     host = headers.pop("host", "127.0.0.1")
-    async with TestClient(app, base_url=f"http://{host}") as client:
-        with pytest.raises(WebSocketDisconnect) as refused:
+    async with TestClient(app, base_url=f"http://{host}", raise_server_exceptions=False) as client:
+        with pytest.raises(WebSocketDenied) as refused:
             await client.websocket_connect(path, headers=headers)
-    assert (refused.value.code, refused.value.reason) == (CloseCode.POLICY_VIOLATION, reason)
+    denied = refused.value
+    assert (denied.status_code, denied.json(), denied.detail) == (status, {"detail": detail}, detail)
+    assert denied.headers["content-type"] == "application/json"
+    sent, _ = await handshake(app, path, {"host": host, **headers})
+    assert (denied.status_code, list(denied.headers.items()), denied.body) == (
+        sent[0]["status"],
+        [(name.decode(), value.decode()) for name, value in sent[0]["headers"]],
+        sent[1]["body"],
+    )  # what a server with the extension would transmit
+    phrase = HTTPStatus(status).phrase
+    assert str(denied) == f"the WebSocket handshake was refused with HTTP {status} {phrase}: {detail}"
+
+
+@pytest.mark.asyncio
+async def test_the_test_client_raises_a_failure_before_the_accept_itself_by_default(app: Application) -> None:
+    async with TestClient(app) as client:
+        with pytest.raises(LookupError, match="no such room"):
+            await client.websocket_connect("/fails")
 
 
 @pytest.mark.asyncio

@@ -16,7 +16,7 @@ from qakeapi.core.datastructures import Headers, QueryParams
 from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.security.carriers import K8S_SUBPROTOCOL_PREFIX, extract_token, is_token_carrier
 from qakeapi.security.sessions import AuthCloseCode, AuthSessions
-from qakeapi.testing import TestClient, WebSocketTestSession
+from qakeapi.testing import TestClient, WebSocketDenied, WebSocketTestSession
 
 KEY = "k" * 32
 AUTH = JWTAuthenticator(AuthConfig(secret_key=KEY))
@@ -143,8 +143,9 @@ async def test_required_refusal_is_logged_at_warning_with_the_reason_and_no_toke
 ) -> None:
     app, _ = app_with(WebSocketAuthMiddleware(AUTH, required=True))
     token = short_token("alice", -30)
-    with caplog.at_level(logging.WARNING, logger="qakeapi.security"), pytest.raises(WebSocketDisconnect):
+    with caplog.at_level(logging.WARNING, logger="qakeapi.security"), pytest.raises(WebSocketDenied) as refused:
         await TestClient(app).websocket_connect(f"/ws?token={token}")
+    assert (refused.value.status_code, refused.value.detail) == (401, "expired")
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert "rejected (expired)" in caplog.text
     assert token not in caplog.text

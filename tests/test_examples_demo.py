@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from examples_app.demo_app import DEFAULT_ROOMS, RECENT, create_app
 from qakeapi.exceptions import WebSocketDisconnect
-from qakeapi.testing import TestClient, WebSocketTestSession
+from qakeapi.testing import TestClient, WebSocketDenied, WebSocketTestSession
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,8 +58,9 @@ async def join(ws: WebSocketTestSession, room: str = "general", **extra: Any) ->
 
 
 async def test_a_handshake_without_a_token_is_refused(client: TestClient) -> None:
-    with pytest.raises(WebSocketDisconnect, match="1008"):
+    with pytest.raises(WebSocketDenied) as refused:
         await client.websocket_connect("/chat")
+    assert (refused.value.status_code, refused.value.json()) == (401, {"detail": "missing"})
 
 
 async def test_tokens_are_issued_for_names_only(client: TestClient) -> None:

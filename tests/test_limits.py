@@ -19,7 +19,7 @@ from qakeapi.core.limits import (
     TokenBucket,
 )
 from qakeapi.status import CloseCode
-from qakeapi.testing import TestClient
+from qakeapi.testing import TestClient, WebSocketDenied
 
 # -- TokenBucket ----------------------------------------------------------------------------------
 
@@ -195,9 +195,11 @@ async def test_after_a_rate_limit_close_the_address_is_refused_for_the_penalty(
                 with pytest.raises(WebSocketDisconnect) as closed:
                     await flooder.receive_json()
                 assert closed.value.code == CloseCode.POLICY_VIOLATION
-        for _ in range(3):  # refused before the upgrade (the test client has no HTTP extension: a close)
-            with pytest.raises(WebSocketDisconnect):
+        for _ in range(3):  # refused before the upgrade: 429, and when to come back
+            with pytest.raises(WebSocketDenied) as refused:
                 await client.websocket_connect("/ws")
+            assert (refused.value.status_code, refused.value.detail) == (429, "rate limit exceeded; retry later")
+            assert 9 <= int(refused.value.headers["retry-after"]) <= 10
     assert 9.0 < handler.penalties.retry_after("testclient", time.monotonic()) <= 10.0
     assert handler.rejections.counts == {"rate": 2, "rate_penalty": 3}
     refusals = [r.getMessage() for r in caplog.records if "exceeded the rate limit" in r.getMessage()]
@@ -232,8 +234,9 @@ async def test_connections_per_ip_are_capped_and_freed() -> None:
     client = serve(handler)
     first = await client.websocket_connect("/ws")
     second = await client.websocket_connect("/ws")
-    with pytest.raises(WebSocketDisconnect):
+    with pytest.raises(WebSocketDenied) as refused:
         await client.websocket_connect("/ws")
+    assert (refused.value.status_code, refused.value.json()) == (429, {"detail": "too many connections"})
     assert handler.rejections.counts["connections_per_ip"] == 1
     await first.send_json("still served")
     assert await first.receive_json() == "still served"
@@ -252,8 +255,9 @@ async def test_the_cap_counts_across_handlers_sharing_a_counter() -> None:
     one = serve(WebSocketHandler(max_connections_per_ip=1, connections=counter))
     two = serve(WebSocketHandler(max_connections_per_ip=1, connections=counter))
     session = await one.websocket_connect("/ws")
-    with pytest.raises(WebSocketDisconnect):
+    with pytest.raises(WebSocketDenied) as refused:
         await two.websocket_connect("/ws")
+    assert (refused.value.status_code, refused.value.detail) == (429, "too many connections")
     await session.close()
 
 
@@ -323,9 +327,11 @@ async def test_one_flood_leaves_the_other_users_of_its_address_in() -> None:
         async with client.websocket_connect(f"/ws?user=user{n}") as session:
             await session.send_json(n)
             assert await session.receive_json() == n
-    with pytest.raises(WebSocketDisconnect):  # the flooder itself is refused at once
+    with pytest.raises(WebSocketDenied) as refused:  # the flooder itself is refused at once
         await client.websocket_connect("/ws?user=mallory")
+    assert refused.value.status_code == 429
     assert handler.rejections.counts["rate_penalty"] == 1
     await flood_once(client, "/ws")  # a second flood from the address: now the address is refused
-    with pytest.raises(WebSocketDisconnect):
+    with pytest.raises(WebSocketDenied) as refused:
         await client.websocket_connect("/ws?user=someone-else")
+    assert refused.value.status_code == 429

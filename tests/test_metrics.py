@@ -22,7 +22,7 @@ from qakeapi.core.counters import MESSAGE_SAMPLE
 from qakeapi.core.metrics import expose_metrics
 from qakeapi.core.rooms import Rooms
 from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
-from qakeapi.testing import TestClient
+from qakeapi.testing import TestClient, WebSocketDenied
 from tests.redis_server import wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -211,8 +211,9 @@ async def test_an_origin_refusal_is_counted_by_reason() -> None:
     key = ("qakeapi_origin_refusals_total", (("node", "traffic"), ("reason", "not_allowed")))
     async with TestClient(app) as client:
         before = parse((await client.get("/metrics")).text)
-        with pytest.raises(WebSocketDisconnect):
+        with pytest.raises(WebSocketDenied) as refused:
             await client.websocket_connect("/chat/x", headers={"origin": "https://evil.example"})
+        assert (refused.value.status_code, refused.value.detail) == (403, "origin not allowed")
         after = parse((await client.get("/metrics")).text)
     assert after[key] - before.get(key, 0.0) == 1
 

@@ -12,14 +12,13 @@ from typing import Any
 import jwt
 import pytest
 
-from qakeapi import Application, WebSocket, WebSocketDisconnect, WebSocketHandler
+from qakeapi import Application, WebSocket, WebSocketHandler
 from qakeapi.core.clustering import create_clustered_manager
 from qakeapi.core.datastructures import Headers, QueryParams
 from qakeapi.exceptions import AuthLinkError
 from qakeapi.security import AuthConfig, JWTAuthenticator, WebSocketAuthMiddleware
 from qakeapi.security.carriers import BEARER_SUBPROTOCOL, extract_token
-from qakeapi.status import CloseCode
-from qakeapi.testing import TestClient, WebSocketTestSession
+from qakeapi.testing import TestClient, WebSocketDenied, WebSocketTestSession
 
 KEY = "k" * 32
 AUTH = JWTAuthenticator(AuthConfig(secret_key=KEY))
@@ -264,15 +263,18 @@ async def test_missing_token_sets_auth_error_missing() -> None:
         ("subprotocol", "abc"),
     ],
 )
-async def test_required_refuses_bad_tokens_with_policy_violation(source: str, token: str) -> None:
+async def test_required_refuses_bad_tokens_with_401_and_the_reason(source: str, token: str) -> None:
     server = make_app(required=True)
     client = TestClient(server.app)
 
-    with pytest.raises(WebSocketDisconnect) as info:
+    with pytest.raises(WebSocketDenied) as info:
         await connect(client, source, token)
 
-    assert info.value.code == CloseCode.POLICY_VIOLATION
-    assert info.value.code == 1008
+    reason = {"query": "expired", "header": "invalid_signature", "subprotocol": "malformed"}[source]
+    assert (info.value.status_code, info.value.json()) == (401, {"detail": reason})
+    assert info.value.headers["www-authenticate"] == (
+        f'Bearer realm="qakeapi", error="invalid_token", error_description="{reason}"'
+    )
     assert server.seen == []
 
 
@@ -281,10 +283,12 @@ async def test_required_refuses_a_missing_token() -> None:
     server = make_app(required=True)
     client = TestClient(server.app)
 
-    with pytest.raises(WebSocketDisconnect) as info:
+    with pytest.raises(WebSocketDenied) as info:
         await client.websocket_connect("/ws")
 
-    assert info.value.code == CloseCode.POLICY_VIOLATION
+    assert (info.value.status_code, info.value.json()) == (401, {"detail": "missing"})
+    assert info.value.headers["www-authenticate"] == 'Bearer realm="qakeapi"'
+    assert str(info.value) == "the WebSocket handshake was refused with HTTP 401 Unauthorized: missing"
     assert server.seen == []
 
 
@@ -323,8 +327,9 @@ async def test_tokens_never_appear_in_log_records(caplog: pytest.LogCaptureFixtu
         async with connect(client, source, token) as session:
             assert (await session.receive_json())["auth_error"] is None
     strict = make_app(required=True)
-    with pytest.raises(WebSocketDisconnect):
+    with pytest.raises(WebSocketDenied) as refused:
         await connect(TestClient(strict.app), "header", rejected[1])
+    assert rejected[1] not in repr(refused.value.headers) + refused.value.text
 
     messages = [record.getMessage() for record in caplog.records]
     rejections = [m for m in messages if "rejected" in m]
@@ -396,10 +401,11 @@ async def test_a_wrapped_handler_without_a_binding_is_refused_with_the_line_to_w
 async def test_an_unbound_wrapper_is_refused_before_the_upgrade() -> None:
     app, _ = linked_app("lambda", "none")
     client = TestClient(app, raise_server_exceptions=False)
-    # The AuthLinkError escapes before the accept: a server answers 500 (the test client says so).
-    with pytest.raises(RuntimeError, match=r"without accepting .* \(a server answers HTTP 500\)"):
+    # The AuthLinkError escapes before the accept: a server answers 500, and so does the test client.
+    with pytest.raises(WebSocketDenied) as refused:
         async with client.websocket_connect("/ws") as session:
             await session.receive_json()
+    assert (refused.value.status_code, refused.value.json()) == (500, {"detail": "Internal Server Error"})
 
 
 @pytest.mark.asyncio

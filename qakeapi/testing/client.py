@@ -14,6 +14,7 @@ from qakeapi.core.codec import decode_json, encode_json
 from qakeapi.core.datastructures import Headers
 from qakeapi.testing import app_log
 from qakeapi.testing.async_only import AsyncOnly
+from qakeapi.testing.transport import DENIAL_EXTENSION
 from qakeapi.testing.websocket_session import WebSocketTestSession
 from qakeapi.types import ASGIApp, Message, Scope
 
@@ -335,13 +336,15 @@ class TestClient(AsyncOnly):
             timeout: The default receive timeout of the session, in seconds.
 
         Returns:
-            The session.
+            The session. Connecting raises :class:`~qakeapi.exceptions.WebSocketDenied` when the
+            application refuses the handshake with an HTTP status, as a real server answers it.
         """
         all_headers = dict(headers or {})
         if subprotocols:
             all_headers["sec-websocket-protocol"] = ", ".join(subprotocols)
         scope = self._scope("websocket", url, all_headers, None)
         scope["subprotocols"] = list(subprotocols or ())
+        scope["extensions"] = {DENIAL_EXTENSION: {}}  # as uvicorn: a refusal can be an HTTP response
         return WebSocketTestSession(
             self.app,
             scope,

@@ -10,11 +10,37 @@ the client is paused, makes the application's ``send`` wait as a full socket buf
 from __future__ import annotations
 
 import asyncio
+from enum import Enum
 
 from qakeapi.status import CloseCode
 from qakeapi.types import Message
 
-__all__ = ["AppEnd", "AppFinished", "AppLogged", "ClientDisconnectedError"]
+__all__ = ["DENIAL_EXTENSION", "AppEnd", "AppFinished", "AppLogged", "ClientDisconnectedError", "Stage"]
+
+DENIAL_EXTENSION = "websocket.http.response"
+"""The ASGI extension that lets an application refuse a handshake with an HTTP response."""
+
+
+class Stage(Enum):
+    """Where the application's side of the connection is: what it may send next."""
+
+    HANDSHAKE = "handshake"
+    """Nothing sent yet: an accept, a close or a denial response may come."""
+    ACCEPTED = "accepted"
+    """Accepted: data frames or a close may come."""
+    RESPONDING = "responding"
+    """A denial response started: its body chunks come."""
+    CLOSED = "closed"
+    """Closed, or the denial response ended: nothing more may come."""
+
+
+_EXPECTED: dict[Stage, tuple[str, ...]] = {
+    Stage.HANDSHAKE: ("websocket.accept", "websocket.close", "websocket.http.response.start"),
+    Stage.ACCEPTED: ("websocket.send", "websocket.close"),
+    Stage.RESPONDING: ("websocket.http.response.body",),
+    Stage.CLOSED: (),
+}
+"""What the application may send at each stage (as uvicorn checks it)."""
 
 
 class ClientDisconnectedError(OSError):
@@ -43,6 +69,7 @@ class AppEnd:
         from_app: What the application sent (and the ends of its task), for the client.
         client_closed: Whether the client disconnected.
         paused: Whether the client stopped reading (see :meth:`pause`).
+        stage: What the application may send next.
     """
 
     def __init__(self) -> None:
@@ -50,8 +77,7 @@ class AppEnd:
         self.from_app: asyncio.Queue[Message | AppFinished | AppLogged] = asyncio.Queue()
         self.client_closed = False
         self.paused = False
-        self._accepted = False
-        self._closed = False
+        self.stage = Stage.HANDSHAKE
         self._allowance = 0
         self._resumed: asyncio.Event | None = None  # made by pause(), set by resume()
         self._blocked: asyncio.Event | None = None  # set when a send waits on the pause
@@ -73,21 +99,27 @@ class AppEnd:
         kind = message["type"]
         if self.client_closed:
             raise ClientDisconnectedError("the test client has disconnected")
-        if self._closed:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'")
-        if not self._accepted and kind not in ("websocket.accept", "websocket.close"):
-            raise RuntimeError(f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}")
-        if self._accepted and kind not in ("websocket.send", "websocket.close"):
-            raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}")
+        expected = _EXPECTED[self.stage]
+        if kind not in expected:
+            if self.stage is Stage.CLOSED:
+                raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close' or a response")
+            raise RuntimeError(f"Expected ASGI message {' or '.join(map(repr, expected))}, but got {kind!r}")
         if kind == "websocket.accept":
-            self._accepted = True
+            self.stage = Stage.ACCEPTED
         elif kind == "websocket.close":
-            self._closed = True
             # As uvicorn does: the application's next receive reports the close it sent.
-            code = message.get("code", CloseCode.NORMAL_CLOSURE) if self._accepted else CloseCode.ABNORMAL_CLOSURE
-            reason = message.get("reason") or ""
-            self.to_app.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            accepted = self.stage is Stage.ACCEPTED
+            code = message.get("code", CloseCode.NORMAL_CLOSURE) if accepted else CloseCode.ABNORMAL_CLOSURE
+            self._end(code, message.get("reason") or "")
+        elif kind == "websocket.http.response.start":
+            self.stage = Stage.RESPONDING
+        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
+            self._end(CloseCode.ABNORMAL_CLOSURE, "")  # the handshake never completed
         self.from_app.put_nowait(message)
+
+    def _end(self, code: int, reason: str) -> None:
+        self.stage = Stage.CLOSED
+        self.to_app.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     def pause(self, buffer: int) -> None:
         """Stop taking the application's frames after ``buffer`` more (its ``send`` then waits)."""

@@ -7,7 +7,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from qakeapi.exceptions import WebSocketClosedError, WebSocketDisconnect
+from qakeapi.exceptions import WebSocketClosedError, WebSocketDenied, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import app_log
 from qakeapi.testing.app_report import AppReport
@@ -19,6 +19,13 @@ from qakeapi.types import ASGIApp, Message, Scope
 __all__ = ["ClientDisconnectedError", "WebSocketTestSession"]
 
 _LOG_LINES = 20
+_RETURNED_IN_HANDSHAKE = (
+    "the application returned without accepting or closing the WebSocket handshake (a server answers HTTP 500)"
+)
+_RETURNED_IN_RESPONSE = (
+    "the application returned in the middle of its denial response: send 'websocket.http.response.body' "
+    "messages until one has more_body=False"
+)
 
 
 class WebSocketTestSession(SessionMessages, AsyncOnly):
@@ -33,7 +40,14 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
     connection (a failing ``on_message`` hook, say, which the handler logs and survives), is
     raised by the session's next receive or send -- the original exception object, with its
     traceback. A receive that times out says what the application logged meanwhile. Without
-    ``raise_server_exceptions``, the test sees only what a client would (close codes).
+    ``raise_server_exceptions``, the test sees only what a client would (HTTP statuses, close codes).
+
+    **Refusals.** The scope offers the ASGI ``websocket.http.response`` extension, as uvicorn
+    does, so a handshake the application refuses with an HTTP response (QakeAPI's 404 for a
+    path without a route, 403 for a refused origin, 401 from the authentication middleware, 500
+    for a failure before the accept) raises :class:`~qakeapi.exceptions.WebSocketDenied` with
+    the status, headers and body a real client gets. A refusal with a close (``close()`` before
+    ``accept()``) raises :class:`~qakeapi.exceptions.WebSocketDisconnect` with its close code.
 
     **Backpressure.** :meth:`pause_reading` makes the session stop reading, as a slow client
     does: the application's ``send`` then waits (once ``buffer`` more frames were taken) until
@@ -41,10 +55,10 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
     socket buffers are full.
 
     The transport mirrors uvicorn: it refuses data before the accept and anything after a
-    close (``RuntimeError`` in the application), answers the application's close with a
-    ``websocket.disconnect``, raises :class:`ClientDisconnectedError` in the application when it
-    sends after the client left, and reports an application that returned without closing as an
-    abnormal closure (1006).
+    close or a denial response (``RuntimeError`` in the application), answers the application's
+    close (and the end of its denial response) with a ``websocket.disconnect``, raises
+    :class:`ClientDisconnectedError` in the application when it sends after the client left, and
+    reports an application that returned without closing as an abnormal closure (1006).
 
     Args:
         app: The ASGI application.
@@ -102,9 +116,12 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
             This session.
 
         Raises:
-            WebSocketDisconnect: The application refused the handshake (its close code).
+            WebSocketDenied: The application refused the handshake with an HTTP response (its
+                status, headers and body), as a real server answers it.
+            WebSocketDisconnect: The application refused the handshake with a close (its close
+                code; a server answers it with a bare 403).
             RuntimeError: The application returned without accepting or refusing (a server
-                answers HTTP 500), or sent something else than an accept or a close.
+                answers HTTP 500), or sent something else than an accept, a close or a response.
             TimeoutError: The application neither accepted nor refused in time.
         """
         if self._task is not None:
@@ -114,7 +131,7 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
         self._task = self._loop.create_task(self._run_app())
         self._end.to_app.put_nowait({"type": "websocket.connect"})
         try:
-            message = await self._next(self.timeout, handshake=True)
+            message = await self._next(self.timeout, unfinished=_RETURNED_IN_HANDSHAKE)
         except BaseException:
             self._report.release()
             raise
@@ -122,14 +139,29 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
             self.accepted_subprotocol = message.get("subprotocol")
             self.response_headers = list(message.get("headers") or [])
             return self
-        self.close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
-        self.close_reason = message.get("reason") or ""
         try:
+            refusal = await self._refusal(message)
             await self._wait_app()
         finally:
             self._report.release()
         self._report.raise_pending()
-        raise WebSocketDisconnect(self.close_code, self.close_reason)
+        raise refusal
+
+    async def _refusal(self, message: Message) -> WebSocketDisconnect:
+        """The exception for a handshake the application refused with ``message``: a close or a response."""
+        if message["type"] == "websocket.close":
+            self.close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
+            self.close_reason = message.get("reason") or ""
+            return WebSocketDisconnect(self.close_code, self.close_reason)
+        chunks: list[bytes] = []
+        while True:  # the transport lets only body chunks through now
+            body = await self._next(self.timeout, unfinished=_RETURNED_IN_RESPONSE)
+            chunks.append(body.get("body", b""))
+            if not body.get("more_body", False):
+                break
+        denied = WebSocketDenied(message["status"], message.get("headers") or (), b"".join(chunks))
+        self.close_code, self.close_reason = denied.code, denied.reason
+        return denied
 
     # -- the application's side of the transport --------------------------------------
 
@@ -192,7 +224,8 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
 
     # -- receiving ----------------------------------------------------------------------
 
-    async def _next(self, timeout: float | None, *, handshake: bool = False) -> Message:
+    async def _next(self, timeout: float | None, *, unfinished: str = "") -> Message:
+        """The application's next message; ``unfinished``: the error if it returns instead (a close if ``""``)."""
         queue = self._from_app
         while True:
             if queue.empty():
@@ -210,11 +243,8 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
                 queue.put_nowait(item)  # every later receive sees the end too
                 self._report.release()
                 self._report.raise_pending()
-                if handshake:
-                    raise RuntimeError(
-                        "the application returned without accepting or closing the WebSocket handshake "
-                        "(a server answers HTTP 500)"
-                    )
+                if unfinished:
+                    raise RuntimeError(unfinished)
                 if self.close_code is None:
                     self.close_code = CloseCode.ABNORMAL_CLOSURE
                     self.close_reason = "the application returned without closing the connection"

@@ -5,19 +5,22 @@ through the ASGI ``websocket.http.response`` extension (uvicorn's three implemen
 hypercorn, granian) each refusal is its own HTTP status with a JSON ``detail``; daphne lacks the
 extension, so every refusal reaches its clients as a bare 403, and a failure before the accept as
 its own 500. A failure after the accept is the close 1011 everywhere (daphne drops its reason).
+The in-process :class:`~qakeapi.testing.TestClient` reports each refusal with the status, body
+and headers uvicorn sends (``test_the_test_client_reports_what_uvicorn_sends``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.refusal_app import authenticator
+from qakeapi.testing import TestClient, WebSocketDenied
+from tests.e2e.refusal_app import app, authenticator
 from tests.e2e.servers import SERVERS, asgi_server
 
 WITHOUT_DENIAL = frozenset({"daphne"})
@@ -28,10 +31,11 @@ NO_CLOSE_REASON = frozenset({"daphne"})
 
 @dataclass(frozen=True)
 class Refused:
-    """The HTTP response that refused a handshake."""
+    """The HTTP response that refused a handshake (its headers are not compared: servers add theirs)."""
 
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 async def refusal(url: str, *, host: str | None = None, origin: str | None = None) -> Refused:
@@ -47,7 +51,9 @@ async def refusal(url: str, *, host: str | None = None, origin: str | None = Non
         async with connect(url, **options):  # type: ignore[arg-type]
             raise AssertionError(f"{url} was accepted")
     except InvalidStatus as refused:
-        return Refused(refused.response.status_code, bytes(refused.response.body))
+        response = refused.response
+        headers = {name.lower(): value for name, value in response.headers.raw_items()}
+        return Refused(response.status_code, bytes(response.body), headers)
 
 
 def expected(server: str, status: int, detail: str) -> Refused:
@@ -88,3 +94,31 @@ async def test_each_refusal_is_told_apart_by_a_real_client(server_name: str, tmp
         assert "origin 'http://evil.example' refused (host_not_allowed); answering 403" in output
         # The missing accept is logged (by the server, with the traceback) in words that say what to write.
         assert "write 'await websocket.accept()' before the first send" in output
+
+
+REFUSALS = [  # path, the Host header to name instead of the server's, the Origin header
+    ("/wss", None, None),
+    ("/ws", None, "http://evil.example"),
+    ("/ws", "evil.example", "http://evil.example"),
+    ("/auth", None, None),
+    ("/auth?token=forged", None, None),
+    ("/fails", None, None),
+    ("/forgot-accept", None, None),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("server_name", ["uvicorn-websockets", "uvicorn-wsproto", "uvicorn-sansio"])
+@pytest.mark.asyncio
+async def test_the_test_client_reports_what_uvicorn_sends(server_name: str, tmp_path: Path) -> None:
+    with asgi_server(server_name, "tests.e2e.refusal_app:app", tmp_path) as server:
+        for path, host, origin in REFUSALS:
+            real = await refusal(f"{server.ws_url}{path}", host=host, origin=origin)
+            base_url = f"http://{host or '127.0.0.1'}"
+            async with TestClient(app, base_url=base_url, raise_server_exceptions=False) as client:
+                with pytest.raises(WebSocketDenied) as denied:
+                    await client.websocket_connect(path, headers={"origin": origin} if origin else None)
+            in_process = Refused(denied.value.status_code, denied.value.body, dict(denied.value.headers))
+            assert in_process == real, path
+            assert in_process.headers.items() <= real.headers.items(), path  # the app's headers, as sent
+            assert real.status in (401, 403, 404, 500)
