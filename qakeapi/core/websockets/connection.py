@@ -260,8 +260,8 @@ class WebSocket(HTTPConnection, Messages, Ending):
             status: The HTTP status, 400 to 599.
             headers: Response headers (for instance ``WWW-Authenticate``).
             body: The response body.
-            reason: The reason of the fallback close (a client of the test client sees it; a
-                server answers that close with a bare 403).
+            reason: The reason of the fallback close, used only where the server lacks the
+                extension (daphne, which answers that close with a bare 403).
 
         Returns:
             Whether the HTTP response was sent (``False``: the server lacks the extension and
