@@ -27,7 +27,7 @@ The tree::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +134,9 @@ class WebSocketDenied(WebSocketDisconnect):
         status_code: The HTTP status of the response.
         headers: The response headers, as ASGI ``(name, value)`` byte pairs.
         body: The response body.
+        decode: What :meth:`json` reads the body with. The TestClient passes QakeAPI's strict
+            decoder (:func:`qakeapi.core.codec.decode_json`), the one its HTTP responses use;
+            without it :meth:`json` raises :class:`TypeError`.
 
     Attributes:
         status_code: The HTTP status.
@@ -143,12 +146,20 @@ class WebSocketDenied(WebSocketDisconnect):
             text (its first 200 characters), else the status phrase.
     """
 
-    def __init__(self, status_code: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> None:
+    def __init__(
+        self,
+        status_code: int,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: bytes = b"",
+        *,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> None:
         from qakeapi.core.datastructures import Headers  # qakeapi.core imports this module
 
         self.status_code = status_code
         self.headers: Headers = Headers(headers)
         self.body = body
+        self._decode = decode
         said = _said(body)
         status = _status_line(status_code)
         self.detail = said or status.partition(" ")[2] or status
@@ -168,10 +179,11 @@ class WebSocketDenied(WebSocketDisconnect):
 
         Raises:
             ValueError: The body is not JSON.
+            TypeError: The denial was built without a ``decode``.
         """
-        from qakeapi.core.codec import decode_json  # qakeapi.core imports this module
-
-        return decode_json(self.body)
+        if self._decode is None:
+            raise TypeError("this WebSocketDenied was built without decode=; pass the decoder that json() should use")
+        return self._decode(self.body)
 
 
 _MAX_DETAIL = 200

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from qakeapi.exceptions import QakeAPIError, WebSocketDenied, WebSocketDisconnect
+from qakeapi.core.codec import decode_json
+from qakeapi.exceptions import (
+    LoneSurrogateError,
+    NestingTooDeepError,
+    NonStandardJSONError,
+    QakeAPIError,
+    WebSocketDenied,
+    WebSocketDisconnect,
+)
 from qakeapi.status import CloseCode
 from qakeapi.testing import TestClient
 from qakeapi.types import Message, Receive, Scope, Send
@@ -212,4 +220,28 @@ def test_a_long_body_is_shortened_in_the_message_but_kept_whole() -> None:
 
 def test_json_of_a_body_that_is_not_json_is_a_value_error() -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the codec's own message
-        WebSocketDenied(403, (), b"nope").json()
+        WebSocketDenied(403, (), b"nope", decode=decode_json).json()
+
+
+def test_json_without_a_decoder_says_what_is_missing() -> None:
+    with pytest.raises(TypeError, match="without decode="):
+        WebSocketDenied(403, JSON, b'{"detail":"no"}').json()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b'{"detail":NaN}', NonStandardJSONError),
+        (b'{"detail":"\\ud800"}', LoneSurrogateError),
+        (b"[" * 300 + b"]" * 300, NestingTooDeepError),
+    ],
+)
+async def test_the_test_clients_denial_reads_its_body_with_the_strict_decoder(
+    content: bytes, error: type[Exception]
+) -> None:
+    app = denying_app(start(400, JSON), body(content))
+    with pytest.raises(WebSocketDenied) as info:
+        await TestClient(app).websocket_connect("/")
+    with pytest.raises(error):
+        info.value.json()

@@ -7,6 +7,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from qakeapi.core.codec import decode_json
 from qakeapi.exceptions import WebSocketClosedError, WebSocketDenied, WebSocketDisconnect
 from qakeapi.status import CloseCode
 from qakeapi.testing import app_log
@@ -159,7 +160,7 @@ class WebSocketTestSession(SessionMessages, AsyncOnly):
             chunks.append(body.get("body", b""))
             if not body.get("more_body", False):
                 break
-        denied = WebSocketDenied(message["status"], message.get("headers") or (), b"".join(chunks))
+        denied = WebSocketDenied(message["status"], message.get("headers") or (), b"".join(chunks), decode=decode_json)
         self.close_code, self.close_reason = denied.code, denied.reason
         return denied
 
