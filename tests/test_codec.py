@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -205,3 +207,33 @@ def test_encode_json_refuses_circular_references_and_can_encode_the_same_objects
     with pytest.raises(TypeError, match="not JSON serializable"):
         encode_json([shared, object()])
     assert encode_json([shared, shared]) == "[[1,2],[1,2]]"  # nothing left behind by the failure
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda loop: loop.append(loop), id="list-in-itself"),
+        pytest.param(lambda loop: loop.append({"k": [0, (1, loop)]}), id="through-dict-and-tuple"),
+        pytest.param(lambda loop: loop.append([[[[{"deep": [loop]}]]]]), id="five-levels-down"),
+    ],
+)
+def test_encode_json_reports_a_circular_reference_as_json_does(build: Any) -> None:
+    # encode_json's C encoder keeps no markers (no state between calls): a cycle ends in the
+    # recursion limit, which must still surface as JSONEncoder's ValueError, not a RecursionError.
+    loop: list[object] = ["start"]
+    build(loop)
+    assert _outcome(encode_json, {"x": loop}) == _outcome(_reference.encode, {"x": loop})
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        encode_json({"x": loop})
+    assert encode_json({"x": [1]}) == '{"x":[1]}'
+
+
+def test_encode_json_nesting_past_the_recursion_limit_raises_recursion_error_as_json_does() -> None:
+    deep: list[object] = []
+    for _ in range(sys.getrecursionlimit() * 20):
+        deep = [deep, [1]]  # shared nowhere, circular nowhere: only too deep
+    with pytest.raises(RecursionError):
+        _reference.encode(deep)
+    with pytest.raises(RecursionError):
+        encode_json(deep)
+    assert encode_json([[1], [1]]) == "[[1],[1]]"

@@ -142,6 +142,26 @@ async def test_a_slow_reader_does_not_hold_up_the_others() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_broadcaster_cancelled_mid_walk_leaves_nobody_behind_a_slow_reader() -> None:
+    # The walk blocks in the slow reader's write while the broadcasting task is cancelled: the
+    # recipients after it still get the frame at once (the walk's rest is handed on), and the
+    # slow one gets it from the task that entered its write.
+    slow_peer, after_peer = FakePeer(), FakePeer()
+    slow = await connected(slow_peer)
+    after = await connected(after_peer)
+    slow_peer.writable.clear()
+    broadcaster = asyncio.create_task(deliver_in_order("m", [slow, after]))
+    await asyncio.sleep(0)  # the broadcaster has started its walk
+    broadcaster.cancel()
+    await eventually(lambda: after_peer.texts() == ["m"])
+    assert slow_peer.texts() == []
+    slow_peer.writable.set()
+    await eventually(lambda: slow_peer.texts() == ["m"])
+    assert slow_peer.foreign_finishes == 0
+    assert await after.send_text("next") is None and after_peer.texts() == ["m", "next"]
+
+
+@pytest.mark.asyncio
 async def test_deliver_in_order_keeps_order_with_a_direct_send_after_it() -> None:
     peer = FakePeer()
     websocket = await connected(peer)

@@ -97,9 +97,12 @@ async def deliver_in_order(
     if outboxes is None:
         outboxes = [websocket.outbox for websocket in members]
     started = perf_counter()
-    passed = fan_out(message_for(frame), outboxes, closed)
-    if passed is not None:
-        await passed
+    if _EAGER:
+        passed = fan_out(message_for(frame), outboxes, closed)
+        if passed is not None:
+            await passed
+    else:
+        await _fan_out_waiting(message_for(frame), outboxes, closed)
     _counted(frame, len(members) - len(closed), started, None)
     if not closed:
         return []
@@ -257,8 +260,6 @@ class _Pass:
         self.finish()
 
     async def run(self) -> None:
-        if not _EAGER:  # an eager start is checked by fan_out(), only if it did not finish at once
-            self.loop.call_soon(self.check)
         item = self.item
         try:
             for outbox in self.rest:
@@ -332,13 +333,38 @@ def fan_out(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox] | None =
     walk = _Pass(item, outboxes, loop, closed)
     task = _start(loop, walk.run())
     if walk.done:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: failures were reported through the outboxes
-        else:
-            keep(task)
+        _forget(task)
         return None
-    if _EAGER:
-        loop.call_soon(walk.check)  # blocked in its first turn: hand on at the next one
+    # Blocked in its first turn (eager), or not started yet: hand on whatever is left once it has
+    # had that turn (call_soon runs callbacks in the order they were registered).
+    loop.call_soon(walk.check)
     keep(task)
     walk.waiter = loop.create_future()
     return walk.waiter
+
+
+async def _fan_out_waiting(item: Any, outboxes: Sequence[Outbox], closed: list[Outbox]) -> None:
+    """:func:`fan_out` for a caller that waits until every outbox has ``item`` (Python < 3.12).
+
+    Without eager tasks the walk's first turn comes at the next turn of the event loop. The
+    caller yields once: call_soon is first in, first out, so the walk's turn, scheduled first, has
+    run when the caller resumes, and the caller hands on the rest if the walk is blocked in a
+    write. One turn of the loop, where waiting on the walk and a separate check took two.
+    """
+    loop = asyncio.get_running_loop()
+    walk = _Pass(item, outboxes, loop, closed)
+    task = loop.create_task(walk.run())
+    try:
+        await asyncio.sleep(0)
+    finally:  # even if the caller is cancelled: a blocked walk must not hold up the others
+        if not walk.done:
+            walk.hand_off()  # the walk ends after the write it is blocked in; the rest goes on
+    _forget(task)
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    """Let go of a walk's task: keep it until it ends, or retrieve its outcome if it has."""
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: failures were reported through the outboxes
+    else:
+        keep(task)
