@@ -255,3 +255,32 @@ async def test_each_cluster_node_exports_its_envelopes_lag_peers_and_buffer() ->
     assert delta(after, before, "qakeapi_cluster_lag_seconds_count", node="node-b") >= 3
     assert ("qakeapi_cluster_publish_buffer", (("node", "node-a"),)) in after
     assert after[("qakeapi_cluster_outage_seconds_total", (("node", "node-a"),))] == 0
+
+
+async def test_every_way_of_sending_counts_its_frame_and_its_bytes_on_the_wire() -> None:
+    # send_text, send_bytes, send_json (text and binary) and send() share one writer, which
+    # counts a frame and its UTF-8 size (not its length in characters).
+    app = Application()
+    frames: list[str | bytes] = ["héllo ✓", b"\x00\xff", '"é"', '"é"'.encode(), "plain"]
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("héllo ✓")
+        await websocket.send_bytes(b"\x00\xff")
+        await websocket.send_json("é")
+        await websocket.send_json("é", mode="binary")
+        await websocket.send({"type": "websocket.send", "text": "plain"})
+        await websocket.receive_message()
+
+    app.expose_metrics(node="ways", registry=CollectorRegistry())
+    async with TestClient(app) as client:
+        before = parse((await client.get("/metrics")).text)
+        async with client.websocket_connect("/ws") as ws:
+            assert [await ws.receive_text(), await ws.receive_bytes()] == frames[:2]
+            assert [await ws.receive_text(), await ws.receive_bytes(), await ws.receive_text()] == frames[2:]
+            await ws.send_text("bye")
+        after = parse((await client.get("/metrics")).text)
+    assert delta(after, before, "qakeapi_messages_sent_total", node="ways") == len(frames)
+    wire = sum(len(f.encode()) if isinstance(f, str) else len(f) for f in frames)
+    assert delta(after, before, "qakeapi_sent_bytes_total", node="ways") == wire

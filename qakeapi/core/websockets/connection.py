@@ -188,7 +188,7 @@ class WebSocket(HTTPConnection, Messages, Ending):
         kind = message["type"]
         if state is _CONNECTED:
             if kind == "websocket.send":
-                await self._send_data(message)
+                await self._send_data(message, message.get("text") or message.get("bytes") or b"")
                 return
             if kind == "websocket.close":
                 await self.close(int(message.get("code", CloseCode.NORMAL_CLOSURE)), message.get("reason") or "")
